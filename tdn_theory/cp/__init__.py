@@ -1,0 +1,24 @@
+"""CP (CANDECOMP/PARAFAC) decompositions of 3-way tensors: fitting, bounds, factor files.
+
+Convention (DESIGN.md section 2): T[k, i, j] ≈ sum_r A[k, r] B[i, r] C[j, r], A the output
+factor (d3, R), B the input-1 factor (d1, R), C the input-2 factor (d2, R), weights folded in.
+"""
+
+from .factor_files import FactorFileError, load_factors, save_factors
+from .fit import CPFit, fit_cp
+from .lower_bound import rank_lower_bound, unfolding_singular_values
+from .polish import levenberg_marquardt
+from .tensor_ops import cp_to_tensor, relative_error
+
+__all__ = [
+    "CPFit",
+    "FactorFileError",
+    "cp_to_tensor",
+    "fit_cp",
+    "levenberg_marquardt",
+    "load_factors",
+    "rank_lower_bound",
+    "relative_error",
+    "save_factors",
+    "unfolding_singular_values",
+]

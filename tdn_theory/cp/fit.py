@@ -1,0 +1,298 @@
+"""Multi-start CP fitting: tensorly ALS restarts, then a Levenberg–Marquardt polish.
+
+fit_cp(T, R) looks for factors A (d3, R), B (d1, R), C (d2, R) minimising
+
+    ||T - einsum("kr,ir,jr->kij", A, B, C)||_F / ||T||_F,
+
+T indexed [k, i, j] = [output, input 1, input 2] (DESIGN.md section 2). The procedure:
+
+1. T is scaled to unit Frobenius norm (the result is scaled back into A).
+2. `restarts` starts, each from its own child seed of `seed`: an HOSVD start (leading left
+   singular vectors of each unfolding; columns beyond the unfolding's size are Gaussian) and
+   Gaussian random starts. Each start runs tensorly's `parafac` (numpy backend, float64,
+   line search on) in stages whose ridge (l2_reg) is annealed to zero: the ridge keeps
+   nearly collinear, diverging components ("degeneracies") bounded early on, the last stage
+   is plain least squares.
+3. The best `polish_starts` ALS results are polished with Levenberg–Marquardt on all factors
+   (tdn_theory.cp.polish); the best polished result is returned.
+
+The result is deterministic for a given seed as long as the time budget does not cut a
+stage short (a budget makes the amount of work depend on the machine's speed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tensorly as tl
+from tensorly.cp_tensor import CPTensor
+from tensorly.decomposition import parafac
+
+from .polish import levenberg_marquardt
+from .tensor_ops import check_rank, check_target, cp_to_tensor, relative_error
+
+__all__ = ["CPFit", "fit_cp", "INIT_METHODS"]
+
+INIT_METHODS = ("mixed", "svd", "random")
+RIDGE_SCHEDULE = (1.0, 0.1, 0.01, 0.0)  # multiples of `ridge`, one ALS stage each
+RIDGE_STAGE_FRACTION = 0.1  # share of max_iter spent in each ridged stage (the rest: ridge 0)
+
+ProgressCallback = Callable[[str, int, int, float], None]
+
+
+@dataclass
+class CPFit:
+    """A CP approximation T ≈ einsum("kr,ir,jr->kij", A, B, C) with the weights folded in.
+
+    A : (d3, R) output factor; B : (d1, R) input-1 factor; C : (d2, R) input-2 factor.
+    relative_error : ||T - T_hat||_F / ||T||_F of the returned factors.
+    history : one dict per ALS restart (init, seed, iterations, relative error, seconds) and
+        one per polish (stage "polish", start, iterations, error before/after, reason).
+    seed : the seed the fit was made with (None when the factors came from elsewhere).
+    seconds : wall time of the whole fit.
+    """
+
+    A: np.ndarray
+    B: np.ndarray
+    C: np.ndarray
+    relative_error: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seed: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def rank(self) -> int:
+        """The number of rank-one terms R (columns of A, B, C)."""
+        return int(self.A.shape[1])
+
+    @property
+    def factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(A, B, C)."""
+        return self.A, self.B, self.C
+
+    def to_tensor(self) -> np.ndarray:
+        """The approximation T_hat[k, i, j] = sum_r A[k, r] B[i, r] C[j, r], shape (d3, d1, d2)."""
+        return cp_to_tensor(self.A, self.B, self.C)
+
+
+def _hosvd_start(T: np.ndarray, rank: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Leading left singular vectors of each unfolding; first mode scaled by singular values."""
+    factors = []
+    for mode in range(3):
+        unfolding = np.moveaxis(T, mode, 0).reshape(T.shape[mode], -1)
+        U, s, _ = np.linalg.svd(unfolding, full_matrices=False)
+        k = min(rank, U.shape[1])
+        F = U[:, :k]
+        if mode == 0:
+            F = F * s[:k]
+        if k < rank:
+            scale = float(np.mean(np.abs(F))) if F.size else 1.0
+            extra = rng.standard_normal((T.shape[mode], rank - k)) * scale
+            F = np.concatenate([F, extra], axis=1)
+        factors.append(F)
+    return factors
+
+
+def _random_start(T: np.ndarray, rank: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Gaussian factors scaled so that the CP tensor has roughly the norm of T."""
+    factors = [rng.standard_normal((n, rank)) for n in T.shape]
+    approx_norm = np.sqrt(rank * T.shape[0] * T.shape[1] * T.shape[2])
+    scale = (np.linalg.norm(T) / approx_norm) ** (1.0 / 3.0)
+    return [F * scale for F in factors]
+
+
+def _als(
+    T: np.ndarray,
+    factors: list[np.ndarray],
+    *,
+    max_iter: int,
+    tol: float,
+    ridge: float,
+    deadline: float | None,
+) -> tuple[list[np.ndarray], int]:
+    """tensorly parafac with line search, ridge annealed along RIDGE_SCHEDULE; T has norm 1."""
+    rank = factors[0].shape[1]
+    iterations = 0
+    stage_iters = max(1, int(RIDGE_STAGE_FRACTION * max_iter))
+    stop = {"flag": False}
+
+    def callback(_cp, _err):
+        nonlocal iterations
+        iterations += 1
+        if deadline is not None and time.perf_counter() > deadline:
+            stop["flag"] = True
+            return True
+        return False
+
+    schedule = [m * ridge for m in RIDGE_SCHEDULE] if ridge > 0 else [0.0]
+    for stage, l2 in enumerate(schedule):
+        last = stage == len(schedule) - 1
+        n_iter = max_iter - stage_iters * (len(schedule) - 1) if last else stage_iters
+        if n_iter <= 0:
+            continue
+        cp = parafac(
+            T,
+            int(rank),
+            n_iter_max=int(n_iter),
+            init=CPTensor((np.ones(rank), factors)),
+            tol=tol if last else 0.0,
+            l2_reg=float(l2),
+            linesearch=True,
+            normalize_factors=False,
+            callback=callback,
+        )
+        weights, fs = cp
+        fs = [np.asarray(F, dtype=np.float64) for F in fs]
+        fs[0] = fs[0] * np.asarray(weights, dtype=np.float64)[None, :]
+        factors = fs
+        iterations -= 1  # parafac calls the callback once before its first iteration
+        if stop["flag"]:
+            break
+    return factors, iterations
+
+
+def fit_cp(
+    T: np.ndarray,
+    rank: int,
+    *,
+    restarts: int = 8,
+    seed: int = 0,
+    max_iter: int = 400,
+    tol: float = 1e-12,
+    init: str = "mixed",
+    ridge: float = 1e-3,
+    polish: bool = True,
+    polish_starts: int = 1,
+    polish_iter: int = 400,
+    time_budget: float | None = None,
+    als_fraction: float = 0.5,
+    progress: ProgressCallback | None = None,
+) -> CPFit:
+    """Fit a rank-`rank` CP decomposition to the 3-way tensor T (indexed [k, i, j]).
+
+    Parameters
+    ----------
+    T : (d3, d1, d2) real array, finite, not zero.
+    rank : int >= 1 (a float is refused: tensorly would read it as a fraction).
+    restarts : number of ALS starts (>= 1).
+    seed : int; every random draw derives from it (np.random.SeedSequence(seed).spawn).
+    max_iter : ALS iterations per start (over all ridge stages).
+    tol : ALS stops a start when its relative error changes by less than `tol`.
+    init : "mixed" (first start HOSVD, the rest random), "svd" (HOSVD for every start, random
+        only in the columns beyond an unfolding's size) or "random".
+    ridge : initial ridge (l2_reg) on the unit-norm problem, annealed to zero (0 disables).
+    polish : run Levenberg–Marquardt on the best `polish_starts` ALS results.
+    polish_iter : maximal Levenberg–Marquardt iterations per polished start.
+    time_budget : seconds for the whole fit or None (no limit); `als_fraction` of it goes to
+        the ALS restarts, the rest to the polish. At least one ALS start always completes.
+    progress : optional callback(stage, done, total, relative_error) with stage "restart"
+        (after each ALS start) or "polish" (after each Levenberg–Marquardt iteration).
+
+    Returns
+    -------
+    CPFit with the best factors found (A holds the scale of T).
+    """
+    start_time = time.perf_counter()
+    T = check_target(T, who="fit_cp")
+    rank = check_rank(rank, who="fit_cp")
+    for name, value, low in (
+        ("restarts", restarts, 1),
+        ("max_iter", max_iter, 1),
+        ("polish_starts", polish_starts, 1),
+        ("polish_iter", polish_iter, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"fit_cp: {name} must be an integer >= {low}, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"fit_cp: seed must be a non-negative integer, got {seed!r}")
+    if init not in INIT_METHODS:
+        raise ValueError(f"fit_cp: init must be one of {INIT_METHODS}, got {init!r}")
+    if not (np.isfinite(ridge) and ridge >= 0):
+        raise ValueError(f"fit_cp: ridge must be a finite number >= 0, got {ridge!r}")
+    if not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"fit_cp: tol must be a finite number >= 0, got {tol!r}")
+    if time_budget is not None and not (np.isfinite(time_budget) and time_budget > 0):
+        raise ValueError(f"fit_cp: time_budget must be a positive number of seconds or None, "
+                         f"got {time_budget!r}")
+    if not 0 < als_fraction <= 1:
+        raise ValueError(f"fit_cp: als_fraction must lie in (0, 1], got {als_fraction!r}")
+
+    tl.set_backend("numpy")
+    norm = float(np.linalg.norm(T))
+    Tn = T / norm
+    seeds = np.random.SeedSequence(int(seed)).spawn(int(restarts))
+    als_deadline = None if time_budget is None else start_time + als_fraction * time_budget
+    history: list[dict[str, Any]] = []
+    candidates: list[tuple[float, list[np.ndarray]]] = []
+
+    for index, child in enumerate(seeds):
+        if index > 0 and als_deadline is not None and time.perf_counter() > als_deadline:
+            break
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(child)
+        use_svd = init == "svd" or (init == "mixed" and index == 0)
+        factors0 = _hosvd_start(Tn, rank, rng) if use_svd else _random_start(Tn, rank, rng)
+        factors, iters = _als(
+            Tn, factors0, max_iter=int(max_iter), tol=tol, ridge=ridge, deadline=als_deadline
+        )
+        err = relative_error(Tn, cp_to_tensor(*factors))
+        candidates.append((err, factors))
+        history.append({
+            "stage": "als",
+            "restart": index,
+            "init": "svd" if use_svd else "random",
+            "spawn_key": list(child.spawn_key),
+            "iterations": int(iters),
+            "relative_error": float(err),
+            "seconds": time.perf_counter() - t0,
+        })
+        if progress is not None:
+            progress("restart", index + 1, int(restarts), float(err))
+
+    candidates.sort(key=lambda c: c[0])
+    best_err, best = candidates[0]
+    if polish and polish_iter > 0:
+        to_polish = candidates[: int(polish_starts)]
+        for rank_index, (err0, factors) in enumerate(to_polish):
+            remaining = None
+            if time_budget is not None:
+                left = time_budget - (time.perf_counter() - start_time)
+                remaining = max(left / (len(to_polish) - rank_index), 0.0)
+                if remaining <= 0 and rank_index > 0:
+                    break
+            cb = None
+            if progress is not None:
+                def cb(i, e, _p=progress):
+                    _p("polish", i, int(polish_iter), float(e))
+            res = levenberg_marquardt(
+                Tn, *factors, max_iter=int(polish_iter), time_budget=remaining, callback=cb
+            )
+            err = relative_error(Tn, cp_to_tensor(res.A, res.B, res.C))
+            history.append({
+                "stage": "polish",
+                "start_rank": rank_index,
+                "iterations": int(res.iterations),
+                "relative_error_before": float(err0),
+                "relative_error": float(err),
+                "reason": res.reason,
+                "seconds": res.seconds,
+            })
+            if err < best_err:
+                best_err, best = err, [res.A, res.B, res.C]
+
+    A, B, C = (np.ascontiguousarray(F, dtype=np.float64) for F in best)
+    A = A * norm
+    final_err = relative_error(T, cp_to_tensor(A, B, C))
+    return CPFit(
+        A=A,
+        B=B,
+        C=C,
+        relative_error=final_err,
+        history=history,
+        seed=int(seed),
+        seconds=time.perf_counter() - start_time,
+    )

@@ -1,0 +1,70 @@
+"""Basic operations on 3-way CP tensors in the project's convention.
+
+A rank-R CP tensor of shape (d3, d1, d2) is given by three factor matrices with the weights
+folded in (DESIGN.md section 2):
+
+    A : (d3, R)  output mode k,
+    B : (d1, R)  input-1 mode i,
+    C : (d2, R)  input-2 mode j,
+
+    T_hat[k, i, j] = sum_r A[k, r] * B[i, r] * C[j, r]      (einsum "kr,ir,jr->kij").
+
+The relative error of an approximation is ||T - T_hat||_F / ||T||_F.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["cp_to_tensor", "relative_error", "check_target", "check_rank"]
+
+
+def cp_to_tensor(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Return T_hat[k, i, j] = sum_r A[k, r] B[i, r] C[j, r] as a float64 array (d3, d1, d2)."""
+    A, B, C = (np.asarray(F, dtype=np.float64) for F in (A, B, C))
+    if A.ndim != 2 or B.ndim != 2 or C.ndim != 2:
+        raise ValueError("cp_to_tensor: A, B, C must be 2-D factor matrices (rows, rank)")
+    if not (A.shape[1] == B.shape[1] == C.shape[1]):
+        raise ValueError(
+            f"cp_to_tensor: factors disagree on the rank ({A.shape[1]}, {B.shape[1]}, "
+            f"{C.shape[1]}); A, B, C must have the same number of columns"
+        )
+    return np.einsum("kr,ir,jr->kij", A, B, C, optimize=True)
+
+
+def relative_error(T: np.ndarray, T_hat: np.ndarray) -> float:
+    """Return ||T - T_hat||_F / ||T||_F (T must be non-zero and of the same shape as T_hat)."""
+    T = np.asarray(T, dtype=np.float64)
+    T_hat = np.asarray(T_hat, dtype=np.float64)
+    if T.shape != T_hat.shape:
+        raise ValueError(f"relative_error: shapes differ, {T.shape} vs {T_hat.shape}")
+    norm = float(np.linalg.norm(T))
+    if norm == 0.0:
+        raise ValueError("relative_error: the reference tensor T is zero, relative error undefined")
+    return float(np.linalg.norm(T - T_hat)) / norm
+
+
+def check_target(T: np.ndarray, *, who: str = "fit_cp") -> np.ndarray:
+    """Validate a target tensor: 3-way, real, finite, non-zero; return it as float64."""
+    arr = np.asarray(T)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{who}: T must be a real numeric array, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64, copy=False)
+    if arr.ndim != 3:
+        raise ValueError(f"{who}: T must be a 3-way array (d3, d1, d2), got shape {arr.shape}")
+    if min(arr.shape) < 1:
+        raise ValueError(f"{who}: T has an empty mode, shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{who}: T contains NaN or infinite entries; pass a finite tensor")
+    if not np.any(arr):
+        raise ValueError(f"{who}: T is zero, its relative error is undefined; pass a non-zero tensor")
+    return arr
+
+
+def check_rank(rank: object, *, who: str = "fit_cp") -> int:
+    """Validate a CP rank: an integer >= 1 (floats are refused: tensorly reads them as fractions)."""
+    if isinstance(rank, (bool, np.bool_)) or not isinstance(rank, (int, np.integer)):
+        raise ValueError(f"{who}: rank must be an integer >= 1, got {rank!r}")
+    if int(rank) < 1:
+        raise ValueError(f"{who}: rank must be >= 1, got {int(rank)}")
+    return int(rank)

@@ -1,0 +1,241 @@
+"""The TDN layer: the CG tensor product replaced by a CP decomposition of the CG tensor.
+
+With factors ``A`` (d3 x R, output), ``B`` (d1 x R, input 1), ``C`` (d2 x R, input 2) that
+approximate the CG tensor, ``M[k, i, j] ~ sum_r A[k, r] B[i, r] C[j, r]``, the layer computes for
+every channel ``c``
+
+    out[..., c, k] = weight[..., c] * sum_r A[k, r] (sum_i B[i, r] x[..., c, i]) (sum_j C[j, r] y[..., j])
+
+i.e. ``out = ((x @ B) * (y @ C)[..., None, :]) @ A.T``, scaled per channel: three matrix
+products and one elementwise product, ``O(d R)`` work per channel instead of ``O(d^3)``.
+``weight`` is one number per channel shared by all paths (path-weight sharing); with exact
+factors the layer is exactly SO(3)-equivariant for any weight.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["CPTensorProduct", "check_layer_inputs"]
+
+
+def _as_factor(value: Any, name: str, dtype: torch.dtype | None, device: Any) -> torch.Tensor:
+    """A factor matrix as a floating torch tensor; numpy float64 stays float64 unless ``dtype``."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach()
+    else:
+        array = np.asarray(value)
+        if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(
+            array.dtype, np.integer
+        ):
+            raise ValueError(f"factor {name} must hold real numbers, got dtype {array.dtype}")
+        if np.issubdtype(array.dtype, np.integer):
+            array = array.astype(np.float64)
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if not tensor.is_floating_point():
+        raise ValueError(f"factor {name} must be a real floating tensor, got dtype {tensor.dtype}")
+    if tensor.ndim != 2:
+        raise ValueError(f"factor {name} must be a matrix (d x R), got shape {tuple(tensor.shape)}")
+    if tensor.shape[0] < 1 or tensor.shape[1] < 1:
+        raise ValueError(f"factor {name} is empty, shape {tuple(tensor.shape)}")
+    tensor = tensor.to(dtype=dtype or tensor.dtype, device=device)
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"factor {name} contains NaN or infinite entries")
+    return tensor.contiguous().clone()
+
+
+def check_layer_inputs(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weight: torch.Tensor | None,
+    *,
+    d_in1: int,
+    d_in2: int,
+    reference: torch.Tensor,
+    layer: str,
+) -> None:
+    """Raise a one-line ValueError when ``x``, ``y``, ``weight`` do not fit a layer.
+
+    Expected: ``x`` (..., channels, d_in1), ``y`` (..., d_in2), ``weight`` (..., channels) or
+    None, batch shapes broadcastable, all with ``reference``'s dtype and device.
+    """
+    for name, t in (("x", x), ("y", y), ("weight", weight)):
+        if t is None and name == "weight":
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{layer}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype != reference.dtype:
+            raise ValueError(
+                f"{layer}: {name} has dtype {t.dtype} but the layer holds {reference.dtype}; "
+                f"cast the input to {reference.dtype} or call layer.to({t.dtype})"
+            )
+        if t.device != reference.device:
+            raise ValueError(
+                f"{layer}: {name} is on {t.device} but the layer is on {reference.device}; "
+                f"move the input or call layer.to('{t.device}')"
+            )
+    if x.ndim < 2:
+        raise ValueError(
+            f"{layer}: x must have shape (..., channels, {d_in1}), got {tuple(x.shape)}"
+        )
+    if x.shape[-1] != d_in1:
+        raise ValueError(
+            f"{layer}: x has last dimension {x.shape[-1]} but the layer expects d = {d_in1}; "
+            "x must have shape (..., channels, d)"
+        )
+    if y.ndim < 1 or y.shape[-1] != d_in2:
+        raise ValueError(
+            f"{layer}: y has shape {tuple(y.shape)} but the layer expects (..., {d_in2}) "
+            "(input 2 has one channel)"
+        )
+    channels = x.shape[-2]
+    batch_shapes = [x.shape[:-2], y.shape[:-1]]
+    if weight is not None:
+        if weight.ndim < 1 or weight.shape[-1] != channels:
+            raise ValueError(
+                f"{layer}: weight has shape {tuple(weight.shape)} but x has {channels} channels; "
+                f"weight must have shape (..., {channels})"
+            )
+        batch_shapes.append(weight.shape[:-1])
+    try:
+        torch.broadcast_shapes(*batch_shapes)
+    except RuntimeError:
+        raise ValueError(
+            f"{layer}: batch shapes {[tuple(s) for s in batch_shapes]} of x, y, weight "
+            "do not broadcast"
+        ) from None
+
+
+class CPTensorProduct(torch.nn.Module):
+    """TDN tensor product ``out = w * A((Bᵀx) ⊙ (Cᵀy))`` per channel, from fixed CP factors.
+
+    Parameters
+    ----------
+    A, B, C : arrays or tensors of shapes (d3, R), (d1, R), (d2, R)
+        CP factors of the CG tensor (weights folded in), ``M ~ einsum("kr,ir,jr->kij", A, B, C)``.
+        They become buffers (saved in ``state_dict``, moved by ``.to``, never trained).
+    dtype, device : optional
+        Where to keep the factors. By default a tensor keeps its dtype and numpy arrays their
+        precision (float64 stays float64), so exact factors stay exact; use ``.float()`` or
+        ``.to(torch.float32)`` for a float32 layer.
+
+    ``forward(x, y, weight=None)``: ``x`` (..., channels, d1), ``y`` (..., d2), ``weight``
+    (..., channels) or None; batch shapes broadcast. Returns (..., channels, d3).
+    """
+
+    A: torch.Tensor
+    B: torch.Tensor
+    C: torch.Tensor
+
+    def __init__(
+        self,
+        A: Any,
+        B: Any,
+        C: Any,
+        *,
+        dtype: torch.dtype | None = None,
+        device: Any = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        factors = {n: _as_factor(v, n, dtype, device) for n, v in (("A", A), ("B", B), ("C", C))}
+        ranks = {n: f.shape[1] for n, f in factors.items()}
+        if len(set(ranks.values())) != 1:
+            raise ValueError(
+                f"factors A, B, C must have the same number of columns (the rank R), got {ranks}"
+            )
+        dtypes = {f.dtype for f in factors.values()}
+        if len(dtypes) != 1:
+            raise ValueError(
+                f"factors A, B, C have different dtypes {sorted(map(str, dtypes))}; "
+                "pass dtype= to cast them"
+            )
+        for name, factor in factors.items():
+            self.register_buffer(name, factor)
+        self.meta: dict[str, Any] = dict(meta) if meta is not None else {}
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike,
+        *,
+        expect: Mapping[str, Any] | None = None,
+        dtype: torch.dtype | None = None,
+        device: Any = None,
+    ) -> CPTensorProduct:
+        """Build the layer from a factor file written by ``python -m tdn_theory.fit_cp``.
+
+        ``expect`` (e.g. ``{"L": 3, "normalization": "unit"}``) is passed to
+        ``tdn_theory.cp.load_factors``, which raises ``FactorFileError`` (a ValueError) on a
+        mismatch. The shapes are checked against the file's ``L`` and ``rank``; the metadata is
+        kept in ``layer.meta``.
+        """
+        from tdn_theory.cp import load_factors
+
+        fit, meta = load_factors(path, expect=expect)
+        d = (int(meta["L"]) + 1) ** 2
+        rank = int(meta["rank"])
+        for name in ("A", "B", "C"):
+            shape = tuple(np.shape(getattr(fit, name)))
+            if shape != (d, rank):
+                raise ValueError(
+                    f"{os.fspath(path)}: factor {name} has shape {shape} but the metadata says "
+                    f"L = {meta['L']}, rank = {rank} (expected {(d, rank)}); rewrite the file"
+                )
+        return cls(fit.A, fit.B, fit.C, dtype=dtype, device=device, meta=meta)
+
+    @property
+    def rank(self) -> int:
+        """Number of CP terms R."""
+        return int(self.A.shape[1])
+
+    @property
+    def dims(self) -> tuple[int, int, int]:
+        """``(d1, d2, d3)``: input 1, input 2 and output feature dimensions."""
+        return int(self.B.shape[0]), int(self.C.shape[0]), int(self.A.shape[0])
+
+    @property
+    def L(self) -> int | None:
+        """The degree L when d1 = d2 = d3 = (L+1)^2, else None."""
+        d1, d2, d3 = self.dims
+        root = math.isqrt(d1)
+        return root - 1 if d1 == d2 == d3 and root * root == d1 else None
+
+    def dense_tensor(self) -> torch.Tensor:
+        """The approximated CG tensor ``einsum("kr,ir,jr->kij", A, B, C)``, shape (d3, d1, d2)."""
+        return torch.einsum("kr,ir,jr->kij", self.A, self.B, self.C)
+
+    def flops(self, batch: int, channels: int) -> int:
+        """Floating point operations of one forward without weight, as multiply-adds x 2.
+
+        ``2 N C d1 R`` (x @ B) + ``2 N d2 R`` (y @ C) + ``N C R`` (product) + ``2 N C R d3`` (@ Aᵀ).
+        """
+        d1, d2, d3 = self.dims
+        R = self.rank
+        n, c = batch, channels
+        return 2 * n * c * d1 * R + 2 * n * d2 * R + n * c * R + 2 * n * c * R * d3
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        d1, d2, _ = self.dims
+        check_layer_inputs(
+            x, y, weight, d_in1=d1, d_in2=d2, reference=self.A, layer="CPTensorProduct"
+        )
+        h = torch.matmul(x, self.B)  # (..., C, R): one GEMM over all edges and channels
+        yc = torch.matmul(y, self.C).unsqueeze(-2)  # (..., 1, R)
+        h = h * yc
+        out = torch.matmul(h, self.A.mT)  # (..., C, d3)
+        if weight is not None:
+            out = out * weight.unsqueeze(-1)
+        return out
+
+    def extra_repr(self) -> str:
+        d1, d2, d3 = self.dims
+        return f"d1={d1}, d2={d2}, d3={d3}, rank={self.rank}, dtype={self.A.dtype}"

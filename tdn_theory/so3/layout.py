@@ -1,0 +1,30 @@
+"""Layout of a feature vector with degrees l = 0..L.
+
+A feature vector is the concatenation of blocks ``[l=0 | l=1 | ... | l=L]``; block ``l`` has
+length ``2l+1`` with ``m = -l..l`` in e3nn's order, so the total dimension is
+``d = sum_l (2l+1) = (L+1)^2`` and block ``l`` occupies the flat indices ``l^2 .. (l+1)^2 - 1``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import check_degree
+
+
+def dim(L: int) -> int:
+    """Dimension ``d = (L+1)^2`` of a feature vector with degrees ``0..L``."""
+    L = check_degree(L)
+    return (L + 1) ** 2
+
+
+def degree_slices(L: int) -> list[slice]:
+    """``[slice(l^2, (l+1)^2) for l in 0..L]``: where block ``l`` sits in a flat vector."""
+    L = check_degree(L)
+    return [slice(l * l, (l + 1) * (l + 1)) for l in range(L + 1)]
+
+
+def degree_of_index(L: int) -> np.ndarray:
+    """Integer array of shape ``(d,)``: the degree ``l`` of each flat index."""
+    L = check_degree(L)
+    return np.repeat(np.arange(L + 1), [2 * l + 1 for l in range(L + 1)])
