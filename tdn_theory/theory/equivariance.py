@@ -16,7 +16,8 @@ Rotations act by ``D = D(R) = blockdiag_l D^l(R)`` (``tdn_theory.so3.block_wigne
 
 The group acts on tensors by
 ``(rho(R) T)[k, i, j] = sum D[k', k] T[k', i', j'] D[i', i] D[j', j]`` (that is T -> D^T T (D, D));
-then ``M_hat(Dx, Dy) - D M_hat(x, y) = D (rho(R) T_hat - T_hat)(x, y)``, so ``eps(R, x, y) = ||(rho(R) T_hat - T_hat)(x, y)||`` and ``T`` is equivariant iff rho(R) T = T.
+then ``M_hat(Dx, Dy) - D M_hat(x, y) = D (rho(R) T_hat - T_hat)(x, y)``, so
+``eps(R, x, y) = ||(rho(R) T_hat - T_hat)(x, y)||`` and T is equivariant iff rho(R) T = T.
 
 Bounds implemented here (proofs in proofs/equivariance_bound.md):
 
@@ -26,7 +27,8 @@ Bounds implemented here (proofs in proofs/equivariance_bound.md):
   of one specific rank-<=R CP tensor, the HOSVD truncation of T to multilinear rank
   R_T = floor(R^(1/3)) (``hosvd_cp``), not the error of an arbitrary fit.
 * ``haar_mean_square``: the exact Haar average
-  E_R ||rho(R) T_hat - T_hat||_F^2 = 2 ||(I - P) T_hat||_F^2, P the orthogonal projection onto the span of the invariant (path) tensors.
+  E_R ||rho(R) T_hat - T_hat||_F^2 = 2 ||(I - P) T_hat||_F^2, P the orthogonal projection onto the
+  span of the invariant (path) tensors.
 """
 
 from __future__ import annotations
@@ -110,7 +112,10 @@ def _is_dense(obj: Any) -> bool:
 
 
 def to_dense(factors_or_tensor: Any) -> np.ndarray:
-    """Dense (d3, d1, d2) tensor T_hat[k, i, j] = sum_r A[k, r] B[i, r] C[j, r] (arrays pass through)."""
+    """Dense (d3, d1, d2) tensor T_hat[k, i, j] = sum_r A[k, r] B[i, r] C[j, r].
+
+    A (d, d, d) array passes through unchanged (as float64).
+    """
     if _is_dense(factors_or_tensor):
         return np.asarray(factors_or_tensor, dtype=np.float64)
     A, B, C = as_factors(factors_or_tensor)
