@@ -4,7 +4,8 @@ With factors ``A`` (d3 x R, output), ``B`` (d1 x R, input 1), ``C`` (d2 x R, inp
 approximate the CG tensor, ``M[k, i, j] ~ sum_r A[k, r] B[i, r] C[j, r]``, the layer computes for
 every channel ``c``
 
-    out[..., c, k] = weight[..., c] * sum_r A[k, r] (sum_i B[i, r] x[..., c, i]) (sum_j C[j, r] y[..., j])
+    out[..., c, k] = weight[..., c]
+                     * sum_r A[k, r] (sum_i B[i, r] x[..., c, i]) (sum_j C[j, r] y[..., j])
 
 i.e. ``out = ((x @ B) * (y @ C)[..., None, :]) @ A.T``, scaled per channel: three matrix
 products and one elementwise product, ``O(d R)`` work per channel instead of ``O(d^3)``.

@@ -37,7 +37,7 @@ def degree_from_dim(d: int) -> int:
 
 
 def irreps(L: int, channels: int = 1) -> o3.Irreps:
-    """e3nn irreps ``"C x 0e + C x 1e + ... + C x Le"`` of ``channels`` copies of degrees ``0..L``."""
+    """e3nn irreps ``"C x 0e + C x 1e + ... + C x Le"``: ``channels`` copies of degrees 0..L."""
     if int(L) != L or L < 0:
         raise ValueError(f"L must be an integer >= 0, got {L!r}")
     if int(channels) != channels or channels < 1:
@@ -51,10 +51,14 @@ def to_e3nn_layout(x: torch.Tensor) -> torch.Tensor:
     Output block ``l`` is ``x[..., :, l^2:(l+1)^2]`` flattened as ``[u, m]``.
     """
     if x.ndim < 2:
-        raise ValueError(f"expected a tensor of shape (..., channels, d), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"expected a tensor of shape (..., channels, d), got shape {tuple(x.shape)}"
+        )
     L = degree_from_dim(x.shape[-1])
     batch, channels = x.shape[:-2], x.shape[-2]
-    blocks = [x[..., :, s].reshape(*batch, channels * (s.stop - s.start)) for s in so3.degree_slices(L)]
+    blocks = [
+        x[..., :, s].reshape(*batch, channels * (s.stop - s.start)) for s in so3.degree_slices(L)
+    ]
     return torch.cat(blocks, dim=-1)
 
 
@@ -84,8 +88,9 @@ def e3nn_tensor_product(
     ``irreps_in1 = irreps(L, channels)``, ``irreps_in2 = irreps(L, 1)``, ``irreps_out =
     irreps(L, channels)``; one instruction per path in ``so3.paths`` order, external per-sample
     weights (``shared_weights=False``) of shape ``(..., n_paths * channels)`` laid out
-    ``[path, channel]``; ``irrep_normalization="none"`` and ``path_normalization="none"``, so path
-    ``p = (l1, l2, l3)`` contributes ``w[p, u] * sum_ij wigner_3j(l1, l2, l3)[i, j, k] x[u, i] y[j]``
+    ``[path, channel]``; ``irrep_normalization="none"`` and ``path_normalization="none"``, so
+    path ``p = (l1, l2, l3)`` contributes
+    ``w[p, u] * sum_ij wigner_3j(l1, l2, l3)[i, j, k] x[u, i] y[j]``
     (the "unit" block). Other normalizations are expressed through the weights, see
     :func:`e3nn_path_weights`.
     """
@@ -110,7 +115,7 @@ def e3nn_tensor_product(
 def e3nn_path_weights(
     weight: torch.Tensor, L: int, normalization: str = "unit", parity: str = "all"
 ) -> torch.Tensor:
-    """Per-channel weights ``(..., C)`` -> the weights of :func:`e3nn_tensor_product` ``(..., P*C)``.
+    """Per-channel weights ``(..., C)`` -> :func:`e3nn_tensor_product` weights ``(..., P*C)``.
 
     Path-weight sharing: every path ``p`` of channel ``u`` gets ``weight[..., u] *
     so3.path_weight(*p, normalization)``, so the e3nn product equals
