@@ -38,11 +38,11 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import tensorly as tl
 from scipy.optimize import minimize
 from scipy.spatial.transform import Rotation
 
-from tdn_theory.so3 import block_wigner_D, degree_slices, paths, random_rotations, real_cg
+from tdn_theory.cp.lower_bound import absolute_lower_bound, unfolding_singular_values
+from tdn_theory.so3 import block_wigner_D, degree_slices, paths, random_rotations, unit_block
 
 __all__ = [
     "aposteriori_bound",
@@ -246,8 +246,7 @@ def _invariant_basis_cached(L: int) -> tuple[PathBlock, ...]:
     sl = degree_slices(L)
     out = []
     for l1, l2, l3 in paths(L, parity="all"):
-        blk = np.transpose(np.asarray(real_cg(l1, l2, l3), dtype=np.float64), (2, 0, 1))
-        blk = blk / np.linalg.norm(blk)
+        blk = np.array(unit_block(l1, l2, l3), dtype=np.float64)
         blk.setflags(write=False)
         out.append(((l1, l2, l3), (sl[l3], sl[l1], sl[l2]), blk))
     return tuple(out)
@@ -289,11 +288,8 @@ def haar_mean_square(T_hat: Any, L: int | None = None) -> float:
     L = _cube_degree(T) if L is None else L
     if T.shape != ((L + 1) ** 2,) * 3:
         raise ValueError(f"tensor shape {T.shape} does not match L={L} (d={(L + 1) ** 2})")
-    total = float(np.sum(T * T))
-    inv = sum(
-        float(np.sum(U * T[s3, s1, s2])) ** 2 for _, (s3, s1, s2), U in invariant_path_basis(L)
-    )
-    return 2.0 * max(total - inv, 0.0)
+    residual = T - project_invariant(T, L)  # no cancellation: exact zero for equivariant T
+    return 2.0 * float(np.sum(residual * residual))
 
 
 def monte_carlo_mean_square(
@@ -342,17 +338,13 @@ def aposteriori_bound(T: np.ndarray, T_hat: Any) -> dict[str, float]:
 
 
 def mode_tail_energies(T: np.ndarray, r: int) -> np.ndarray:
-    """[sum_{k>r} sigma_k(T_(n))^2 for n = 0, 1, 2], T_(n) the mode-n unfolding (tensorly order)."""
+    """[sum_{k>r} sigma_k(T_(n))^2 for n = 0, 1, 2], T_(n) the mode-n unfolding."""
     T = np.asarray(T, dtype=np.float64)
     if T.ndim != 3:
         raise ValueError(f"expected a 3-way tensor, got shape {T.shape}")
     if int(r) != r or r < 0:
         raise ValueError(f"truncation rank must be a non-negative integer, got {r!r}")
-    out = np.empty(3)
-    for n in range(3):
-        s = np.linalg.svd(tl.unfold(T, n), compute_uv=False)
-        out[n] = float(np.sum(s[int(r) :] ** 2))
-    return out
+    return np.array([float(np.sum(s[int(r) :] ** 2)) for s in unfolding_singular_values(T)])
 
 
 def _thm31_truncation(rank: int) -> int:
@@ -396,7 +388,8 @@ def hosvd_cp(T: np.ndarray, rank: int) -> Factors:
     r = _thm31_truncation(rank)
     Us = []
     for n in range(3):
-        U, _, _ = np.linalg.svd(tl.unfold(T, n), full_matrices=False)
+        unfolding = np.moveaxis(T, n, 0).reshape(T.shape[n], -1)
+        U, _, _ = np.linalg.svd(unfolding, full_matrices=False)
         Us.append(U[:, :r])
     G = np.einsum("kij,ka,ib,jc->abc", T, Us[0], Us[1], Us[2], optimize=True)
     a, b, c = (
@@ -512,8 +505,9 @@ def check_fit(
     """Every equivariance figure for one CP fit of an exactly equivariant tensor T (d, d, d).
 
     Keys (all per unit inputs ||x|| = ||y|| = 1 where an eps is involved):
-      L, d, rank, norm_T, fit_error (||E||_F), relative_error, lower_bound (certified, any rank-R
-      CP, absolute), thm31_bound (a-priori absolute Frobenius bound for the HOSVD truncation),
+      L, d, rank, norm_T, fit_error (||E||_F), relative_error, lower_bound (certified absolute
+      lower bound on ||T - T'||_F over every rank-R CP T'), relative_lower_bound, thm31_bound
+      (a-priori absolute Frobenius bound for the HOSVD truncation),
       thm31_equivariance_bound (2 * thm31_bound), thm31_vacuous (thm31_bound >= ||T||_F),
       hosvd_error (actual ||T - T_R||_F of that truncation), aposteriori_spectral (2 ||E_(1)||_2),
       aposteriori_frobenius (2 ||E||_F), haar_mean_square (2 ||(I-P) T_hat||_F^2),
@@ -523,8 +517,6 @@ def check_fit(
       worst_case_method, tightness_spectral (worst / aposteriori_spectral), tightness_frobenius
       (worst / aposteriori_frobenius), and, if worst_case, worst_case_rotation / _x / _y (lists).
     """
-    from tdn_theory.cp import rank_lower_bound  # cp layer sits below theory
-
     T = np.asarray(T, dtype=np.float64)
     L = _cube_degree(T)
     A, B, C = as_factors(factors)
@@ -546,7 +538,8 @@ def check_fit(
         "norm_T": norm_T,
         "fit_error": fit_error,
         "relative_error": _ratio(fit_error, norm_T),
-        "lower_bound": float(rank_lower_bound(T, rank)),
+        "lower_bound": float(absolute_lower_bound(T, rank)),
+        "relative_lower_bound": _ratio(float(absolute_lower_bound(T, rank)), norm_T),
         "thm31_bound": t31,
         "thm31_equivariance_bound": 2.0 * t31,
         "thm31_vacuous": bool(t31 >= norm_T),
