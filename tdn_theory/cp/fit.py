@@ -139,7 +139,7 @@ def _als(
             int(rank),
             n_iter_max=int(n_iter),
             init=CPTensor((np.ones(rank), factors)),
-            tol=tol if last else 0.0,
+            tol=(tol if last else 0.0) or 1e-300,  # tensorly needs tol > 0 to report errors
             l2_reg=float(l2),
             linesearch=True,
             normalize_factors=False,
@@ -216,8 +216,9 @@ def fit_cp(
     if not (np.isfinite(tol) and tol >= 0):
         raise ValueError(f"fit_cp: tol must be a finite number >= 0, got {tol!r}")
     if time_budget is not None and not (np.isfinite(time_budget) and time_budget > 0):
-        raise ValueError(f"fit_cp: time_budget must be a positive number of seconds or None, "
-                         f"got {time_budget!r}")
+        raise ValueError(
+            f"fit_cp: time_budget must be a positive number of seconds or None, got {time_budget!r}"
+        )
     if not 0 < als_fraction <= 1:
         raise ValueError(f"fit_cp: als_fraction must lie in (0, 1], got {als_fraction!r}")
 
@@ -241,15 +242,17 @@ def fit_cp(
         )
         err = relative_error(Tn, cp_to_tensor(*factors))
         candidates.append((err, factors))
-        history.append({
-            "stage": "als",
-            "restart": index,
-            "init": "svd" if use_svd else "random",
-            "spawn_key": list(child.spawn_key),
-            "iterations": int(iters),
-            "relative_error": float(err),
-            "seconds": time.perf_counter() - t0,
-        })
+        history.append(
+            {
+                "stage": "als",
+                "restart": index,
+                "init": "svd" if use_svd else "random",
+                "spawn_key": list(child.spawn_key),
+                "iterations": int(iters),
+                "relative_error": float(err),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         if progress is not None:
             progress("restart", index + 1, int(restarts), float(err))
 
@@ -266,21 +269,25 @@ def fit_cp(
                     break
             cb = None
             if progress is not None:
+
                 def cb(i, e, _p=progress):
                     _p("polish", i, int(polish_iter), float(e))
+
             res = levenberg_marquardt(
                 Tn, *factors, max_iter=int(polish_iter), time_budget=remaining, callback=cb
             )
             err = relative_error(Tn, cp_to_tensor(res.A, res.B, res.C))
-            history.append({
-                "stage": "polish",
-                "start_rank": rank_index,
-                "iterations": int(res.iterations),
-                "relative_error_before": float(err0),
-                "relative_error": float(err),
-                "reason": res.reason,
-                "seconds": res.seconds,
-            })
+            history.append(
+                {
+                    "stage": "polish",
+                    "start_rank": rank_index,
+                    "iterations": int(res.iterations),
+                    "relative_error_before": float(err0),
+                    "relative_error": float(err),
+                    "reason": res.reason,
+                    "seconds": res.seconds,
+                }
+            )
             if err < best_err:
                 best_err, best = err, [res.A, res.B, res.C]
 

@@ -30,7 +30,7 @@ def unfolding_singular_values(T: np.ndarray) -> list[np.ndarray]:
 
 
 def absolute_lower_bound(T: np.ndarray, rank: int) -> float:
-    """max_n sqrt(sum_{k>rank} sigma_k(T_(n))^2): a lower bound on ||T - T_hat||_F, rank(T_hat)<=rank."""
+    """max_n sqrt(sum_{k>rank} sigma_k(T_(n))^2) <= ||T - T_hat||_F, any rank-R T_hat."""
     T = check_target(T, who="rank_lower_bound")
     rank = check_rank(rank, who="rank_lower_bound")
     tails = [float(np.sqrt(np.sum(s[rank:] ** 2))) for s in unfolding_singular_values(T)]

@@ -143,7 +143,7 @@ def _jtj_dense(U, G, H, third):
 
 
 def _dot(X, Y) -> float:
-    return float(sum(np.vdot(x, y) for x, y in zip(X, Y)))
+    return float(sum(np.vdot(x, y) for x, y in zip(X, Y, strict=True)))
 
 
 def _pcg(U, G, H, third, g, mu, max_iter, rtol):
@@ -164,20 +164,20 @@ def _pcg(U, G, H, third, g, mu, max_iter, rtol):
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 (it is returned)
         As = _jtj_apply(U, G, H, third, s)
-        As = [a + mu * x for a, x in zip(As, s)]
+        As = [a + mu * x for a, x in zip(As, s, strict=True)]
         sAs = _dot(s, As)
         if sAs <= 0:
             break
         alpha = rz / sAs
-        p = [x + alpha * y for x, y in zip(p, s)]
-        r = [x - alpha * y for x, y in zip(r, As)]
+        p = [x + alpha * y for x, y in zip(p, s, strict=True)]
+        r = [x - alpha * y for x, y in zip(r, As, strict=True)]
         if np.sqrt(_dot(r, r)) <= rtol * bnorm:
             break
         z = precond(r)
         rz_new = _dot(r, z)
         beta = rz_new / rz
         rz = rz_new
-        s = [x + beta * y for x, y in zip(z, s)]
+        s = [x + beta * y for x, y in zip(z, s, strict=True)]
     return p, it
 
 
@@ -251,7 +251,7 @@ def levenberg_marquardt(
             p, _ = _pcg(U, G, H, third, g, mu, cg_max_iter, max(rtol, 1e-12))
         Jp = _jtj_apply(U, G, H, third, p)
         pred = -(_dot(g, p) + 0.5 * _dot(p, Jp))  # predicted decrease of f (Gauss–Newton model)
-        U_new = [x + y for x, y in zip(U, p)]
+        U_new = [x + y for x, y in zip(U, p, strict=True)]
         f_new = problem.value(U_new)
         rho = (f - f_new) / pred if pred > 0 else -1.0
         if rho > 0 and f_new < f:

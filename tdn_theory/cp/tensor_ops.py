@@ -57,12 +57,12 @@ def check_target(T: np.ndarray, *, who: str = "fit_cp") -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{who}: T contains NaN or infinite entries; pass a finite tensor")
     if not np.any(arr):
-        raise ValueError(f"{who}: T is zero, its relative error is undefined; pass a non-zero tensor")
+        raise ValueError(f"{who}: T is zero, so relative errors are undefined; pass a non-zero T")
     return arr
 
 
 def check_rank(rank: object, *, who: str = "fit_cp") -> int:
-    """Validate a CP rank: an integer >= 1 (floats are refused: tensorly reads them as fractions)."""
+    """Validate a CP rank: an integer >= 1 (a float is refused: tensorly reads it as a fraction)."""
     if isinstance(rank, (bool, np.bool_)) or not isinstance(rank, (int, np.integer)):
         raise ValueError(f"{who}: rank must be an integer >= 1, got {rank!r}")
     if int(rank) < 1:
