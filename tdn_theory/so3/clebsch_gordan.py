@@ -105,7 +105,7 @@ def _real_cg_float_uncached(l1: int, l2: int, l3: int) -> np.ndarray:
     return np.ascontiguousarray(block.real)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _real_cg_float(l1: int, l2: int, l3: int) -> np.ndarray:
     """Float block, read-only, memoised in memory and on disk.
 

@@ -37,7 +37,7 @@ def gaunt_weight_exact(l1: int, l2: int, l3: int) -> sympy.Expr:
     return sympy.simplify((-1) ** (J // 2) * factor * wigner_3j(l1, l2, l3, 0, 0, 0))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _path_weight(l1: int, l2: int, l3: int, normalization: str) -> float:
     if normalization == "unit":
         return 1.0

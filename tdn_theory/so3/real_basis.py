@@ -24,7 +24,7 @@ import sympy
 from ._checks import check_degree
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _exact(l: int) -> sympy.Matrix:
     s = 1 / sympy.sqrt(2)
     q = sympy.zeros(2 * l + 1, 2 * l + 1)
@@ -40,7 +40,7 @@ def _exact(l: int) -> sympy.Matrix:
     return (sympy.I**l * q).applyfunc(sympy.nsimplify)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _float(l: int) -> np.ndarray:
     q = np.array(_exact(l).evalf(20).tolist(), dtype=np.complex128)
     q.setflags(write=False)

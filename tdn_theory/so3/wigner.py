@@ -23,7 +23,7 @@ from .clebsch_gordan import real_cg
 from .rotations import check_rotation
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _isometry(l: int) -> np.ndarray:
     """``V`` of shape ``(3 (2l-1), 2l+1)``: the path ``(l-1, 1, l)`` with rows ``(m1, m2)``."""
     v = real_cg(l - 1, 1, l).reshape(3 * (2 * l - 1), 2 * l + 1)
