@@ -329,7 +329,12 @@ def aposteriori_bound(T: np.ndarray, T_hat: Any) -> dict[str, float]:
     """
     T = np.asarray(T, dtype=np.float64)
     _cube_degree(T)
-    E = to_dense(T_hat) - T
+    T_hat = to_dense(T_hat)
+    if T_hat.shape != T.shape:
+        raise ValueError(
+            f"T_hat has shape {T_hat.shape} but T has shape {T.shape}; they must match"
+        )
+    E = T_hat - T
     E1 = E.reshape(E.shape[0], -1)
     return {
         "spectral": 2.0 * float(np.linalg.norm(E1, 2)),
@@ -382,19 +387,20 @@ def hosvd_cp(T: np.ndarray, rank: int) -> Factors:
 
     With U_n the leading R_T left singular vectors of T_(n) and core G = T x_1 U_1^T x_2 U_2^T x_3
     U_3^T, T_R = sum_{a,b,c} G[a,b,c] U_1[:,a] o U_2[:,b] o U_3[:,c]: one CP term per core entry,
-    rank R_T^3 <= R. ||T - T_R||_F <= thm31_bound(T, R) (proofs/equivariance_bound.md).
+    rank r_1 r_2 r_3 <= R_T^3 <= R with r_n = min(R_T, d_n), and
+    ||T - T_R||_F <= thm31_bound(T, R) (proofs/equivariance_bound.md).
     """
     T = np.asarray(T, dtype=np.float64)
-    r = _thm31_truncation(rank)
+    if T.ndim != 3:
+        raise ValueError(f"expected a 3-way tensor, got shape {T.shape}")
+    r_t = _thm31_truncation(rank)
     Us = []
     for n in range(3):
         unfolding = np.moveaxis(T, n, 0).reshape(T.shape[n], -1)
         U, _, _ = np.linalg.svd(unfolding, full_matrices=False)
-        Us.append(U[:, :r])
+        Us.append(U[:, : min(r_t, T.shape[n])])
     G = np.einsum("kij,ka,ib,jc->abc", T, Us[0], Us[1], Us[2], optimize=True)
-    a, b, c = (
-        idx.ravel() for idx in np.meshgrid(np.arange(r), np.arange(r), np.arange(r), indexing="ij")
-    )
+    a, b, c = (i.ravel() for i in np.meshgrid(*(np.arange(n) for n in G.shape), indexing="ij"))
     A = Us[0][:, a] * G[a, b, c][None, :]
     B = Us[1][:, b]
     C = Us[2][:, c]
