@@ -55,14 +55,14 @@ def sphere_path_weight_exact(l1: int, l2: int, l3: int) -> sympy.Expr:
     if (l1 + l2 + l3) % 2 == 0:
         sign = -1 if ((l1 + l2 - l3) // 2) % 2 else 1
         factor = sympy.sqrt(sympy.Integer((2 * l1 + 1) * (2 * l2 + 1)) / four_pi)
-        return sympy.simplify(sign * factor * clebsch_gordan(l1, l2, l3, 0, 0, 0))
+        return sign * factor * clebsch_gordan(l1, l2, l3, 0, 0, 0)
     if l1 == 0 or l2 == 0:  # unreachable for an admissible odd path, kept for clarity
         return sympy.Integer(0)
     sign = -1 if ((l1 + l2 - l3 - 1) // 2) % 2 else 1
     factor = sympy.sqrt(
         sympy.Integer((2 * l1 + 1) * (2 * l2 + 1) * l1 * (l1 + 1) * l2 * (l2 + 1)) / four_pi
     )
-    return sympy.simplify(sign * factor * clebsch_gordan(l1, l2, l3, 1, -1, 0))
+    return sign * factor * clebsch_gordan(l1, l2, l3, 1, -1, 0)
 
 
 @functools.cache
