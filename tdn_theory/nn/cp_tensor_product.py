@@ -174,21 +174,23 @@ class CPTensorProduct(torch.nn.Module):
 
         ``expect`` (e.g. ``{"L": 3, "normalization": "unit"}``) is passed to
         ``tdn_theory.cp.load_factors``, which raises ``FactorFileError`` (a ValueError) on a
-        mismatch. The shapes are checked against the file's ``L`` and ``rank``; the metadata is
-        kept in ``layer.meta``.
+        mismatch. The shapes are checked against the file's ``L`` (when present) and ``rank``;
+        the metadata is kept in ``layer.meta``.
         """
         from tdn_theory.cp import load_factors
 
         fit, meta = load_factors(path, expect=expect)
-        d = (int(meta["L"]) + 1) ** 2
-        rank = int(meta["rank"])
-        for name in ("A", "B", "C"):
-            shape = tuple(np.shape(getattr(fit, name)))
-            if shape != (d, rank):
-                raise ValueError(
-                    f"{os.fspath(path)}: factor {name} has shape {shape} but the metadata says "
-                    f"L = {meta['L']}, rank = {rank} (expected {(d, rank)}); rewrite the file"
-                )
+        if "L" in meta:
+            d = (int(meta["L"]) + 1) ** 2
+            rank = int(meta["rank"])
+            for name in ("A", "B", "C"):
+                shape = tuple(np.shape(getattr(fit, name)))
+                if shape != (d, rank):
+                    raise ValueError(
+                        f"{os.fspath(path)}: factor {name} has shape {shape} but the metadata "
+                        f"says L = {meta['L']}, rank = {rank} (expected {(d, rank)}); "
+                        "rewrite the file"
+                    )
         return cls(fit.A, fit.B, fit.C, dtype=dtype, device=device, meta=meta)
 
     @property

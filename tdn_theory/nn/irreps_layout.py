@@ -92,24 +92,29 @@ def e3nn_tensor_product(
     path ``p = (l1, l2, l3)`` contributes
     ``w[p, u] * sum_ij wigner_3j(l1, l2, l3)[i, j, k] x[u, i] y[j]``
     (the "unit" block). Other normalizations are expressed through the weights, see
-    :func:`e3nn_path_weights`.
+    :func:`e3nn_path_weights`. ``dtype`` (default: torch's default dtype) is the dtype the module
+    is built in; its coefficients are computed in that dtype.
     """
     path_list = so3.paths(L, parity)
     ir1, ir2 = irreps(L, channels), irreps(L, 1)
     instructions = [(l1, l2, l3, "uvu", True) for (l1, l2, l3) in path_list]
-    tp = o3.TensorProduct(
-        ir1,
-        ir2,
-        ir1,
-        instructions,
-        irrep_normalization="none",
-        path_normalization="none",
-        internal_weights=False,
-        shared_weights=False,
-    )
-    if dtype is not None:
-        tp = tp.to(dtype)
-    return tp
+    # e3nn computes its wigner_3j buffers in the default dtype at construction; building a
+    # float32 module and casting it would leave float32-rounded coefficients in a float64 module.
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype or previous)
+    try:
+        return o3.TensorProduct(
+            ir1,
+            ir2,
+            ir1,
+            instructions,
+            irrep_normalization="none",
+            path_normalization="none",
+            internal_weights=False,
+            shared_weights=False,
+        )
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def e3nn_path_weights(
