@@ -81,3 +81,18 @@ def test_levi_civita_and_dot_product():
 def test_bad_paths_raise(args):
     with pytest.raises(ValueError, match=r"l1|l2|l3|triangle"):
         real_cg(*args)
+
+
+@pytest.mark.parametrize("path", [(1, 1, 1), (2, 1, 2), (1, 2, 3), (3, 2, 1), (2, 2, 2), (3, 3, 2)])
+def test_complex_cg_equals_sympy_clebsch_gordan(path):
+    from sympy.physics.wigner import clebsch_gordan
+
+    from tdn_theory.so3 import complex_cg
+
+    l1, l2, l3 = path
+    ours = complex_cg(l1, l2, l3)
+    for m1 in range(-l1, l1 + 1):
+        for m2 in range(-l2, l2 + 1):
+            if abs(m1 + m2) <= l3:
+                reference = clebsch_gordan(l1, l2, l3, m1, m2, m1 + m2)
+                assert sympy.simplify(ours.get((m1, m2), 0) - reference) == 0

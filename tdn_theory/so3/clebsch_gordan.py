@@ -1,7 +1,7 @@
 """Real-basis Clebsch–Gordan blocks from sympy's exact complex coefficients.
 
 For a path ``(l1, l2, l3)`` the complex CG coefficients ``C[m1, m2, m3] = <l1 m1 l2 m2 | l3 m3>``
-(Condon–Shortley phase, ``sympy.physics.wigner.clebsch_gordan``) define the bilinear map
+(Condon–Shortley phase; from sympy's exact 3j symbols ``sympy.physics.wigner.wigner_3j``) define the bilinear map
 ``z[m3] = sum_{m1, m2} C[m1, m2, m3] x[m1] y[m2]`` in the complex basis. In the real basis
 (``x_real = Q_l1 x``, see :mod:`tdn_theory.so3.real_basis`) the same map has the block
 
@@ -16,10 +16,11 @@ Normalization is the standard one: ``sum_{a, b} C_real[a, b, c] C_real[a, b, c']
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import sympy
-from sympy.physics.wigner import clebsch_gordan
+from sympy.physics.wigner import wigner_3j
 
 from . import cache
 from ._checks import check_degree
@@ -40,27 +41,72 @@ def check_path(l1: object, l2: object, l3: object) -> tuple[int, int, int]:
     return l1, l2, l3
 
 
+def _permutation_is_odd(order: tuple[int, ...]) -> bool:
+    inversions = sum(1 for a in range(3) for b in range(a + 1, 3) if order[a] > order[b])
+    return inversions % 2 == 1
+
+
+@functools.cache
+def _wigner_3j_sorted(l1: int, l2: int, l3: int) -> dict[tuple[int, int, int], sympy.Expr]:
+    """Non-zero 3j symbols ``(l1 l2 l3; m1 m2 m3)`` for ``l1 <= l2 <= l3`` from sympy.
+
+    The reflection symmetry ``(l1 l2 l3; -m1 -m2 -m3) = (-1)^J (l1 l2 l3; m1 m2 m3)``,
+    ``J = l1 + l2 + l3``, halves the number of sympy evaluations.
+    """
+    sign = -1 if (l1 + l2 + l3) % 2 else 1
+    out: dict[tuple[int, int, int], sympy.Expr] = {}
+    for m1 in range(-l1, l1 + 1):
+        for m2 in range(-l2, l2 + 1):
+            m3 = -m1 - m2
+            if abs(m3) > l3:
+                continue
+            mirror = (-m1, -m2, -m3)
+            value = sign * out[mirror] if mirror in out else wigner_3j(l1, l2, l3, m1, m2, m3)
+            if value != 0:
+                out[(m1, m2, m3)] = value
+    return out
+
+
+def wigner_3j_symbols(l1: int, l2: int, l3: int) -> dict[tuple[int, int, int], sympy.Expr]:
+    """Exact non-zero 3j symbols ``{(m1, m2, m3): (l1 l2 l3; m1 m2 m3)}`` (sympy).
+
+    Computed once for the sorted degrees and mapped by the column-permutation symmetry: an odd
+    permutation of the columns multiplies the symbol by ``(-1)^(l1 + l2 + l3)``.
+    """
+    l1, l2, l3 = check_path(l1, l2, l3)
+    degrees = (l1, l2, l3)
+    order = tuple(sorted(range(3), key=lambda t: degrees[t]))  # column order[t] is canonical t
+    canonical = _wigner_3j_sorted(*(degrees[o] for o in order))
+    sign = -1 if _permutation_is_odd(order) and (l1 + l2 + l3) % 2 else 1
+    out = {}
+    for mu, value in canonical.items():
+        m = [0, 0, 0]
+        for t, o in enumerate(order):
+            m[o] = mu[t]
+        out[tuple(m)] = sign * value
+    return out
+
+
 def complex_cg(l1: int, l2: int, l3: int) -> dict[tuple[int, int], sympy.Expr]:
     """Exact non-zero complex CG coefficients ``{(m1, m2): <l1 m1 l2 m2 | l3 m1+m2>}``.
 
-    Uses the reflection symmetry ``<l1 -m1 l2 -m2 | l3 -m3> = (-1)^(l1+l2-l3) <l1 m1 l2 m2 | l3 m3>``
-    to halve the number of sympy evaluations.
+    From the 3j symbols: ``<l1 m1 l2 m2 | l3 m3> = (-1)^(l1 - l2 + m3) sqrt(2 l3 + 1)
+    (l1 l2 l3; m1 m2 -m3)`` (equal to ``sympy.physics.wigner.clebsch_gordan``; tested).
     """
-    l1, l2, l3 = check_path(l1, l2, l3)
-    sign = -1 if (l1 + l2 - l3) % 2 else 1
-    out: dict[tuple[int, int], sympy.Expr] = {}
-    for m1 in range(-l1, l1 + 1):
-        for m2 in range(-l2, l2 + 1):
-            if abs(m1 + m2) > l3:
-                continue
-            mirror = (-m1, -m2)
-            if mirror in out:
-                out[(m1, m2)] = sign * out[mirror]
-                continue
-            value = clebsch_gordan(l1, l2, l3, m1, m2, m1 + m2)
-            if value != 0:
-                out[(m1, m2)] = value
-    return out
+    return {
+        (m1, m2): (-1) ** ((l1 - l2 - m3) % 2) * sympy.sqrt(2 * l3 + 1) * value
+        for (m1, m2, m3), value in wigner_3j_symbols(l1, l2, l3).items()
+    }
+
+
+def _complex_cg_float(l1: int, l2: int, l3: int) -> np.ndarray:
+    """Float64 ``C[m1, m2, m3]`` from the exact 3j symbols (one rounding per entry, then one product)."""
+    c = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1))
+    root = math.sqrt(2 * l3 + 1)
+    for (m1, m2, m3), value in wigner_3j_symbols(l1, l2, l3).items():
+        sign = -1.0 if (l1 - l2 - m3) % 2 else 1.0
+        c[m1 + l1, m2 + l2, -m3 + l3] = sign * root * float(value)
+    return c
 
 
 def _real_cg_exact(l1: int, l2: int, l3: int) -> sympy.Array:
@@ -91,9 +137,7 @@ def _real_cg_exact(l1: int, l2: int, l3: int) -> sympy.Array:
 
 
 def _real_cg_float_uncached(l1: int, l2: int, l3: int) -> np.ndarray:
-    c = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1))
-    for (m1, m2), value in complex_cg(l1, l2, l3).items():
-        c[m1 + l1, m2 + l2, m1 + m2 + l3] = float(value)
+    c = _complex_cg_float(l1, l2, l3)
     q1, q2, q3 = (change_of_basis(l) for l in (l1, l2, l3))
     block = np.einsum("am,bn,cp,mnp->abc", q1.conj(), q2.conj(), q3, c, optimize=True)
     imaginary = float(np.abs(block.imag).max())

@@ -1,0 +1,1 @@
+"""Scripts that regenerate every figure and table under experiments/results/."""
