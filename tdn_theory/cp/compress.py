@@ -1,0 +1,196 @@
+"""Compressing an exact CP decomposition: search for exact decompositions of smaller rank.
+
+Start: exact factors ``A (d3, R), B (d1, R), C (d2, R)`` of ``T[k, i, j]`` (for example the
+quadrature construction of :mod:`tdn_theory.cp.quadrature`). Greedy deflation:
+
+1. balance the columns (``||A[:, r]|| = ||B[:, r]|| = ||C[:, r]||``) and order them by the size
+   ``||A[:, r]|| ||B[:, r]|| ||C[:, r]||`` of their rank-one term, smallest first;
+2. drop one column (the smallest first, then the next ones, up to ``tries_per_rank``) and run
+   Levenberg–Marquardt (:func:`tdn_theory.cp.levenberg_marquardt`) from the remaining ``R - 1``
+   columns; accept as soon as the relative error ``||T - T_hat||_F / ||T||_F <= tol``;
+3. if no dropped column works, optionally run :func:`tdn_theory.cp.fit_cp` at rank ``R - 1``
+   (``refit_restarts`` ALS starts with its own Levenberg–Marquardt polish);
+4. repeat from the accepted factors until an attempt fails, the time budget is spent, or the rank
+   reaches the largest rank of an unfolding (no CP decomposition can be smaller).
+
+The result is an *upper* bound on the exact CP rank (the smallest exact rank found), not a
+proof of minimality; every accepted decomposition has its error measured against ``T``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .fit import CPFit, fit_cp
+from .polish import balance_factors, levenberg_marquardt
+from .tensor_ops import check_target, cp_to_tensor, relative_error
+
+__all__ = ["CompressionResult", "compress_exact", "unfolding_rank_floor"]
+
+
+@dataclass
+class CompressionResult:
+    """Outcome of :func:`compress_exact`.
+
+    fit : the smallest exact decomposition found (``fit.relative_error <= tol``).
+    start_rank : rank of the given decomposition; smallest_rank : ``fit.rank``.
+    floor : largest numerical rank of an unfolding of ``T`` (a lower bound on the CP rank).
+    attempts : one dict per attempt (rank tried, method, dropped column, error, seconds, reason).
+    seconds : total wall time; stopped : why the search ended.
+    """
+
+    fit: CPFit
+    start_rank: int
+    smallest_rank: int
+    floor: int
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped: str = ""
+
+
+def unfolding_rank_floor(T: np.ndarray, rtol: float = 1e-10) -> int:
+    """Largest numerical rank of the three unfoldings of ``T`` (singular values > rtol * max)."""
+    T = np.asarray(T, dtype=np.float64)
+    ranks = []
+    for mode in range(3):
+        s = np.linalg.svd(np.moveaxis(T, mode, 0).reshape(T.shape[mode], -1), compute_uv=False)
+        ranks.append(int(np.sum(s > rtol * s[0])) if s.size and s[0] > 0 else 0)
+    return max(ranks)
+
+
+def compress_exact(
+    T: np.ndarray,
+    A: np.ndarray,
+    B: np.ndarray,
+    C: np.ndarray,
+    *,
+    tol: float = 1e-12,
+    tries_per_rank: int = 3,
+    lm_iter: int = 1000,
+    attempt_budget: float = 30.0,
+    time_budget: float = 120.0,
+    refit_restarts: int = 0,
+    seed: int = 0,
+) -> CompressionResult:
+    """Greedy search for smaller exact CP decompositions of ``T`` starting from exact factors.
+
+    ``T`` (d3, d1, d2) indexed ``[k, i, j]``; ``A, B, C`` exact factors (their error must be
+    ``<= tol``). ``tries_per_rank``: columns tried per rank; ``lm_iter`` / ``attempt_budget``:
+    Levenberg–Marquardt iterations / seconds per attempt; ``time_budget``: seconds in total;
+    ``refit_restarts``: ALS starts of a fresh :func:`fit_cp` when every column drop failed (0:
+    never); ``seed``: seed of that fit. Deterministic unless a budget cuts an attempt short.
+    """
+    start = time.perf_counter()
+    T = check_target(T, who="compress_exact")
+    for name, value, low in (
+        ("tries_per_rank", tries_per_rank, 1),
+        ("lm_iter", lm_iter, 1),
+        ("refit_restarts", refit_restarts, 0),
+        ("seed", seed, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"compress_exact: {name} must be an integer >= {low}; got {value!r}")
+    for name, value in (("tol", tol), ("attempt_budget", attempt_budget), ("time_budget", time_budget)):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"compress_exact: {name} must be a positive number; got {value!r}")
+    norm = float(np.linalg.norm(T))
+    Tn = T / norm
+    A = np.asarray(A, dtype=np.float64) / norm
+    factors = list(balance_factors(A, np.asarray(B, dtype=np.float64), np.asarray(C, np.float64)))
+    error0 = relative_error(Tn, cp_to_tensor(*factors))
+    if error0 > tol:
+        raise ValueError(
+            f"compress_exact: the given factors have relative error {error0:.2e} > tol = {tol:.0e}; "
+            "start from an exact decomposition"
+        )
+    start_rank = factors[0].shape[1]
+    floor = unfolding_rank_floor(Tn)
+    best_error = error0
+    attempts: list[dict[str, Any]] = []
+    stopped = "floor"
+
+    def out_of_time() -> bool:
+        return time.perf_counter() - start > time_budget
+
+    while factors[0].shape[1] > max(floor, 1):
+        if out_of_time():
+            stopped = "time_budget"
+            break
+        rank = factors[0].shape[1] - 1
+        sizes = np.prod([np.linalg.norm(F, axis=0) for F in factors], axis=0)
+        accepted = None
+        for column in np.argsort(sizes, kind="stable")[: int(tries_per_rank)]:
+            if out_of_time():
+                break
+            keep = np.delete(np.arange(rank + 1), column)
+            budget = min(attempt_budget, max(time_budget - (time.perf_counter() - start), 1e-3))
+            res = levenberg_marquardt(
+                Tn, *(F[:, keep] for F in factors), max_iter=int(lm_iter),
+                time_budget=budget, target_error=min(tol, 1e-14) / 10,
+            )  # fmt: skip
+            err = relative_error(Tn, cp_to_tensor(res.A, res.B, res.C))
+            attempts.append(
+                {
+                    "rank": rank,
+                    "method": "drop+lm",
+                    "dropped": int(column),
+                    "relative_error": err,
+                    "iterations": int(res.iterations),
+                    "reason": res.reason,
+                    "seconds": res.seconds,
+                }
+            )
+            if err <= tol:
+                accepted = ([res.A, res.B, res.C], err)
+                break
+        if accepted is None and refit_restarts > 0 and not out_of_time():
+            budget = max(time_budget - (time.perf_counter() - start), 1e-3)
+            t0 = time.perf_counter()
+            try:
+                fit = fit_cp(Tn, rank, restarts=int(refit_restarts), seed=int(seed), time_budget=budget)
+                fit_error, reason = fit.relative_error, "done"
+            except np.linalg.LinAlgError as exc:  # a singular ALS step inside tensorly
+                fit, fit_error, reason = None, float("inf"), f"LinAlgError: {exc}"
+            attempts.append(
+                {
+                    "rank": rank,
+                    "method": "fit_cp",
+                    "restarts": int(refit_restarts),
+                    "relative_error": fit_error,
+                    "reason": reason,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+            if fit is not None and fit_error <= tol:
+                accepted = ([fit.A, fit.B, fit.C], fit.relative_error)
+        if accepted is None:
+            stopped = "time_budget" if out_of_time() else "no_attempt_succeeded"
+            break
+        factors = list(balance_factors(*accepted[0]))
+        best_error = accepted[1]
+    A_out, B_out, C_out = (np.ascontiguousarray(F) for F in factors)
+    A_out = A_out * norm
+    final = relative_error(T, cp_to_tensor(A_out, B_out, C_out))
+    seconds = time.perf_counter() - start
+    fit = CPFit(
+        A=A_out,
+        B=B_out,
+        C=C_out,
+        relative_error=final,
+        history=[{"stage": "compress", "start_rank": start_rank, "error_unit_norm": best_error}],
+        seed=int(seed),
+        seconds=seconds,
+    )
+    return CompressionResult(
+        fit=fit,
+        start_rank=start_rank,
+        smallest_rank=fit.rank,
+        floor=floor,
+        attempts=attempts,
+        seconds=seconds,
+        stopped=stopped,
+    )
