@@ -16,15 +16,35 @@ from tdn_theory.theory.equivariance import (
     thm31_equivariance_bound,
     worst_case_equivariance_error,
 )
+from tdn_theory.theory.universality import (
+    constructive_cp,
+    equivariant_map,
+    path_coefficients,
+    random_equivariant_map,
+    rank_scan,
+)
+from tdn_theory.theory.weight_sharing import (
+    shared_weight_product,
+    weight_sharing_bound,
+    weight_sharing_equivariance_error,
+)
 
 __all__ = [
     "aposteriori_bound",
     "check_fit",
+    "constructive_cp",
     "equivariance_error",
+    "equivariant_map",
     "haar_mean_square",
     "hosvd_cp",
+    "path_coefficients",
+    "random_equivariant_map",
+    "rank_scan",
     "sample_equivariance_errors",
+    "shared_weight_product",
     "thm31_bound",
     "thm31_equivariance_bound",
+    "weight_sharing_bound",
+    "weight_sharing_equivariance_error",
     "worst_case_equivariance_error",
 ]

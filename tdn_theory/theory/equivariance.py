@@ -47,13 +47,16 @@ from tdn_theory.so3 import block_wigner_D, degree_slices, paths, random_rotation
 __all__ = [
     "aposteriori_bound",
     "as_factors",
+    "bilinear",
     "check_fit",
     "degree_from_dim",
+    "degree_of",
     "equivariance_defect_tensor",
     "equivariance_error",
     "haar_mean_square",
     "hosvd_cp",
     "invariant_path_basis",
+    "is_dense",
     "mode_tail_energies",
     "monte_carlo_mean_square",
     "project_invariant",
@@ -107,7 +110,8 @@ def as_factors(factors: Any) -> Factors:
     return A, B, C
 
 
-def _is_dense(obj: Any) -> bool:
+def is_dense(obj: Any) -> bool:
+    """True for a 3-way numpy array (a dense tensor), False for CP factors."""
     return isinstance(obj, np.ndarray) and obj.ndim == 3
 
 
@@ -116,7 +120,7 @@ def to_dense(factors_or_tensor: Any) -> np.ndarray:
 
     A (d, d, d) array passes through unchanged (as float64).
     """
-    if _is_dense(factors_or_tensor):
+    if is_dense(factors_or_tensor):
         return np.asarray(factors_or_tensor, dtype=np.float64)
     A, B, C = as_factors(factors_or_tensor)
     return np.einsum("kr,ir,jr->kij", A, B, C)
@@ -137,15 +141,19 @@ def _factor_degree(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> int:
     return degree_from_dim(A.shape[0])
 
 
-def _degree(obj: Any) -> int:
-    if _is_dense(obj):
+def degree_of(obj: Any) -> int:
+    """L of a dense (d, d, d) tensor or of CP factors with d = (L+1)^2 rows (ValueError otherwise)."""
+    if is_dense(obj):
         return _cube_degree(np.asarray(obj))
     return _factor_degree(*as_factors(obj))
 
 
-def _bilinear(obj: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """M(x, y) for a dense tensor or factors; x, y of shape (..., d) broadcast together."""
-    if _is_dense(obj):
+def bilinear(obj: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """M(x, y)_k = sum_ij T[k, i, j] x_i y_j (dense T) or A ((B^T x) ⊙ (C^T y)) (factors).
+
+    x, y of shape (..., d), broadcast together; returns (..., d3).
+    """
+    if is_dense(obj):
         return np.einsum("kij,...i,...j->...k", obj, x, y)
     A, B, C = as_factors(obj)
     return ((x @ B) * (y @ C)) @ A.T
@@ -170,7 +178,7 @@ def equivariance_error(factors: Any, R: np.ndarray, x: np.ndarray, y: np.ndarray
     (d, d, d) tensor indexed [k, i, j]. L is read from d = (L+1)^2. x, y: vectors of length d
     (not normalised here; the error is bilinear in x, y).
     """
-    L = _degree(factors)
+    L = degree_of(factors)
     d = (L + 1) ** 2
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -179,8 +187,8 @@ def equivariance_error(factors: Any, R: np.ndarray, x: np.ndarray, y: np.ndarray
     D = block_wigner_D(L, _rotation_matrix(R))
     if D.shape != (d, d):
         raise ValueError(f"R must be a single (3, 3) rotation, got shape {np.shape(R)}")
-    lhs = _bilinear(factors, D @ x, D @ y)
-    rhs = D @ _bilinear(factors, x, y)
+    lhs = bilinear(factors, D @ x, D @ y)
+    rhs = D @ bilinear(factors, x, y)
     return float(np.linalg.norm(lhs - rhs))
 
 
@@ -201,7 +209,7 @@ def sample_equivariance_errors(
     if int(n_rotations) != n_rotations or n_rotations < 1:
         raise ValueError(f"n_rotations must be a positive integer, got {n_rotations!r}")
     n = int(n_rotations)
-    L = _degree(factors)
+    L = degree_of(factors)
     d = (L + 1) ** 2
     rng = np.random.default_rng(seed)
     Rs = random_rotations(n, rng)
@@ -210,8 +218,8 @@ def sample_equivariance_errors(
     D = block_wigner_D(L, Rs)  # (n, d, d)
     DX = np.einsum("nab,nb->na", D, X)
     DY = np.einsum("nab,nb->na", D, Y)
-    lhs = _bilinear(factors, DX, DY)
-    rhs = np.einsum("nab,nb->na", D, _bilinear(factors, X, Y))
+    lhs = bilinear(factors, DX, DY)
+    rhs = np.einsum("nab,nb->na", D, bilinear(factors, X, Y))
     return np.linalg.norm(lhs - rhs, axis=1)
 
 
@@ -221,9 +229,9 @@ def equivariance_defect_tensor(factors: Any, R: np.ndarray) -> np.ndarray:
     M_hat(Dx, Dy) - D M_hat(x, y) = D (rho(R) T_hat - T_hat)(x, y), so this tensor carries the whole
     equivariance defect at R (its Frobenius norm squared is d^2 E_{x,y}[eps^2]).
     """
-    L = _degree(factors)
+    L = degree_of(factors)
     D = block_wigner_D(L, _rotation_matrix(R))
-    if _is_dense(factors):
+    if is_dense(factors):
         T = np.asarray(factors, dtype=np.float64)
         return np.einsum("ak,aij,ib,jc->kbc", D, T, D, D, optimize=True) - T
     A, B, C = as_factors(factors)
@@ -466,7 +474,7 @@ def worst_case_equivariance_error(
 
     def eps_at(Rm: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
         D = block_wigner_D(L, Rm)
-        return float(np.linalg.norm(_bilinear(T_hat, D @ x, D @ y) - D @ _bilinear(T_hat, x, y)))
+        return float(np.linalg.norm(bilinear(T_hat, D @ x, D @ y) - D @ bilinear(T_hat, x, y)))
 
     for _ in range(int(starts)):
         Rm = random_rotations(1, rng)[0]
