@@ -1,0 +1,190 @@
+"""Shared pieces of the rank-study scripts (error_vs_rank, rank_schedules, nbody_ranks).
+
+Conventions (DESIGN.md section 2): the CG tensor M is indexed [k (output), i (input 1), j (input 2)],
+d = (L+1)^2, "unit" normalization unless stated; a rank-R CP approximation has factors A (d x R,
+output), B (d x R), C (d x R) and M_hat(x, y) = A ((B^T x) * (C^T y)).
+
+Equivariance error (the figure the scripts report). For a Haar rotation R with block Wigner matrix
+D = D(R) and inputs x, y drawn uniformly from the unit sphere of R^d,
+
+    eps_abs(R, x, y) = || M_hat(D x, D y) - D M_hat(x, y) ||_2          (per unit inputs)
+    eps_rel(R, x, y) = eps_abs(R, x, y) / || M(x, y) ||_2                  (M the exact CG product)
+
+Both are summarised over N seeded samples (mean, RMS, max); ``haar_rms`` is the exact
+(sampling-free) RMS of eps_abs, sqrt(2 ||(I - P) M_hat||_F^2) / d (tdn_theory.theory.haar_mean_square).
+The paper's n-body table gives one number per rank without a formula; its values match the relative
+Frobenius error ||M - M_hat||_F / ||M||_F of a fit and the relative form eps_rel, which are of the
+same size (see experiments/results/nbody_ranks.json), so both are reported.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from tdn_theory.cp import fit_cp, rank_lower_bound
+from tdn_theory.so3 import block_wigner_D, cg_tensor, random_rotations
+from tdn_theory.theory import check_fit, thm31_bound
+from tdn_theory.theory.universality import constructive_cp
+
+Factors = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+#: The paper's four rank schedules (Fig. 3). log is the natural logarithm; ranks are rounded up.
+SCHEDULES: dict[str, Any] = {
+    "7L": lambda L: 7 * L,
+    "7L^2": lambda L: 7 * L * L,
+    "16log^2(L+1)": lambda L: math.ceil(16.0 * math.log(L + 1) ** 2),
+    "(L+1)^4": lambda L: (L + 1) ** 4,
+}
+
+
+def bilinear(A: np.ndarray, B: np.ndarray, C: np.ndarray, x: np.ndarray, y: np.ndarray):
+    """M_hat(x, y) = A ((B^T x) * (C^T y)) for batches x, y of shape (n, d); returns (n, d)."""
+    return ((x @ B) * (y @ C)) @ A.T
+
+
+def equivariance_samples(
+    T: np.ndarray, factors: Factors, n_samples: int, seed: int
+) -> dict[str, np.ndarray]:
+    """eps_abs and eps_rel (module docstring) at n_samples seeded (R, x, y) draws.
+
+    Draws from np.random.default_rng(seed): rotations first, then x, then y (the same order as
+    tdn_theory.theory.sample_equivariance_errors, so eps_abs equals its output for the same seed).
+    """
+    d = T.shape[0]
+    L = math.isqrt(d) - 1
+    rng = np.random.default_rng(seed)
+    Rs = random_rotations(n_samples, rng)
+    X = rng.standard_normal((n_samples, d))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Y = rng.standard_normal((n_samples, d))
+    Y /= np.linalg.norm(Y, axis=1, keepdims=True)
+    D = block_wigner_D(L, Rs)
+    DX = np.einsum("nab,nb->na", D, X)
+    DY = np.einsum("nab,nb->na", D, Y)
+    A, B, C = factors
+    lhs = bilinear(A, B, C, DX, DY)
+    rhs = np.einsum("nab,nb->na", D, bilinear(A, B, C, X, Y))
+    eps_abs = np.linalg.norm(lhs - rhs, axis=1)
+    exact = np.linalg.norm(np.einsum("kij,ni,nj->nk", T, X, Y), axis=1)
+    return {"abs": eps_abs, "rel": eps_abs / exact}
+
+
+def fit_rank(
+    T: np.ndarray,
+    rank: int,
+    *,
+    seed: int,
+    restarts: int,
+    time_budget: float | None,
+) -> tuple[Factors, dict[str, Any]]:
+    """Best rank-`rank` CP of T we can get: fit_cp, or Thm 3.2's exact construction when R >= d^2.
+
+    rank >= d1 d2: tdn_theory.theory.universality.constructive_cp (exact, rank d1 d2, zero columns
+    added up to `rank`). Otherwise tdn_theory.cp.fit_cp(T, rank, seed, restarts, time_budget);
+    if it stops on a singular ALS system (numpy LinAlgError, seen for some R > d), it is retried
+    once with init="random" and seed + 1 and the retry is recorded under "method".
+    """
+    d3, d1, d2 = T.shape
+    t0 = time.perf_counter()
+    if rank >= d1 * d2:
+        A, B, C = constructive_cp(T)
+        pad = rank - A.shape[1]
+        if pad:
+            A, B, C = (np.concatenate([F, np.zeros((F.shape[0], pad))], axis=1) for F in (A, B, C))
+        info = {"method": "constructive (Thm 3.2)", "seconds": time.perf_counter() - t0}
+        return (A, B, C), info
+    kwargs = dict(restarts=restarts, time_budget=time_budget)
+    try:
+        fit = fit_cp(T, rank, seed=seed, **kwargs)
+        method = "fit_cp"
+    except np.linalg.LinAlgError:
+        fit = fit_cp(T, rank, seed=seed + 1, init="random", **kwargs)
+        method = "fit_cp (retry: init=random, seed+1, after a singular ALS system)"
+    info = {
+        "method": method,
+        "seconds": time.perf_counter() - t0,
+        "als_restarts_done": sum(1 for h in fit.history if h.get("stage") == "als"),
+    }
+    return fit.factors, info
+
+
+def rank_record(
+    T: np.ndarray,
+    rank: int,
+    *,
+    seed: int,
+    restarts: int,
+    time_budget: float | None,
+    n_samples: int,
+) -> dict[str, Any]:
+    """Fit rank `rank` and collect every figure of the rank study for it (one JSON row)."""
+    factors, info = fit_rank(T, rank, seed=seed, restarts=restarts, time_budget=time_budget)
+    report = check_fit(T, factors, n_rotations=n_samples, seed=seed)
+    eps = equivariance_samples(T, factors, n_samples, seed)
+    norm = float(np.linalg.norm(T))
+    return {
+        "rank": int(rank),
+        **info,
+        "relative_error": report["relative_error"],
+        "certified_lower_bound": float(rank_lower_bound(T, rank)),
+        "thm31_relative_bound": float(thm31_bound(T, rank)) / norm,
+        "thm31_vacuous": bool(report["thm31_vacuous"]),
+        "aposteriori_spectral": report["aposteriori_spectral"],
+        "haar_rms": report["haar_rms_error"],
+        "eps_abs_mean": float(eps["abs"].mean()),
+        "eps_abs_max": float(eps["abs"].max()),
+        "eps_rel_mean": float(eps["rel"].mean()),
+        "eps_rel_median": float(np.median(eps["rel"])),
+        "eps_rel_max": float(eps["rel"].max()),
+        "n_samples": int(n_samples),
+    }
+
+
+def unit_cg(L: int) -> np.ndarray:
+    """The CG tensor of the study: so3.cg_tensor(L, "unit", "all"), shape (d, d, d), [k, i, j]."""
+    return cg_tensor(L, normalization="unit", parity="all")
+
+
+def add_output_args(parser: Any) -> None:
+    """--quick and --out, shared by the rank-study scripts."""
+    parser.add_argument(
+        "--quick", action="store_true", help="small grid and short fits (CI / a first look)"
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="folder for the JSON and PNG (default: experiments/results, or "
+        "experiments/results/quick with --quick)",
+    )
+
+
+def output_dir(args: Any):
+    """The folder a script writes into: --out, else RESULTS (RESULTS/quick with --quick)."""
+    from pathlib import Path
+
+    from experiments import _io
+
+    if args.out is not None:
+        return Path(args.out)
+    return _io.RESULTS / "quick" if args.quick else _io.RESULTS
+
+
+def save_figure(fig: Any, path: Any) -> None:
+    """Save a matplotlib figure atomically as PNG (temp file in the same folder, then os.replace)."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
