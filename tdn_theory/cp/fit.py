@@ -113,19 +113,32 @@ def _als(
     tol: float,
     ridge: float,
     deadline: float | None,
-) -> tuple[list[np.ndarray], int]:
-    """tensorly parafac with line search, ridge annealed along RIDGE_SCHEDULE; T has norm 1."""
+    stall_window: int = 0,
+    stall_rtol: float = 0.0,
+) -> tuple[list[np.ndarray], int, str]:
+    """tensorly parafac with line search, ridge annealed along RIDGE_SCHEDULE; T has norm 1.
+
+    Returns (factors, iterations, reason). With stall_window > 0 the last (ridge-free) stage
+    also stops when the error improved by less than a factor (1 - stall_rtol) over the last
+    stall_window iterations (ALS in a "swamp").
+    """
     rank = factors[0].shape[1]
     iterations = 0
     stage_iters = max(1, int(RIDGE_STAGE_FRACTION * max_iter))
-    stop = {"flag": False}
+    state = {"reason": "max_iter", "errors": [], "watch": False}
 
-    def callback(_cp, _err):
+    def callback(_cp, err):
         nonlocal iterations
         iterations += 1
         if deadline is not None and time.perf_counter() > deadline:
-            stop["flag"] = True
+            state["reason"] = "time_budget"
             return True
+        if state["watch"]:
+            errors = state["errors"]
+            errors.append(float(err))
+            if len(errors) > stall_window and err > (1.0 - stall_rtol) * errors[-1 - stall_window]:
+                state["reason"] = "stalled"
+                return True
         return False
 
     schedule = [m * ridge for m in RIDGE_SCHEDULE] if ridge > 0 else [0.0]
@@ -134,6 +147,7 @@ def _als(
         n_iter = max_iter - stage_iters * (len(schedule) - 1) if last else stage_iters
         if n_iter <= 0:
             continue
+        state["watch"] = last and stall_window > 0
         cp = parafac(
             T,
             int(rank),
@@ -150,9 +164,15 @@ def _als(
         fs[0] = fs[0] * np.asarray(weights, dtype=np.float64)[None, :]
         factors = fs
         iterations -= 1  # parafac calls the callback once before its first iteration
-        if stop["flag"]:
+        if state["reason"] != "max_iter":
             break
-    return factors, iterations
+    return factors, iterations, state["reason"]
+
+
+def _check_int(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"fit_cp: {name} must be an integer >= {low}, got {value!r}")
+    return int(value)
 
 
 def fit_cp(
@@ -161,54 +181,60 @@ def fit_cp(
     *,
     restarts: int = 8,
     seed: int = 0,
-    max_iter: int = 400,
+    max_iter: int = 300,
     tol: float = 1e-12,
     init: str = "mixed",
     ridge: float = 1e-3,
+    refine_iter: int = 5000,
     polish: bool = True,
     polish_starts: int = 1,
-    polish_iter: int = 400,
+    polish_iter: int = 300,
     time_budget: float | None = None,
-    als_fraction: float = 0.5,
+    phase_fractions: tuple[float, float] = (0.3, 0.7),
     progress: ProgressCallback | None = None,
 ) -> CPFit:
     """Fit a rank-`rank` CP decomposition to the 3-way tensor T (indexed [k, i, j]).
+
+    Phases: (1) `restarts` ALS starts of `max_iter` iterations each (ridge annealed to zero);
+    (2) the best start continues with ALS for up to `refine_iter` iterations, stopping early
+    when it stalls (relative gain < 1e-4 over 250 iterations); (3) Levenberg–Marquardt polish
+    of the best `polish_starts` results for up to `polish_iter` iterations each. The best
+    factors seen are returned (the error never increases from phase to phase).
 
     Parameters
     ----------
     T : (d3, d1, d2) real array, finite, not zero.
     rank : int >= 1 (a float is refused: tensorly would read it as a fraction).
     restarts : number of ALS starts (>= 1).
-    seed : int; every random draw derives from it (np.random.SeedSequence(seed).spawn).
+    seed : int >= 0; every random draw derives from it (np.random.SeedSequence(seed).spawn).
     max_iter : ALS iterations per start (over all ridge stages).
-    tol : ALS stops a start when its relative error changes by less than `tol`.
-    init : "mixed" (first start HOSVD, the rest random), "svd" (HOSVD for every start, random
-        only in the columns beyond an unfolding's size) or "random".
+    tol : an ALS start stops when its relative error changes by less than `tol`.
+    init : "mixed" (first start HOSVD, the rest Gaussian), "svd" (HOSVD for every start,
+        Gaussian only in the columns beyond an unfolding's size) or "random".
     ridge : initial ridge (l2_reg) on the unit-norm problem, annealed to zero (0 disables).
-    polish : run Levenberg–Marquardt on the best `polish_starts` ALS results.
+    refine_iter : ALS iterations for the continuation of the best start (0 skips it).
+    polish : run the Levenberg–Marquardt polish.
     polish_iter : maximal Levenberg–Marquardt iterations per polished start.
-    time_budget : seconds for the whole fit or None (no limit); `als_fraction` of it goes to
-        the ALS restarts, the rest to the polish. At least one ALS start always completes.
+    time_budget : seconds for the whole fit or None (no limit). Phase 1 ends at
+        phase_fractions[0] * time_budget, phase 2 at phase_fractions[1] * time_budget, the
+        polish uses the rest. At least one ALS start always runs.
     progress : optional callback(stage, done, total, relative_error) with stage "restart"
-        (after each ALS start) or "polish" (after each Levenberg–Marquardt iteration).
+        (after each ALS start), "refine" (after the ALS continuation) or "polish" (after each
+        Levenberg–Marquardt iteration).
 
     Returns
     -------
-    CPFit with the best factors found (A holds the scale of T).
+    CPFit with the best factors found (A carries the scale of T).
     """
     start_time = time.perf_counter()
     T = check_target(T, who="fit_cp")
     rank = check_rank(rank, who="fit_cp")
-    for name, value, low in (
-        ("restarts", restarts, 1),
-        ("max_iter", max_iter, 1),
-        ("polish_starts", polish_starts, 1),
-        ("polish_iter", polish_iter, 0),
-    ):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"fit_cp: {name} must be an integer >= {low}, got {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"fit_cp: seed must be a non-negative integer, got {seed!r}")
+    restarts = _check_int("restarts", restarts, 1)
+    max_iter = _check_int("max_iter", max_iter, 1)
+    refine_iter = _check_int("refine_iter", refine_iter, 0)
+    polish_starts = _check_int("polish_starts", polish_starts, 1)
+    polish_iter = _check_int("polish_iter", polish_iter, 0)
+    seed = _check_int("seed", seed, 0)
     if init not in INIT_METHODS:
         raise ValueError(f"fit_cp: init must be one of {INIT_METHODS}, got {init!r}")
     if not (np.isfinite(ridge) and ridge >= 0):
@@ -219,26 +245,33 @@ def fit_cp(
         raise ValueError(
             f"fit_cp: time_budget must be a positive number of seconds or None, got {time_budget!r}"
         )
-    if not 0 < als_fraction <= 1:
-        raise ValueError(f"fit_cp: als_fraction must lie in (0, 1], got {als_fraction!r}")
+    f1, f2 = phase_fractions
+    if not 0 < f1 <= f2 <= 1:
+        raise ValueError(
+            f"fit_cp: phase_fractions must satisfy 0 < f1 <= f2 <= 1, got {phase_fractions}"
+        )
 
     tl.set_backend("numpy")
     norm = float(np.linalg.norm(T))
     Tn = T / norm
-    seeds = np.random.SeedSequence(int(seed)).spawn(int(restarts))
-    als_deadline = None if time_budget is None else start_time + als_fraction * time_budget
+    seeds = np.random.SeedSequence(seed).spawn(restarts)
+
+    def deadline(fraction: float) -> float | None:
+        return None if time_budget is None else start_time + fraction * time_budget
+
     history: list[dict[str, Any]] = []
     candidates: list[tuple[float, list[np.ndarray]]] = []
 
+    # phase 1: multi-start ALS
     for index, child in enumerate(seeds):
-        if index > 0 and als_deadline is not None and time.perf_counter() > als_deadline:
+        if index > 0 and time_budget is not None and time.perf_counter() > deadline(f1):
             break
         t0 = time.perf_counter()
         rng = np.random.default_rng(child)
         use_svd = init == "svd" or (init == "mixed" and index == 0)
         factors0 = _hosvd_start(Tn, rank, rng) if use_svd else _random_start(Tn, rank, rng)
-        factors, iters = _als(
-            Tn, factors0, max_iter=int(max_iter), tol=tol, ridge=ridge, deadline=als_deadline
+        factors, iters, reason = _als(
+            Tn, factors0, max_iter=max_iter, tol=tol, ridge=ridge, deadline=deadline(f1)
         )
         err = relative_error(Tn, cp_to_tensor(*factors))
         candidates.append((err, factors))
@@ -250,37 +283,69 @@ def fit_cp(
                 "spawn_key": list(child.spawn_key),
                 "iterations": int(iters),
                 "relative_error": float(err),
+                "reason": reason,
                 "seconds": time.perf_counter() - t0,
             }
         )
         if progress is not None:
-            progress("restart", index + 1, int(restarts), float(err))
-
+            progress("restart", index + 1, restarts, float(err))
     candidates.sort(key=lambda c: c[0])
+
+    # phase 2: continue the best start with ALS until it stalls
+    if refine_iter > 0 and candidates[0][0] > 1e-15:
+        t0 = time.perf_counter()
+        err0, factors0 = candidates[0]
+        factors, iters, reason = _als(
+            Tn,
+            factors0,
+            max_iter=refine_iter,
+            tol=tol,
+            ridge=0.0,
+            deadline=deadline(f2),
+            stall_window=250,
+            stall_rtol=1e-4,
+        )
+        err = relative_error(Tn, cp_to_tensor(*factors))
+        history.append(
+            {
+                "stage": "refine",
+                "iterations": int(iters),
+                "relative_error_before": float(err0),
+                "relative_error": float(err),
+                "reason": reason,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        if progress is not None:
+            progress("refine", int(iters), refine_iter, float(err))
+        if err < err0:
+            candidates[0] = (err, factors)
+
+    # phase 3: Levenberg–Marquardt polish
     best_err, best = candidates[0]
     if polish and polish_iter > 0:
-        to_polish = candidates[: int(polish_starts)]
-        for rank_index, (err0, factors) in enumerate(to_polish):
+        to_polish = candidates[:polish_starts]
+        for order, (err0, factors) in enumerate(to_polish):
             remaining = None
             if time_budget is not None:
                 left = time_budget - (time.perf_counter() - start_time)
-                remaining = max(left / (len(to_polish) - rank_index), 0.0)
-                if remaining <= 0 and rank_index > 0:
+                if left <= 0 and order > 0:
                     break
-            cb = None
+                remaining = max(left / (len(to_polish) - order), 0.0)
+            callback = None
             if progress is not None:
 
-                def cb(i, e, _p=progress):
-                    _p("polish", i, int(polish_iter), float(e))
+                def callback(i, e, _progress=progress):
+                    _progress("polish", i, polish_iter, float(e))
 
             res = levenberg_marquardt(
-                Tn, *factors, max_iter=int(polish_iter), time_budget=remaining, callback=cb
+                Tn, *factors, max_iter=polish_iter, time_budget=remaining, callback=callback
             )
             err = relative_error(Tn, cp_to_tensor(res.A, res.B, res.C))
             history.append(
                 {
                     "stage": "polish",
-                    "start_rank": rank_index,
+                    "start": order,
                     "iterations": int(res.iterations),
                     "relative_error_before": float(err0),
                     "relative_error": float(err),
@@ -293,13 +358,12 @@ def fit_cp(
 
     A, B, C = (np.ascontiguousarray(F, dtype=np.float64) for F in best)
     A = A * norm
-    final_err = relative_error(T, cp_to_tensor(A, B, C))
     return CPFit(
         A=A,
         B=B,
         C=C,
-        relative_error=final_err,
+        relative_error=relative_error(T, cp_to_tensor(A, B, C)),
         history=history,
-        seed=int(seed),
+        seed=seed,
         seconds=time.perf_counter() - start_time,
     )

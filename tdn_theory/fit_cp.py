@@ -1,0 +1,400 @@
+"""Fit a low-rank CP decomposition of the real CG tensor and report certified figures.
+
+Usage::
+
+    python -m tdn_theory.fit_cp --L 4 --rank 16 [--normalization unit] [--parity all]
+        [--restarts 8] [--seed 0] [--time-budget 60] [--rotations 100] [--out PATH]
+        [--json] [--quiet]
+
+Builds M = tdn_theory.so3.cg_tensor(L, normalization, parity) (indexed [k, i, j]), fits
+M ≈ einsum("kr,ir,jr->kij", A, B, C) with tdn_theory.cp.fit_cp, saves A, B, C to an .npz
+factor file (default cp_L{L}_R{rank}.npz in the working folder; the file is re-read and its
+relative error re-computed before the report) and prints:
+
+* the tensor: size d x d x d, number of paths, ||M||_F;
+* the achieved relative error ||M - M_hat||_F / ||M||_F;
+* the certified Eckart–Young lower bound (relative) on ANY rank-R CP fit, and the ratio
+  error / lower bound (1 = provably optimal; null when the bound is 0);
+* the paper's a-priori Theorem 3.1 bound (HOSVD form, R_T = floor(R^(1/3))), absolute, and
+  whether it is vacuous (>= ||M||_F);
+* the a-posteriori equivariance bound 2 ||E_(1)||_2 (per unit inputs, E = M_hat - M);
+* the empirical equivariance error over --rotations Haar rotations with random unit inputs
+  (mean and max); the wall time; the output path.
+
+--json prints one JSON object instead of the table (keys in JSON_KEYS); the progress bar goes
+to stderr (off with --quiet). Exit status: 0 on success, 2 with a one-line message on bad
+input (rank < 1 or not an integer, L < 0 or too large for memory, unknown option, an output
+path that cannot be written); no partial file is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tdn_theory.cp import FactorFileError, fit_cp, load_factors, save_factors
+from tdn_theory.cp.factor_files import tensor_sha256
+from tdn_theory.cp.lower_bound import rank_lower_bound
+from tdn_theory.cp.tensor_ops import cp_to_tensor, relative_error
+from tdn_theory.so3 import MAX_L, NORMALIZATIONS, PARITIES, cg_tensor, dim, paths
+
+__all__ = ["main", "build_parser", "run", "JSON_KEYS", "UsageError"]
+
+#: Keys of the --json object, in order (documented in the README).
+JSON_KEYS = (
+    "L",
+    "rank",
+    "normalization",
+    "parity",
+    "d",
+    "n_paths",
+    "norm",
+    "relative_error",
+    "lower_bound",
+    "lower_bound_ratio",
+    "thm31_rank",
+    "thm31_bound",
+    "thm31_vacuous",
+    "aposteriori_bound",
+    "aposteriori_frobenius",
+    "equivariance_mean",
+    "equivariance_max",
+    "rotations",
+    "restarts",
+    "seed",
+    "time_budget",
+    "fit_seconds",
+    "seconds",
+    "out",
+    "target_sha256",
+)
+
+DEFAULT_RESTARTS = 8
+DEFAULT_TIME_BUDGET = 60.0
+DEFAULT_ROTATIONS = 100
+MEMORY_FRACTION = 0.5  # refuse a problem whose estimated working memory exceeds this share
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported as one line on stderr, exit status 2."""
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports errors as a single line (no usage block) and exits with 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (kept separate so that options can be added by other modules)."""
+    p = _OneLineParser(
+        prog="python -m tdn_theory.fit_cp",
+        allow_abbrev=False,
+        description="Fit a rank-R CP decomposition of the real Clebsch-Gordan tensor and report "
+        "its error, certified lower bound and equivariance figures.",
+    )
+    p.add_argument("--L", required=True, type=str, help="maximal degree L >= 0 (d = (L+1)^2)")
+    p.add_argument("--rank", required=True, type=str, help="CP rank R, an integer >= 1")
+    p.add_argument("--normalization", default="unit", choices=list(NORMALIZATIONS))
+    p.add_argument("--parity", default="all", choices=list(PARITIES))
+    p.add_argument(
+        "--restarts",
+        type=str,
+        default=str(DEFAULT_RESTARTS),
+        help=f"ALS starts (default {DEFAULT_RESTARTS})",
+    )
+    p.add_argument("--seed", type=str, default="0", help="random seed, integer >= 0 (default 0)")
+    p.add_argument(
+        "--time-budget",
+        type=str,
+        default=str(DEFAULT_TIME_BUDGET),
+        help=f"seconds for the fit (default {DEFAULT_TIME_BUDGET:g})",
+    )
+    p.add_argument(
+        "--rotations",
+        type=str,
+        default=str(DEFAULT_ROTATIONS),
+        help=f"Haar rotations for the empirical check (default {DEFAULT_ROTATIONS})",
+    )
+    p.add_argument(
+        "--out",
+        type=str,
+        default=None,
+        help="factor file to write (default cp_L{L}_R{rank}.npz here)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object, not the table")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    return p
+
+
+def _parse_int(text: str, name: str, low: int) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise UsageError(f"--{name} must be an integer >= {low}, got {text!r}") from None
+    if value < low:
+        raise UsageError(f"--{name} must be an integer >= {low}, got {value}")
+    return value
+
+
+def parse_rank(text: str, args: argparse.Namespace) -> int:
+    """The --rank value as an int >= 1 (extension point for symbolic ranks such as 'auto')."""
+    del args
+    return _parse_int(text, "rank", 1)
+
+
+def _parse_budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(
+            f"--time-budget must be a positive number of seconds, got {text!r}"
+        ) from None
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"--time-budget must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _available_memory() -> int:
+    """Physical memory in bytes (a large default where the platform does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def estimated_memory(L: int, rank: int) -> int:
+    """Rough peak working memory of a fit in bytes: ~16 copies of the d^3 tensor, Khatri–Rao
+    products (d^2 R) and the factor matrices, float64."""
+    d = dim(L)
+    return 8 * (16 * d**3 + 6 * d * d * rank + 12 * d * rank)
+
+
+def _check_output_path(out: Path) -> None:
+    if out.exists() and out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a folder; give a file name such as model.npz")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"--out: folder {str(folder)!r} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--out: folder {str(folder)!r} is not writable; choose another --out")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise UsageError(f"--out {str(out)!r} exists and is not writable; choose another --out")
+
+
+def validate(args: argparse.Namespace) -> dict[str, Any]:
+    """Turn parsed arguments into checked settings; raise UsageError on bad input."""
+    L = _parse_int(args.L, "L", 0)
+    if L > MAX_L:
+        raise UsageError(f"--L {L} is larger than the supported maximum {MAX_L}")
+    rank = parse_rank(args.rank, args)
+    need = estimated_memory(L, rank)
+    have = _available_memory()
+    if need > MEMORY_FRACTION * have:
+        raise UsageError(
+            f"--L {L} --rank {rank} needs about {need / 2**30:.1f} GiB of memory, more than "
+            f"{MEMORY_FRACTION:.0%} of this machine's {have / 2**30:.1f} GiB; use a smaller L or rank"
+        )
+    settings = {
+        "L": L,
+        "rank": rank,
+        "normalization": args.normalization,
+        "parity": args.parity,
+        "restarts": _parse_int(args.restarts, "restarts", 1),
+        "seed": _parse_int(args.seed, "seed", 0),
+        "time_budget": _parse_budget(args.time_budget),
+        "rotations": _parse_int(args.rotations, "rotations", 1),
+        "json": bool(args.json),
+        "quiet": bool(args.quiet),
+    }
+    out = Path(args.out) if args.out is not None else Path(f"cp_L{L}_R{rank}.npz")
+    _check_output_path(out)
+    settings["out"] = out
+    return settings
+
+
+class _Progress:
+    """tqdm bars on stderr: one over the ALS restarts, one over the polish iterations."""
+
+    def __init__(self, enabled: bool, restarts: int):
+        self.enabled = enabled
+        self.restarts = restarts
+        self.bar = None
+        self.stage = None
+
+    def __call__(self, stage: str, done: int, total: int, err: float) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            desc = {"restart": "ALS restarts", "refine": "ALS continuation", "polish": "LM polish"}
+            self.bar = tqdm(
+                total=total,
+                desc=desc.get(stage, stage),
+                file=sys.stderr,
+                leave=False,
+                dynamic_ncols=True,
+            )
+        self.bar.n = min(done, total)
+        self.bar.set_postfix_str(f"rel. error {err:.3e}", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def run(settings: dict[str, Any]) -> dict[str, Any]:
+    """Fit, save, re-read and check; return the report (the JSON object)."""
+    from tdn_theory.theory.equivariance import check_fit
+
+    start = time.perf_counter()
+    L, rank = settings["L"], settings["rank"]
+    T = cg_tensor(L, settings["normalization"], settings["parity"])
+    norm = float(np.linalg.norm(T))
+    if norm == 0.0:
+        raise UsageError(
+            f"the CG tensor for L={L}, normalization={settings['normalization']}, "
+            f"parity={settings['parity']} is zero; nothing to fit"
+        )
+    progress = _Progress(not settings["quiet"], settings["restarts"])
+    try:
+        fit = fit_cp(
+            T,
+            rank,
+            restarts=settings["restarts"],
+            seed=settings["seed"],
+            time_budget=settings["time_budget"],
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    sha = tensor_sha256(T)
+    lower = rank_lower_bound(T, rank)
+    meta = {
+        "L": L,
+        "normalization": settings["normalization"],
+        "parity": settings["parity"],
+        "lower_bound": lower,
+        "restarts": settings["restarts"],
+        "time_budget": settings["time_budget"],
+    }
+    out = settings["out"]
+    try:
+        save_factors(out, fit, meta, target=T)
+        reread, _ = load_factors(out, expect={"L": L, "rank": rank, "target_sha256": sha})
+    except FactorFileError as exc:
+        raise UsageError(str(exc)) from exc
+    rel = relative_error(T, cp_to_tensor(reread.A, reread.B, reread.C))
+    figures = check_fit(
+        T, (reread.A, reread.B, reread.C), n_rotations=settings["rotations"], seed=settings["seed"]
+    )
+    report = {
+        "L": L,
+        "rank": rank,
+        "normalization": settings["normalization"],
+        "parity": settings["parity"],
+        "d": int(T.shape[0]),
+        "n_paths": len(paths(L, settings["parity"])),
+        "norm": norm,
+        "relative_error": float(rel),
+        "lower_bound": float(lower),
+        "lower_bound_ratio": float(rel / lower) if lower > 0 else None,
+        "thm31_rank": int(math.floor(rank ** (1.0 / 3.0) + 1e-12)),
+        "thm31_bound": float(figures["thm31_bound"]),
+        "thm31_vacuous": bool(figures["thm31_bound"] >= norm),
+        "aposteriori_bound": float(figures["aposteriori_spectral"]),
+        "aposteriori_frobenius": float(figures["aposteriori_frobenius"]),
+        "equivariance_mean": float(figures["mc_mean_error"]),
+        "equivariance_max": float(figures["mc_max_error"]),
+        "rotations": settings["rotations"],
+        "restarts": settings["restarts"],
+        "seed": settings["seed"],
+        "time_budget": settings["time_budget"],
+        "fit_seconds": float(fit.seconds),
+        "seconds": time.perf_counter() - start,
+        "out": str(out),
+        "target_sha256": sha,
+    }
+    return {key: report[key] for key in JSON_KEYS}
+
+
+def format_table(r: dict[str, Any]) -> str:
+    """The human-readable report."""
+    d = r["d"]
+    ratio = r["lower_bound_ratio"]
+    ratio = "undefined (bound is 0)" if ratio is None else f"{ratio:.3f}"
+    vacuous = "VACUOUS (>= ||M||)" if r["thm31_vacuous"] else "informative (< ||M||)"
+    rows = [
+        (
+            "tensor",
+            f"L={r['L']}  {d} x {d} x {d} = {d**3} entries, {r['n_paths']} paths, "
+            f"normalization={r['normalization']}, parity={r['parity']}",
+        ),
+        ("||M||_F", f"{r['norm']:.6g}"),
+        ("rank R", f"{r['rank']}"),
+        ("relative error", f"{r['relative_error']:.6e}"),
+        (
+            "certified lower bound",
+            f"{r['lower_bound']:.6e}  (any rank-{r['rank']} CP; error / bound = {ratio})",
+        ),
+        (
+            "Thm 3.1 bound (a priori)",
+            f"{r['thm31_bound']:.6g}  (HOSVD, R_T = {r['thm31_rank']}; {vacuous})",
+        ),
+        (
+            "a-posteriori bound",
+            f"{r['aposteriori_bound']:.6e}  (2 ||E_(1)||_2 per unit inputs; "
+            f"2 ||E||_F = {r['aposteriori_frobenius']:.3e})",
+        ),
+        (
+            "equivariance error",
+            f"mean {r['equivariance_mean']:.3e}, max {r['equivariance_max']:.3e}"
+            f"  ({r['rotations']} Haar rotations, random unit inputs)",
+        ),
+        (
+            "time",
+            f"{r['seconds']:.1f} s (fit {r['fit_seconds']:.1f} s, budget "
+            f"{r['time_budget']:g} s, {r['restarts']} restarts, seed {r['seed']})",
+        ),
+        ("factors written to", r["out"]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    prog = "fit_cp"
+    try:
+        args = build_parser().parse_args(argv)
+        settings = validate(args)
+        report = run(settings)
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    if settings["json"]:
+        print(json.dumps(report))
+    else:
+        print(format_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
