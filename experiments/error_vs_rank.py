@@ -1,0 +1,168 @@
+"""Approximation and equivariance error of CP fits of the CG tensor versus rank, L = 1..6.
+
+Usage: ``python -m experiments.error_vs_rank [--quick] [--out DIR] [--max-L L] [--seed S]``.
+Writes error_vs_rank.json and error_vs_rank.png into experiments/results (or DIR;
+experiments/results/quick with --quick).
+
+The counterpart of the paper's Fig. 2 (approximation error versus rank for L = 1..6). For every L
+and every rank of a fixed grid (which contains the paper's schedule ranks 7L, 7L^2 and
+ceil(16 ln^2(L+1)), and d^2 where it is small) the "unit" CG tensor M (d, d, d), indexed [k, i, j],
+is fitted with tdn_theory.cp.fit_cp (seeded, a time budget per fit so that the full run stays
+around 15 minutes on 2 shared cores; R >= d^2 uses Thm 3.2's exact construction). Each row holds:
+
+* relative_error = ||M - M_hat||_F / ||M||_F of the fit (an upper bound on the best rank-R error);
+* certified_lower_bound: the Eckart–Young bound max_n tail_R(M_(n)) / ||M||_F (no rank-R CP does
+  better);
+* thm31_relative_bound: the paper's Thm 3.1 a-priori bound / ||M||_F (>= 1 means vacuous);
+* equivariance error of the fit: exact Haar RMS of eps_abs, sampled mean / max of eps_abs and of
+  eps_rel (definitions in experiments/_rank_study.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from tqdm import tqdm
+
+from experiments._io import machine, write_json_atomic
+from experiments._rank_study import (
+    SCHEDULES,
+    add_output_args,
+    output_dir,
+    rank_record,
+    save_figure,
+    unit_cg,
+)
+
+#: Full-mode rank grids (each also gets the schedule ranks below d^2 added).
+FULL_GRID = {
+    1: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 16],
+    2: [2, 4, 6, 8, 10, 12, 15, 18, 20, 24, 28, 30, 36, 81],
+    3: [8, 16, 24, 32, 40, 48, 63, 80, 100],
+    4: [16, 28, 42, 64, 112, 150],
+    5: [25, 52, 100, 175, 250],
+    6: [42, 61, 120, 252, 350],
+}
+#: Per-fit (restarts, time budget in seconds) in full mode; the fits at large L stop on the budget.
+FULL_FIT = {1: (8, 10.0), 2: (8, 15.0), 3: (4, 20.0), 4: (4, 25.0), 5: (3, 30.0), 6: (2, 40.0)}
+QUICK_GRID = {1: [2, 4, 6, 8, 16], 2: [5, 10, 20, 28, 81], 3: [8, 21, 31, 63]}
+QUICK_FIT = (2, 3.0)
+
+
+def rank_grid(L: int, quick: bool) -> list[int]:
+    """The ranks studied at degree L: the mode's grid plus the paper's schedule ranks < d^2."""
+    d = (L + 1) ** 2
+    grid = set(QUICK_GRID.get(L, []) if quick else FULL_GRID.get(L, []))
+    if not quick:
+        grid |= {f(L) for name, f in SCHEDULES.items() if name != "(L+1)^4" and f(L) < d * d}
+    return sorted(grid)
+
+
+def plot(result: dict, path) -> None:
+    """One panel per L: fit error, certified lower bound, Thm 3.1 bound, equivariance errors."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    floor = 1e-16
+    per_L = result["per_L"]
+    n = len(per_L)
+    cols = min(3, n)
+    rows_n = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 3.8 * rows_n), squeeze=False)
+    for ax, block in zip(axes.flat, per_L, strict=False):
+        L, rows = block["L"], block["rows"]
+        R = [r["rank"] for r in rows]
+
+        def clip(key, rows=rows):
+            return [max(r[key], floor) for r in rows]
+
+        ax.plot(R, clip("relative_error"), "o-", label="fit: rel. error")
+        ax.plot(R, clip("certified_lower_bound"), "k--", label="certified lower bound")
+        ax.plot(R, clip("thm31_relative_bound"), ":", color="gray", label="Thm 3.1 bound (rel.)")
+        ax.plot(R, clip("haar_rms"), "^-", ms=4, label="equiv.: Haar RMS eps_abs")
+        ax.plot(R, clip("eps_rel_median"), "s-", ms=3, alpha=0.7, label="equiv.: median eps_rel")
+        for name, f in SCHEDULES.items():
+            if f(L) <= max(R):
+                ax.axvline(f(L), color="C3", alpha=0.25, lw=1)
+                ax.text(f(L), 1e-13, name, rotation=90, fontsize=7, va="bottom", ha="right")
+        ax.axhline(1.0, color="gray", lw=0.5)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_yscale("log")
+        ax.set_ylim(floor / 2, 30)
+        ax.set_title(f"L = {L} (d = {block['d']})")
+        ax.set_xlabel("CP rank R")
+        ax.set_ylabel("error (values < 1e-16 clipped)")
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("CP approximation of the unit CG tensor: error and equivariance error vs rank")
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_output_args(parser)
+    parser.add_argument("--max-L", type=int, default=None, help="largest L (default 6; quick 3)")
+    parser.add_argument("--samples", type=int, default=None, help="(R, x, y) samples per rank")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    max_L = args.max_L if args.max_L is not None else (3 if args.quick else 6)
+    if not 1 <= max_L <= 6:
+        parser.error(f"--max-L must lie in 1..6, got {max_L}")
+    if args.samples is not None and args.samples < 1:
+        parser.error(f"--samples must be >= 1, got {args.samples}")
+    samples = args.samples or (100 if args.quick else 500)
+    out = output_dir(args)
+    t0 = time.perf_counter()
+    per_L = []
+    jobs = [(L, R) for L in range(1, max_L + 1) for R in rank_grid(L, args.quick)]
+    bar = tqdm(jobs, desc="error vs rank")
+    current: dict | None = None
+    for L, R in bar:
+        bar.set_postfix(L=L, R=R)
+        if current is None or current["L"] != L:
+            restarts, budget = QUICK_FIT if args.quick else FULL_FIT[L]
+            current = {
+                "L": L,
+                "d": (L + 1) ** 2,
+                "fit": {"restarts": restarts, "time_budget_s": budget, "seed": args.seed},
+                "schedule_ranks": {name: f(L) for name, f in SCHEDULES.items()},
+                "rows": [],
+            }
+            per_L.append(current)
+            T = unit_cg(L)
+        current["rows"].append(
+            rank_record(
+                T, R, seed=args.seed, restarts=restarts, time_budget=budget, n_samples=samples
+            )
+        )
+    result = {
+        "experiment": "error_vs_rank",
+        "normalization": "unit",
+        "parity": "all",
+        "mode": "quick" if args.quick else "full",
+        "note": (
+            "fit errors are upper bounds on the best rank-R error (fit_cp with a time budget; "
+            "large L stops on the budget); certified_lower_bound is a proof-grade lower bound"
+        ),
+        "per_L": per_L,
+        "seconds": time.perf_counter() - t0,
+        "machine": machine(),
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    write_json_atomic(out / "error_vs_rank.json", result)
+    plot(result, out / "error_vs_rank.png")
+    return result
+
+
+if __name__ == "__main__":
+    main()
