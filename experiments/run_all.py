@@ -1,0 +1,312 @@
+"""Regenerate every results file and figure under experiments/results/, with fixed seeds.
+
+Usage::
+
+    python -m experiments.run_all            # full results into experiments/results/ (~1 h, 2 cores)
+    python -m experiments.run_all --quick    # small L, short fits into experiments/results/quick/
+    python -m experiments.run_all --list     # the tasks, their outputs and whether they are current
+    python -m experiments.run_all --only error_vs_rank,rank_schedules --force
+
+Each task runs one experiment script as a module (``python -m experiments.X`` with its own
+options) in a fresh process, in the order of TASKS (a task runs after the tasks it reads from).
+
+Up to date. A task is skipped when its outputs exist and the inputs hash recorded for it in
+``<results>/run_all_manifest.json`` equals the current one. The inputs hash is the SHA-256 of the
+task's command line (mode included), the source of every ``.py`` file in the tdn_theory package
+and in experiments/ (scripts and shared helpers), and the outputs of the tasks it reads from. So
+any edit of the package or of an experiment script makes every task stale (simple and safe; a
+fit-heavy task costs minutes, not hours). ``--force`` reruns regardless. The manifest is committed
+with the full results, so a fresh clone of an unchanged tree sees them as current.
+
+Quick mode writes into ``experiments/results/quick/`` and never into the committed full results:
+scripts with an output option get it; the others run with ``experiments._io.RESULTS`` (and the
+environment variable TDN_RESULTS_DIR) pointed at the quick folder, and run_all checks afterwards
+that no file of the full results folder changed (an error otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from experiments import _io
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = "run_all_manifest.json"
+
+#: Runs ``module`` as __main__ with experiments._io.RESULTS pointed at $TDN_RESULTS_DIR.
+_BOOT = (
+    "import os, runpy, sys; from pathlib import Path; import experiments._io as io; "
+    "io.RESULTS = Path(os.environ['TDN_RESULTS_DIR']); "
+    "sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One experiment script: how to run it in each mode and what it writes.
+
+    args(quick, out) -> command line options; ``out`` is the results folder of the mode.
+    outputs: file names inside that folder. after: names of the tasks whose outputs it reads.
+    """
+
+    name: str
+    module: str
+    args: Callable[[bool, Path], list[str]]
+    outputs: tuple[str, ...]
+    after: tuple[str, ...] = ()
+    note: str = ""
+    extra_sources: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _own(quick: bool, out: Path) -> list[str]:
+    """Options of the rank-study scripts (experiments/_rank_study.py)."""
+    return (["--quick"] if quick else []) + ["--out", str(out)]
+
+
+TASKS: tuple[Task, ...] = (
+    Task(
+        "bench_cg",
+        "experiments.bench_cg",
+        lambda quick, out: ["--max-L", "4"] if quick else [],
+        ("bench_cg.json",),
+        note="cold/warm cost of the CG blocks, deviation from e3nn",
+    ),
+    Task(
+        "bounds_vs_rank",
+        "experiments.bounds_vs_rank",
+        lambda quick, out: (
+            (["--quick"] if quick else []) + ["--out", str(out / "bounds_vs_rank.json")]
+        ),
+        ("bounds_vs_rank.json", "bounds_vs_rank.png"),
+        note="Thm 3.1 / a-posteriori bounds vs rank",
+    ),
+    Task(
+        "error_vs_rank",
+        "experiments.error_vs_rank",
+        _own,
+        ("error_vs_rank.json", "error_vs_rank.png"),
+        note="paper Fig. 2: error vs rank, L = 1..6",
+    ),
+    Task(
+        "rank_schedules",
+        "experiments.rank_schedules",
+        _own,
+        ("rank_schedules.json", "rank_schedules.png"),
+        after=("error_vs_rank",),
+        note="paper Fig. 3: the four rank schedules vs L",
+    ),
+    Task(
+        "nbody_ranks",
+        "experiments.nbody_ranks",
+        _own,
+        ("nbody_ranks.json", "nbody_ranks.png"),
+        note="n-body ranks at L = 2 vs the paper's equivariance errors",
+    ),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# inputs hash and manifest
+# --------------------------------------------------------------------------------------------
+
+
+def source_files(root: Path = ROOT) -> list[Path]:
+    """Every .py file of the tdn_theory package and of experiments/, sorted."""
+    files = [*root.glob("tdn_theory/**/*.py"), *root.glob("experiments/**/*.py")]
+    return sorted(p for p in files if "__pycache__" not in p.parts)
+
+
+def inputs_hash(
+    task: Task,
+    quick: bool,
+    out: Path,
+    tasks: Sequence[Task],
+    root: Path = ROOT,
+    sources: Sequence[Path] | None = None,
+) -> str:
+    """SHA-256 of the task's command line, the sources and its upstream tasks' outputs."""
+    h = hashlib.sha256()
+    h.update(json.dumps([task.module, task.args(quick, Path("<out>"))]).encode())
+    for path in sources if sources is not None else source_files(root):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    by_name = {t.name: t for t in tasks}
+    for upstream in task.after:
+        for name in by_name[upstream].outputs:
+            path = out / name
+            h.update(name.encode())
+            h.update(path.read_bytes() if path.exists() else b"<missing>")
+    return h.hexdigest()
+
+
+def read_manifest(out: Path) -> dict:
+    """The manifest of a results folder ({} when missing or unreadable)."""
+    path = out / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def is_current(task: Task, manifest: dict, digest: str, out: Path) -> bool:
+    """Outputs all exist and the manifest records the same inputs hash for the task."""
+    entry = manifest.get(task.name, {})
+    return entry.get("inputs_hash") == digest and all((out / n).exists() for n in task.outputs)
+
+
+def _snapshot(folder: Path) -> dict[str, float]:
+    """mtime of every plain file directly inside folder (the full results)."""
+    if not folder.is_dir():
+        return {}
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()}
+
+
+# --------------------------------------------------------------------------------------------
+# running
+# --------------------------------------------------------------------------------------------
+
+
+def command(task: Task, quick: bool, out: Path) -> list[str]:
+    """The process run_all starts for a task."""
+    return [sys.executable, "-c", _BOOT, task.module, *task.args(quick, out)]
+
+
+def module_exists(task: Task, root: Path = ROOT) -> bool:
+    """Whether the task's script is present (experiments.X -> experiments/X.py under root)."""
+    return (root / (task.module.replace(".", "/") + ".py")).exists()
+
+
+def select(tasks: Sequence[Task], only: str | None) -> list[Task]:
+    """The tasks named in the comma separated `only` (all when None); unknown names raise."""
+    if not only:
+        return list(tasks)
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    known = {t.name for t in tasks}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; choose from {sorted(known)} (see --list)")
+    return [t for t in tasks if t.name in names]
+
+
+def results_dir(quick: bool, base: Path | None = None) -> Path:
+    """experiments/results (full) or experiments/results/quick (quick); base overrides the root."""
+    base = _io.RESULTS if base is None else base
+    return base / "quick" if quick else base
+
+
+def run(
+    tasks: Sequence[Task],
+    *,
+    quick: bool,
+    force: bool = False,
+    base: Path | None = None,
+    root: Path = ROOT,
+    all_tasks: Sequence[Task] = TASKS,
+    progress: bool = True,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Run the tasks in order; returns {task name: status} with status one of
+    "ran", "up to date", "missing script", "failed (exit N)", "wrote into full results".
+    """
+    from tqdm import tqdm
+
+    out = results_dir(quick, base)
+    full = results_dir(False, base)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(out)
+    sources = source_files(root)
+    status: dict[str, str] = {}
+    bar = tqdm(list(tasks), desc="run_all", disable=not progress, file=sys.stderr)
+    for task in bar:
+        bar.set_postfix_str(task.name)
+        if not module_exists(task, root):
+            status[task.name] = "missing script"
+            continue
+        failed_upstream = [
+            u for u in task.after if status.get(u, "ran") not in ("ran", "up to date")
+        ]
+        if failed_upstream:
+            status[task.name] = f"skipped (upstream {failed_upstream} did not finish)"
+            continue
+        digest = inputs_hash(task, quick, out, all_tasks, root, sources)
+        if not force and is_current(task, manifest, digest, out):
+            status[task.name] = "up to date"
+            continue
+        env = dict(os.environ, TDN_RESULTS_DIR=str(out), **(extra_env or {}))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+        before = _snapshot(full) if quick else {}
+        t0 = time.perf_counter()
+        bar.write(f"[run_all] {task.name}: {' '.join(command(task, quick, out)[3:])}")
+        proc = subprocess.run(command(task, quick, out), cwd=root, env=env)
+        seconds = time.perf_counter() - t0
+        if quick and _snapshot(full) != before:
+            status[task.name] = "wrote into full results"
+            continue
+        if proc.returncode != 0:
+            status[task.name] = f"failed (exit {proc.returncode})"
+            continue
+        missing = [n for n in task.outputs if not (out / n).exists()]
+        if missing:
+            status[task.name] = f"failed (did not write {missing})"
+            continue
+        manifest[task.name] = {
+            "inputs_hash": digest,
+            "outputs": list(task.outputs),
+            "seconds": round(seconds, 1),
+            "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "mode": "quick" if quick else "full",
+        }
+        _io.write_json_atomic(out / MANIFEST, manifest)
+        status[task.name] = "ran"
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small parameters, results/quick/")
+    parser.add_argument("--force", action="store_true", help="rerun tasks that are up to date")
+    parser.add_argument("--only", default=None, help="comma separated task names (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the tasks and their state")
+    args = parser.parse_args(argv)
+    try:
+        tasks = select(TASKS, args.only)
+    except ValueError as exc:
+        parser.error(str(exc))
+    out = results_dir(args.quick)
+    if args.list:
+        manifest = read_manifest(out)
+        sources = source_files()
+        for task in tasks:
+            if not module_exists(task):
+                state = "missing script"
+            elif is_current(
+                task, manifest, inputs_hash(task, args.quick, out, TASKS, ROOT, sources), out
+            ):
+                state = "up to date"
+            else:
+                state = "stale"
+            print(f"{task.name:16s} {state:14s} {', '.join(task.outputs)}  ({task.note})")
+        return 0
+    t0 = time.perf_counter()
+    status = run(tasks, quick=args.quick, force=args.force)
+    print(f"[run_all] results in {out} ({time.perf_counter() - t0:.0f} s):")
+    for name, state in status.items():
+        print(f"  {name:16s} {state}")
+    bad = {n: s for n, s in status.items() if s not in ("ran", "up to date")}
+    if bad:
+        print(f"[run_all] {len(bad)} task(s) did not finish: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
