@@ -97,6 +97,7 @@ def test_every_error_below_both_aposteriori_bounds(L, rank, R, seed):
     x, y = _unit_pair(seed, T.shape[0])
     eps = equivariance_error(factors, R, 3.0 * x, 0.5 * y)  # bilinear: ||x|| ||y|| = 1.5
     assert eps <= bounds["spectral"] * 1.5 * (1 + 1e-12)
+    assert eps <= bounds["projected_spectral"] * 1.5 * (1 + 1e-12)
     assert bounds["spectral"] <= bounds["frobenius"] * (1 + 1e-12)
 
 
@@ -109,6 +110,7 @@ def test_sampled_errors_below_bounds(L, rank):
     assert errors.shape == (300,)
     assert errors.max() <= bounds["spectral"] * (1 + 1e-12)
     assert errors.max() <= bounds["frobenius"] * (1 + 1e-12)
+    assert errors.max() <= bounds["projected_spectral"] * (1 + 1e-12)
     assert errors.max() > 1e-6  # a fit this coarse is visibly non-equivariant
 
 
@@ -135,6 +137,7 @@ def test_spectral_bound_is_attained():
     ez = np.eye(4)[3]
     bound = aposteriori_bound(T, T + E)["spectral"]
     assert bound == pytest.approx(2 * c, rel=1e-14)
+    assert aposteriori_bound(T, T + E)["projected_spectral"] == pytest.approx(bound, rel=1e-12)
     assert equivariance_error(T + E, R, ez, ez) == pytest.approx(bound, rel=1e-12)
     found = worst_case_equivariance_error(T + E, starts=4, seed=0)
     assert bound * 0.999 <= found["value"] <= bound * (1 + 1e-12)
@@ -151,7 +154,8 @@ def test_worst_case_search_is_consistent_and_below_bound(L, rank):
     np.testing.assert_allclose(R.T @ R, np.eye(3), atol=1e-10)
     assert np.linalg.det(R) == pytest.approx(1.0, abs=1e-10)
     assert equivariance_error(factors, R, x, y) == pytest.approx(found["value"], rel=1e-9)
-    assert found["value"] <= aposteriori_bound(T, factors)["spectral"] * (1 + 1e-12)
+    bounds = aposteriori_bound(T, factors)
+    assert found["value"] <= min(bounds["spectral"], bounds["projected_spectral"]) * (1 + 1e-12)
     # the search must do at least as well as random sampling of the same cost
     assert found["value"] >= sample_equivariance_errors(factors, 100, seed=2).max()
 
@@ -264,6 +268,7 @@ def test_check_fit_report_is_consistent():
     assert report["mc_max_error"] <= report["aposteriori_spectral"]
     assert report["worst_case_error"] <= report["aposteriori_spectral"] * (1 + 1e-12)
     assert 0 < report["tightness_spectral"] <= 1 and report["tightness_frobenius"] <= 1
+    assert 0 < report["tightness_projected"] <= 1 + 1e-12
     assert report["thm31_vacuous"] == (report["thm31_bound"] >= report["norm_T"])
     assert report["hosvd_error"] <= report["thm31_bound"] * (1 + 1e-12)
     assert len(report["worst_case_rotation"]) == 3
