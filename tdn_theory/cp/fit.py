@@ -39,6 +39,7 @@ __all__ = ["CPFit", "fit_cp", "INIT_METHODS"]
 
 INIT_METHODS = ("mixed", "svd", "random")
 RIDGE_SCHEDULE = (1.0, 0.1, 0.01, 0.0)  # multiples of `ridge`, one ALS stage each
+SINGULAR_RIDGE = 1e-10  # ridge used to repeat a stage whose normal matrix was singular
 RIDGE_STAGE_FRACTION = 0.1  # share of max_iter spent in each ridged stage (the rest: ridge 0)
 
 ProgressCallback = Callable[[str, int, int, float], None]
@@ -148,17 +149,28 @@ def _als(
         if n_iter <= 0:
             continue
         state["watch"] = last and stall_window > 0
-        cp = parafac(
-            T,
-            int(rank),
-            n_iter_max=int(n_iter),
-            init=CPTensor((np.ones(rank), factors)),
-            tol=(tol if last else 0.0) or 1e-300,  # tensorly needs tol > 0 to report errors
-            l2_reg=float(l2),
-            linesearch=True,
-            normalize_factors=False,
-            callback=callback,
-        )
+        cp = None
+        # a ridge-free stage can meet a singular normal matrix (e.g. a column that collapsed
+        # to zero); it is then repeated from its start with a tiny ridge
+        for l2_try in (float(l2), max(float(l2), SINGULAR_RIDGE)):
+            try:
+                cp = parafac(
+                    T,
+                    int(rank),
+                    n_iter_max=int(n_iter),
+                    init=CPTensor((np.ones(rank), factors)),
+                    tol=(tol if last else 0.0) or 1e-300,  # tensorly reports errors if tol > 0
+                    l2_reg=l2_try,
+                    linesearch=True,
+                    normalize_factors=False,
+                    callback=callback,
+                )
+                break
+            except np.linalg.LinAlgError:
+                continue
+        if cp is None:
+            state["reason"] = "singular"
+            break
         weights, fs = cp
         fs = [np.asarray(F, dtype=np.float64) for F in fs]
         fs[0] = fs[0] * np.asarray(weights, dtype=np.float64)[None, :]
@@ -166,6 +178,8 @@ def _als(
         iterations -= 1  # parafac calls the callback once before its first iteration
         if state["reason"] != "max_iter":
             break
+    if state["reason"] == "max_iter" and iterations < max_iter:
+        state["reason"] = "tol"
     return factors, iterations, state["reason"]
 
 

@@ -248,7 +248,12 @@ def levenberg_marquardt(
         else:
             gnorm = np.sqrt(_dot(g, g))
             rtol = min(0.1, np.sqrt(gnorm / max(problem.normT2, 1e-300)))
-            p, _ = _pcg(U, G, H, third, g, mu, cg_max_iter, max(rtol, 1e-12))
+            try:
+                p, _ = _pcg(U, G, H, third, g, mu, cg_max_iter, max(rtol, 1e-12))
+            except np.linalg.LinAlgError:
+                mu *= nu
+                nu *= 2.0
+                continue
         Jp = _jtj_apply(U, G, H, third, p)
         pred = -(_dot(g, p) + 0.5 * _dot(p, Jp))  # predicted decrease of f (Gauss–Newton model)
         U_new = [x + y for x, y in zip(U, p, strict=True)]
