@@ -21,7 +21,7 @@ with the full results, so a fresh clone of an unchanged tree sees them as curren
 Quick mode writes into ``experiments/results/quick/`` and never into the committed full results:
 scripts with an output option get it; the others run with ``experiments._io.RESULTS`` (and the
 environment variable TDN_RESULTS_DIR) pointed at the quick folder, and run_all checks afterwards
-that no file of the full results folder changed (an error otherwise).
+that the task's outputs in the full results folder did not change (an error otherwise).
 """
 
 from __future__ import annotations
@@ -163,11 +163,9 @@ def is_current(task: Task, manifest: dict, digest: str, out: Path) -> bool:
     return entry.get("inputs_hash") == digest and all((out / n).exists() for n in task.outputs)
 
 
-def _snapshot(folder: Path) -> dict[str, float]:
-    """mtime of every plain file directly inside folder (the full results)."""
-    if not folder.is_dir():
-        return {}
-    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()}
+def _snapshot(folder: Path, names: Sequence[str]) -> dict[str, int | None]:
+    """mtime of each named file inside folder (None when absent): a task's full-mode outputs."""
+    return {n: (folder / n).stat().st_mtime_ns if (folder / n).exists() else None for n in names}
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,12 +241,12 @@ def run(
             continue
         env = dict(os.environ, TDN_RESULTS_DIR=str(out), **(extra_env or {}))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-        before = _snapshot(full) if quick else {}
+        before = _snapshot(full, task.outputs) if quick else {}
         t0 = time.perf_counter()
         bar.write(f"[run_all] {task.name}: {' '.join(command(task, quick, out)[3:])}")
         proc = subprocess.run(command(task, quick, out), cwd=root, env=env)
         seconds = time.perf_counter() - t0
-        if quick and _snapshot(full) != before:
+        if quick and _snapshot(full, task.outputs) != before:
             status[task.name] = "wrote into full results"
             continue
         if proc.returncode != 0:
