@@ -1,0 +1,220 @@
+"""Upper bounds on the CP rank of a 3-way tensor: exact fits found by search, and constructions.
+
+An upper bound ``rank(T) <= R`` is *demonstrated* by factors A (d3, R), B (d1, R), C (d2, R)
+whose reconstruction ``einsum("kr,ir,jr->kij", A, B, C)`` has relative error below
+``EXACT_RTOL = 1e-10`` in float64 (tensors indexed ``[k, i, j]``, DESIGN.md section 2). A
+float fit that small is not an algebraic proof by itself; it is evidence that the rank-R
+variety contains T or passes within 1e-10 ||T|| of it (so the *border* rank is at most R, and
+in every case the TDN layer built from those factors is equivariant to 1e-10). Every such
+claim in the atlas comes with its factor file, re-checked by ``tests/test_rank_atlas.py``.
+
+Search (``search_exact_rank``): ranks are tried with the fitting engine
+(``tdn_theory.cp.fit_cp``: multi-start ALS, then Levenberg–Marquardt), each with a time
+budget; a hit is confirmed by a final Levenberg–Marquardt polish (``confirm_exact``). Above a
+hit every larger rank is exact too (add zero columns), so the smallest hit is found by
+bisection between the largest rank known to fail in this search and the smallest hit. A miss
+is a failure of the search, not a proof that the rank is higher: the result is the smallest
+rank *found*, an upper bound. Proofs and references: ``proofs/rank_bounds.md``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from tdn_theory.cp import CPFit, cp_to_tensor, fit_cp, levenberg_marquardt, relative_error
+
+__all__ = [
+    "EXACT_RTOL",
+    "RankAttempt",
+    "confirm_exact",
+    "search_exact_rank",
+    "try_rank",
+]
+
+#: A fit counts as exact when its relative error is below this.
+EXACT_RTOL = 1e-10
+
+
+@dataclass
+class RankAttempt:
+    """One fit at one rank: its relative error, whether it counts as exact, and its cost."""
+
+    rank: int
+    relative_error: float
+    exact: bool
+    seconds: float
+    seed: int
+    restarts: int
+    time_budget: float | None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return asdict(self)
+
+
+def confirm_exact(T: np.ndarray, fit: CPFit, *, max_iter: int = 100) -> CPFit:
+    """Final high-precision Levenberg–Marquardt polish (target 1e-16) of a near-exact fit.
+
+    The relative error is recomputed from the factors against T; the better of the input and
+    the polished factors is returned.
+    """
+    T = np.asarray(T, dtype=np.float64)
+    norm = float(np.linalg.norm(T))
+    res = levenberg_marquardt(
+        T / norm, fit.A / norm, fit.B, fit.C, max_iter=int(max_iter), target_error=1e-16
+    )
+    A = res.A * norm
+    err = relative_error(T, cp_to_tensor(A, res.B, res.C))
+    if err <= fit.relative_error:
+        history = list(fit.history) + [
+            {
+                "stage": "confirm",
+                "iterations": int(res.iterations),
+                "relative_error": float(err),
+                "reason": res.reason,
+            }
+        ]
+        return CPFit(
+            A=A,
+            B=res.B,
+            C=res.C,
+            relative_error=err,
+            history=history,
+            seed=fit.seed,
+            seconds=fit.seconds + res.seconds,
+        )
+    return fit
+
+
+def _lm_from_gaussian(T: np.ndarray, rank: int, seed: int, max_iter: int,
+                      time_budget: float | None) -> CPFit:
+    """Levenberg–Marquardt (the engine's polish) from seeded Gaussian factors of T's scale."""
+    T = np.asarray(T, dtype=np.float64)
+    norm = float(np.linalg.norm(T))
+    rng = np.random.default_rng(int(seed))
+    scale = (1.0 / np.sqrt(int(rank) * T.size)) ** (1.0 / 3.0)
+    F = [rng.standard_normal((n, int(rank))) * scale for n in T.shape]
+    res = levenberg_marquardt(T / norm, *F, max_iter=int(max_iter), time_budget=time_budget)
+    A = res.A * norm
+    err = relative_error(T, cp_to_tensor(A, res.B, res.C))
+    return CPFit(A=A, B=res.B, C=res.C, relative_error=err, seed=int(seed), seconds=res.seconds,
+                 history=[{"stage": "lm-gaussian", "seed": int(seed), "reason": res.reason,
+                           "iterations": int(res.iterations), "relative_error": float(err)}])
+
+
+def try_rank(
+    T: np.ndarray,
+    rank: int,
+    *,
+    seed: int = 0,
+    restarts: int = 4,
+    time_budget: float = 60.0,
+    polish_iter: int = 3000,
+    exact_rtol: float = EXACT_RTOL,
+) -> tuple[CPFit, RankAttempt]:
+    """Fit T at `rank`; a fit below 1e-6 is confirmed by confirm_exact (final polish).
+
+    Half the time budget goes to the engine (fit_cp: `restarts` ALS starts, then
+    Levenberg–Marquardt); if that is not exact, the rest goes to Levenberg–Marquardt from
+    seeded Gaussian starts (seeds 10^6 seed + 1, + 2, ...), which at ranks well above the
+    dimensions often converges where ALS swamps. When tensorly's unregularised ALS stage breaks
+    on a singular normal matrix (LinAlgError), the whole budget goes to the second method.
+    The best fit over all starts is returned.
+    """
+    if not (np.isfinite(time_budget) and time_budget > 0):
+        raise ValueError(f"try_rank: time_budget must be a positive number, got {time_budget!r}")
+    start = time.perf_counter()
+    notes = []
+    best: CPFit | None = None
+    try:
+        best = fit_cp(T, int(rank), restarts=int(restarts), seed=int(seed),
+                      polish_starts=min(2, int(restarts)), polish_iter=int(polish_iter),
+                      time_budget=0.5 * time_budget)
+        notes.append(f"engine {best.relative_error:.1e}")
+    except np.linalg.LinAlgError:
+        notes.append("engine ALS singular")
+    k = 0
+    while best is None or best.relative_error >= 1e-6:
+        left = time_budget - (time.perf_counter() - start)
+        if left <= 0.05 * time_budget and best is not None:
+            break
+        k += 1
+        fit = _lm_from_gaussian(T, int(rank), 10**6 * int(seed) + k, polish_iter, max(left, 1.0))
+        notes.append(f"lm#{k} {fit.relative_error:.1e}")
+        if best is None or fit.relative_error < best.relative_error:
+            best = fit
+    if best.relative_error < 1e-6:
+        best = confirm_exact(T, best)
+    attempt = RankAttempt(
+        rank=int(rank),
+        relative_error=float(best.relative_error),
+        exact=bool(best.relative_error < exact_rtol),
+        seconds=time.perf_counter() - start,
+        seed=int(seed),
+        restarts=int(restarts),
+        time_budget=float(time_budget),
+        note="; ".join(notes),
+    )
+    return best, attempt
+
+
+AttemptFn = Callable[[int], tuple[CPFit | None, RankAttempt]]
+
+
+def search_exact_rank(
+    attempt: AttemptFn,
+    *,
+    lower: int,
+    start: int,
+    ceiling: int,
+    known: dict[int, RankAttempt] | None = None,
+    on_result: Callable[[CPFit | None, RankAttempt], None] | None = None,
+    resolution: float = 0.0,
+    max_up_steps: int = 2,
+) -> tuple[int | None, dict[int, RankAttempt]]:
+    """Smallest rank found exact by bisection; returns (rank or None, all attempts by rank).
+
+    attempt(R) fits at rank R. `lower` is a certified lower bound (ranks below it are never
+    tried), `start` the first rank tried, `ceiling` the largest rank tried when searching
+    upwards, in at most `max_up_steps` steps of +25% after a miss at `start` (a known exact
+    construction gives the answer above it). `known` holds attempts
+    from an earlier, interrupted run (resuming skips them); `on_result(fit, attempt)` is
+    called after each new attempt (to save factors and progress at once). Bisection stops
+    once (smallest hit - largest miss below it) <= max(1, resolution * smallest hit).
+    """
+    tried: dict[int, RankAttempt] = dict(known or {})
+
+    def run(R: int) -> RankAttempt:
+        if R not in tried:
+            fit, att = attempt(R)
+            tried[R] = att
+            if on_result is not None:
+                on_result(fit, att)
+        return tried[R]
+
+    def hits() -> list[int]:
+        return sorted(r for r, a in tried.items() if a.exact)
+
+    # 1. Find a hit: from `start` upwards (geometric steps) unless one is known already.
+    R = max(int(start), int(lower))
+    steps = 0
+    while not hits():
+        if R > ceiling or steps > max_up_steps:
+            return None, tried
+        if not run(R).exact:
+            R = R + max(1, R // 4)
+            steps += 1
+    # 2. Bisection between the largest miss below the smallest hit and the smallest hit.
+    while True:
+        hi = hits()[0]
+        misses = [r for r, a in tried.items() if not a.exact and r < hi]
+        lo = max(misses) if misses else int(lower) - 1
+        if hi - lo <= max(1, int(resolution * hi)):
+            return hi, tried
+        run((lo + hi) // 2)
