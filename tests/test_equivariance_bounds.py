@@ -111,7 +111,10 @@ def test_sampled_errors_below_bounds(L, rank):
     assert errors.max() <= bounds["spectral"] * (1 + 1e-12)
     assert errors.max() <= bounds["frobenius"] * (1 + 1e-12)
     assert errors.max() <= bounds["projected_spectral"] * (1 + 1e-12)
-    assert errors.max() > 1e-6  # a fit this coarse is visibly non-equivariant
+    assert errors.max() > 1e-6
+    # Thm 3.1's figure: the fit beats the a-priori HOSVD bound here, so 2 B_3.1 bounds eps too
+    assert np.linalg.norm(to_dense(factors) - T) <= thm31_bound(T, rank)
+    assert errors.max() <= thm31_equivariance_bound(T, rank)  # a fit this coarse is visibly non-equivariant
 
 
 def test_sample_equivariance_errors_is_seeded():
