@@ -1,0 +1,287 @@
+"""Exact sphere CP (quadrature, rank 3N) against the approximate "unit" CP at 7 L^2 and e3nn.
+
+Usage::
+
+    python -m experiments.exact_vs_approximate [--max-L 8] [--fit-max-L 4] [--fit-budget 60]
+        [--compress-max-L 3] [--compress-budget 180] [--batch 256] [--channels 16]
+        [--repeats 5] [--threads 1] [--rotations 20] [--seed 0]
+
+For L = 1..max-L it records (experiments/results/exact_vs_approximate.json, .png):
+
+* ranks: N (points of the smallest Lebedev / Gauss–Legendre rule exact to degree 3L or 3L-1),
+  3N (exact full-parity sphere CP), N (exact Gaunt CP), the construction time and relative
+  error; for L <= compress-max-L the smallest exact rank found by ``cp.compress.compress_exact``
+  from the construction (full parity and Gaunt part; an upper bound on the CP rank);
+* the approximate unit-normalized CP at R = 7 L^2 (the paper's rank), fitted with
+  ``cp.fit_cp`` for L <= fit-max-L within fit-budget seconds (larger L: timing only, with
+  random factors of the same shape, since the layer time does not depend on the values);
+* forward time (float32, ``torch.no_grad``, median of ``repeats`` after one warm-up) of
+  ``nn.CPTensorProduct`` with the exact sphere factors (rank 3N), with the 7 L^2 factors, of the
+  dense ``nn.CGTensorProduct`` and of e3nn's "uvu" TensorProduct over all paths (unit weights),
+  for x of shape (batch, channels, d) and y (batch, d);
+* equivariance error (float64) of each layer: max over ``rotations`` Haar rotations with random
+  unit x (one channel), y of ``|f(Dx, Dy) - D f(x, y)| / ||T||_F`` (T the layer's own tensor).
+
+Timings come from a shared 2-core VM: they are noisy; ``--threads`` sets torch's thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from experiments._io import RESULTS, machine, write_json_atomic
+from tdn_theory import so3
+from tdn_theory.cp import fit_cp
+from tdn_theory.cp.compress import compress_exact
+from tdn_theory.cp.quadrature import sphere_cp, sphere_tensor
+from tdn_theory.nn import CGTensorProduct, CPTensorProduct
+from tdn_theory.nn.irreps_layout import (
+    e3nn_path_weights,
+    e3nn_tensor_product,
+    from_e3nn_layout,
+    to_e3nn_layout,
+)
+
+JSON_PATH = RESULTS / "exact_vs_approximate.json"
+PNG_PATH = RESULTS / "exact_vs_approximate.png"
+
+
+def _median_ms(fn, repeats: int) -> float:
+    with torch.no_grad():
+        fn()  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times))
+
+
+def layer_equivariance(forward, L: int, norm: float, n: int, seed: int) -> float:
+    """max_n |f(D x_n, D y_n) - D f(x_n, y_n)| / norm; unit x_n (one channel), y_n; float64."""
+    rng = np.random.default_rng(seed)
+    D = torch.from_numpy(so3.block_wigner_D(L, so3.random_rotations(n, rng)))  # (n, d, d)
+    d = so3.dim(L)
+    x = rng.standard_normal((n, 1, d))
+    y = rng.standard_normal((n, d))
+    x /= np.linalg.norm(x, axis=2, keepdims=True)
+    y /= np.linalg.norm(y, axis=1, keepdims=True)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    with torch.no_grad():
+        out = forward(x, y)  # (n, 1, d)
+        rotated = forward(x @ D.transpose(1, 2), (D @ y[..., None])[..., 0])
+        defect = rotated - out @ D.transpose(1, 2)
+    return float(defect.flatten(1).norm(dim=1).max()) / norm
+
+
+def _e3nn_forward(L: int, channels: int, dtype: torch.dtype):
+    tp = e3nn_tensor_product(L, channels, dtype=dtype)
+
+    def forward(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None):
+        if weights is None:
+            ones = torch.ones(*x.shape[:-2], channels, dtype=dtype)
+            weights = e3nn_path_weights(ones, L, "unit")
+        return from_e3nn_layout(tp(to_e3nn_layout(x), y, weights), L, channels)
+
+    return tp, forward
+
+
+def measure(L: int, args: argparse.Namespace) -> dict[str, Any]:
+    row: dict[str, Any] = {"L": L, "d": so3.dim(L), "n_paths": len(so3.paths(L))}
+    # --- exact sphere constructions ------------------------------------------------------
+    rules = {}
+    for rule in ("lebedev", "gauss-legendre"):
+        t0 = time.perf_counter()
+        fit = sphere_cp(L, "all", rule)
+        seconds = time.perf_counter() - t0
+        even = sphere_cp(L, "even", rule)
+        rules[rule] = {
+            "points": fit.history[0]["points"],
+            "degree": fit.history[0]["degree"],
+            "rank_all": fit.rank,
+            "rank_even": even.rank,
+            "relative_error_all": fit.relative_error,
+            "relative_error_even": even.relative_error,
+            "seconds_all": seconds,
+        }
+        if rule == "lebedev":
+            sphere_fit, gaunt_fit = fit, even
+    row["sphere"] = rules
+    if L <= args.compress_max_L:
+        row["compressed"] = {}
+        for parity, start in (("even", gaunt_fit), ("all", sphere_fit)):
+            res = compress_exact(
+                sphere_tensor(L, parity), *start.factors, time_budget=args.compress_budget,
+                refit_restarts=2, seed=args.seed,
+            )  # fmt: skip
+            row["compressed"][parity] = {
+                "start_rank": res.start_rank,
+                "smallest_exact_rank": res.smallest_rank,
+                "relative_error": res.fit.relative_error,
+                "unfolding_floor": res.floor,
+                "stopped": res.stopped,
+                "seconds": res.seconds,
+                "attempts": len(res.attempts),
+            }
+            print(f"  L={L} {parity}: exact rank {res.start_rank} -> {res.smallest_rank} "
+                  f"({res.stopped}, {res.seconds:.0f} s)", flush=True)  # fmt: skip
+    # --- approximate unit CP at 7 L^2 ----------------------------------------------------
+    rank = 7 * L * L
+    T_unit = so3.cg_tensor(L, "unit")
+    unit: dict[str, Any] = {"rank": rank, "fitted": L <= args.fit_max_L}
+    if unit["fitted"]:
+        fit = fit_cp(T_unit, rank, restarts=4, seed=args.seed, time_budget=args.fit_budget)
+        unit.update(relative_error=fit.relative_error, fit_seconds=fit.seconds)
+        A, B, C = fit.A, fit.B, fit.C
+    else:
+        rng = np.random.default_rng(args.seed)
+        A, B, C = (rng.standard_normal((so3.dim(L), rank)) / rank for _ in range(3))
+    row["unit_cp"] = unit
+    # --- equivariance (float64) ----------------------------------------------------------
+    n, seed = args.rotations, args.seed
+    norm_sphere = float(np.linalg.norm(sphere_tensor(L)))
+    norm_unit = float(np.linalg.norm(T_unit))
+    sphere64 = CPTensorProduct(*sphere_fit.factors)
+    eq = {"sphere_cp": layer_equivariance(sphere64, L, norm_sphere, n, seed)}
+    eq["unit_cp_7L2"] = (
+        layer_equivariance(CPTensorProduct(A, B, C), L, norm_unit, n, seed)
+        if unit["fitted"]
+        else None
+    )
+    eq["dense_cg_unit"] = layer_equivariance(CGTensorProduct(L), L, norm_unit, n, seed)
+    _, e3nn64 = _e3nn_forward(L, 1, torch.float64)
+    eq["e3nn_uvu"] = layer_equivariance(e3nn64, L, norm_unit, n, seed)
+    row["equivariance"] = eq
+    # --- timing (float32) ----------------------------------------------------------------
+    B_, C_, d = args.batch, args.channels, so3.dim(L)
+    gen = torch.Generator().manual_seed(args.seed)
+    x = torch.randn(B_, C_, d, generator=gen)
+    y = torch.randn(B_, d, generator=gen)
+    layers = {
+        "sphere_cp": CPTensorProduct(*sphere_fit.factors, dtype=torch.float32),
+        "unit_cp_7L2": CPTensorProduct(A, B, C, dtype=torch.float32),
+        "dense_cg": CGTensorProduct(L, dtype=torch.float32),
+    }
+    timing = {name: _median_ms(lambda m=m: m(x, y), args.repeats) for name, m in layers.items()}
+    t0 = time.perf_counter()
+    tp, _ = _e3nn_forward(L, C_, torch.float32)
+    build = time.perf_counter() - t0
+    weights = e3nn_path_weights(torch.ones(B_, C_), L, "unit")
+    x_e3nn = to_e3nn_layout(x)
+    timing["e3nn_uvu"] = _median_ms(lambda: tp(x_e3nn, y, weights), args.repeats)
+    timing["e3nn_build_seconds"] = build
+    row["time_ms"] = timing
+    row["ranks"] = {
+        "sphere_3N_lebedev": rules["lebedev"]["rank_all"],
+        "sphere_3N_gauss_legendre": rules["gauss-legendre"]["rank_all"],
+        "gaunt_N_lebedev": rules["lebedev"]["rank_even"],
+        "unit_7L2": rank,
+        "smallest_exact_all": row.get("compressed", {}).get("all", {}).get("smallest_exact_rank"),
+        "smallest_exact_even": row.get("compressed", {}).get("even", {}).get(
+            "smallest_exact_rank"
+        ),
+    }
+    return row
+
+
+def plot(rows: list[dict[str, Any]], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    Ls = [r["L"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+    ax = axes[0]
+    for key, label, style in (
+        ("sphere_3N_lebedev", "exact sphere CP, 3N (Lebedev)", "o-"),
+        ("sphere_3N_gauss_legendre", "exact sphere CP, 3N (Gauss-Legendre)", "s--"),
+        ("gaunt_N_lebedev", "exact Gaunt CP, N (Lebedev)", "^-"),
+        ("unit_7L2", "approximate unit CP, 7 L^2", "k:"),
+    ):
+        ax.plot(Ls, [r["ranks"][key] for r in rows], style, label=label)
+    for key, label in (("smallest_exact_all", "smallest exact found (all)"),
+                       ("smallest_exact_even", "smallest exact found (Gaunt)")):  # fmt: skip
+        pts = [(r["L"], r["ranks"][key]) for r in rows if r["ranks"][key] is not None]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), "x", markersize=9, label=label)
+    ax.set(xlabel="L", ylabel="CP rank", title="Ranks", yscale="log")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    for key, label, style in (
+        ("sphere_cp", "CP layer, exact sphere (3N)", "o-"),
+        ("unit_cp_7L2", "CP layer, unit 7 L^2", "k:"),
+        ("dense_cg", "dense CG layer", "d-."),
+        ("e3nn_uvu", "e3nn uvu TensorProduct", "s--"),
+    ):
+        ax.plot(Ls, [r["time_ms"][key] for r in rows], style, label=label)
+    ax.set(xlabel="L", ylabel="forward time [ms]", yscale="log",
+           title="Layer time (float32, noisy shared CPU)")  # fmt: skip
+    ax.legend(fontsize=7)
+    ax = axes[2]
+    for key, label, style in (
+        ("sphere_cp", "exact sphere CP", "o-"),
+        ("unit_cp_7L2", "unit CP 7 L^2 (fitted)", "k:"),
+        ("dense_cg_unit", "dense CG", "d-."),
+        ("e3nn_uvu", "e3nn", "s--"),
+    ):
+        pts = [(r["L"], r["equivariance"][key]) for r in rows if r["equivariance"][key] is not None]
+        ax.plot(*zip(*pts, strict=True), style, label=label)
+    ax.set(xlabel="L", ylabel="max |f(Dx,Dy) - D f(x,y)| / ||T||_F", yscale="log",
+           title="Equivariance error (float64, unit x, y)")  # fmt: skip
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--max-L", type=int, default=8)
+    parser.add_argument("--fit-max-L", type=int, default=4)
+    parser.add_argument("--fit-budget", type=float, default=60.0)
+    parser.add_argument("--compress-max-L", type=int, default=3)
+    parser.add_argument("--compress-budget", type=float, default=180.0)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--channels", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rotations", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.max_L < 1:
+        parser.error(f"--max-L must be >= 1, got {args.max_L}")
+    torch.set_num_threads(args.threads)
+    rows = []
+    start = time.perf_counter()
+    for L in range(1, args.max_L + 1):
+        print(f"L = {L}", flush=True)
+        rows.append(measure(L, args))
+        r = rows[-1]
+        print(f"  ranks {r['ranks']}\n  time_ms {r['time_ms']}\n  equivariance "
+              f"{r['equivariance']}", flush=True)  # fmt: skip
+    result = {
+        "settings": vars(args),
+        "rows": rows,
+        "seconds": time.perf_counter() - start,
+        "machine": machine(),
+        "torch": torch.__version__,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "note": "timings from a shared 2-core VM (noisy); ranks and errors are deterministic "
+        "except where a time budget cut a fit or compression short",
+    }
+    write_json_atomic(JSON_PATH, result)
+    plot(rows, PNG_PATH)
+    print(json.dumps({r["L"]: r["ranks"] for r in rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
