@@ -120,9 +120,17 @@ def rank_record(
     restarts: int,
     time_budget: float | None,
     n_samples: int,
+    factors: Factors | None = None,
+    info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Fit rank `rank` and collect every figure of the rank study for it (one JSON row)."""
-    factors, info = fit_rank(T, rank, seed=seed, restarts=restarts, time_budget=time_budget)
+    """Fit rank `rank` and collect every figure of the rank study for it (one JSON row).
+
+    With `factors` given (e.g. exact factors from the rank atlas) no fit is made; `info`
+    then describes where they come from.
+    """
+    if factors is None:
+        factors, info = fit_rank(T, rank, seed=seed, restarts=restarts, time_budget=time_budget)
+    info = dict(info or {})
     report = check_fit(T, factors, n_rotations=n_samples, seed=seed)
     eps = equivariance_samples(T, factors, n_samples, seed)
     norm = float(np.linalg.norm(T))

@@ -3,12 +3,14 @@
 Usage: ``python -m experiments.rank_schedules [--quick] [--out DIR] [--max-L L] [--seed S]``.
 Writes rank_schedules.json and rank_schedules.png into experiments/results (or DIR;
 experiments/results/quick with --quick). Reads error_vs_rank.json from the same folder when it
-exists (run experiments.error_vs_rank first, as run_all does) and fits only the ranks it lacks.
+exists (run experiments.error_vs_rank first, as run_all does) and fits only the ranks it lacks;
+reads rank_atlas.json and its factors/ from the same folder when they exist.
 
 The counterpart of the paper's Fig. 3: for L = 1..6 and the schedules R = 7L, 7L^2,
 ceil(16 ln^2(L+1)) and (L+1)^4 = d^2 (Thm 3.2's exact construction), plus "smallest exact rank"
-(the smallest rank at which a fit of this study or the rank atlas, when its results exist, is
-exact to 1e-10; an upper bound on the CP rank, next to the certified flattening lower bound):
+(the smallest rank with a CP exact to 1e-10 known here: the rank atlas's when its results exist,
+else this study's grid, else d^2; an upper bound on the CP rank, recorded next to the atlas's
+certified lower bound on the rank):
 
 * relative_error ||M - M_hat||_F / ||M||_F and the certified lower bound (experiments.error_vs_rank);
 * equivariance error: exact Haar RMS of eps_abs and median eps_rel (experiments/_rank_study.py);
@@ -83,12 +85,38 @@ def known_rows(out_dir) -> dict[tuple[int, int], dict]:
     return {(b["L"], r["rank"]): r for b in data["per_L"] for r in b["rows"]}
 
 
-def smallest_exact(L: int, rows: dict[tuple[int, int], dict]) -> tuple[int, str]:
-    """Smallest rank with a fit exact to EXACT_RTOL among `rows` (error_vs_rank), else d^2."""
+def smallest_exact(L: int, rows: dict[tuple[int, int], dict], out_dir) -> dict:
+    """The smallest rank known to give an exact CP of the unit CG tensor at degree L.
+
+    Sources, in order: the rank atlas (out_dir/rank_atlas.json, row "unit/all/L", with its
+    factor file under out_dir/factors), the smallest exact fit (< EXACT_RTOL) among `rows`
+    (error_vs_rank), Thm 3.2's construction R = d^2. Returns {"rank", "how", "factors" (or
+    None), "rank_lower_bound" (certified, from the atlas, or None)}.
+    """
+    found: dict = {"factors": None, "rank_lower_bound": None}
+    atlas_path = out_dir / "rank_atlas.json"
+    if atlas_path.exists():
+        row = json.loads(atlas_path.read_text()).get("rows", {}).get(f"unit/all/{L}", {})
+        lower = row.get("lower") or {}
+        found["rank_lower_bound"] = lower.get("value")
+        upper = row.get("upper") or {}
+        factor_file = out_dir / "factors" / str(upper.get("file", ""))
+        if upper.get("rank") and upper.get("file") and factor_file.is_file():
+            from tdn_theory.cp import load_factors
+
+            fit, _meta = load_factors(factor_file)
+            found.update(
+                rank=int(upper["rank"]),
+                how=f"rank atlas ({upper.get('source', '?')}; {factor_file.name})",
+                factors=fit.factors,
+            )
+            return found
     exact = sorted(R for (l, R), r in rows.items() if l == L and r["relative_error"] < EXACT_RTOL)
     if exact:
-        return exact[0], "smallest exact fit on the error_vs_rank grid (upper bound)"
-    return (L + 1) ** 4, "Thm 3.2 construction d^2 (no smaller exact fit on the grid)"
+        found.update(rank=exact[0], how="smallest exact fit on the error_vs_rank grid")
+    else:
+        found.update(rank=(L + 1) ** 4, how="Thm 3.2 construction d^2 (no smaller exact CP known)")
+    return found
 
 
 def plot(result: dict, path) -> None:
@@ -159,11 +187,24 @@ def main(argv: list[str] | None = None) -> dict:
     for L in tqdm(range(1, max_L + 1), desc="rank schedules"):
         T = unit_cg(L)
         ranks = {name: f(L) for name, f in SCHEDULES.items()}
-        ranks[SMALLEST], smallest_source = smallest_exact(L, rows)
+        smallest = smallest_exact(L, rows, out)
+        ranks[SMALLEST] = smallest["rank"]
         restarts, budget = QUICK_FIT if args.quick else FULL_FIT[L]
         block: dict = {"L": L, "d": (L + 1) ** 2, "schedules": {}}
         for name, R in ranks.items():
-            if (L, R) in rows:
+            if name == SMALLEST and smallest["factors"] is not None:
+                row = rank_record(
+                    T,
+                    R,
+                    seed=args.seed,
+                    restarts=restarts,
+                    time_budget=budget,
+                    n_samples=samples,
+                    factors=smallest["factors"],
+                    info={"method": "exact factors from the rank atlas"},
+                )
+                row["source"] = "rank_atlas.json"
+            elif (L, R) in rows:
                 row = dict(rows[(L, R)], source="error_vs_rank.json")
             else:
                 row = rank_record(
@@ -172,7 +213,8 @@ def main(argv: list[str] | None = None) -> dict:
                 row["source"] = "fitted here"
                 rows[(L, R)] = row
             block["schedules"][name] = row
-        block["schedules"][SMALLEST]["how"] = smallest_source
+        block["schedules"][SMALLEST]["how"] = smallest["how"]
+        block["rank_lower_bound"] = smallest["rank_lower_bound"]
         times = layer_times(L, ranks, batch, channels, repeats, args.seed)
         for name in ranks:
             block["schedules"][name]["layer_seconds"] = times[name]
