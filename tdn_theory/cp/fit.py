@@ -13,8 +13,13 @@ T indexed [k, i, j] = [output, input 1, input 2] (DESIGN.md section 2). The proc
    line search on) in stages whose ridge (l2_reg) is annealed to zero: the ridge keeps
    nearly collinear, diverging components ("degeneracies") bounded early on, the last stage
    is plain least squares.
-3. The best `polish_starts` ALS results are polished with Levenberg–Marquardt on all factors
-   (tdn_theory.cp.polish); the best polished result is returned.
+3. Small problems ((d1 + d2 + d3) R <= polish.DENSE_LIMIT unknowns, where a dense
+   Levenberg–Marquardt step is cheap): the best 3 ALS results are each polished with
+   Levenberg–Marquardt on all factors (tdn_theory.cp.polish); different starts end in
+   different basins, and LM from the second- or third-best start often wins.
+   Larger problems: the best start first continues with ALS until it stalls (cheap per
+   iteration, effective in the slow "swamps" of these tensors), then LM polishes it.
+4. The best factors seen in any phase are returned.
 
 The result is deterministic for a given seed as long as the time budget does not cut a
 stage short (a budget makes the amount of work depend on the machine's speed).
@@ -32,13 +37,15 @@ import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 from tensorly.decomposition import parafac
 
-from .polish import levenberg_marquardt
+from .polish import DENSE_LIMIT, levenberg_marquardt
 from .tensor_ops import check_rank, check_target, cp_to_tensor, relative_error
 
 __all__ = ["CPFit", "fit_cp", "INIT_METHODS"]
 
 INIT_METHODS = ("mixed", "svd", "random")
 RIDGE_SCHEDULE = (1.0, 0.1, 0.01, 0.0)  # multiples of `ridge`, one ALS stage each
+REFINE_ITER = 5000  # default ALS continuation of the best start (larger problems)
+SMALL_POLISH_STARTS = 3  # starts polished by LM on small problems
 SINGULAR_RIDGE = 1e-10  # ridge used to repeat a stage whose normal matrix was singular
 RIDGE_STAGE_FRACTION = 0.1  # share of max_iter spent in each ridged stage (the rest: ridge 0)
 
@@ -199,9 +206,9 @@ def fit_cp(
     tol: float = 1e-12,
     init: str = "mixed",
     ridge: float = 1e-3,
-    refine_iter: int = 5000,
+    refine_iter: int | None = None,
     polish: bool = True,
-    polish_starts: int = 1,
+    polish_starts: int | None = None,
     polish_iter: int = 300,
     time_budget: float | None = None,
     phase_fractions: tuple[float, float] = (0.3, 0.7),
@@ -227,7 +234,10 @@ def fit_cp(
         Gaussian only in the columns beyond an unfolding's size) or "random".
     ridge : initial ridge (l2_reg) on the unit-norm problem, annealed to zero (0 disables).
     refine_iter : ALS iterations for the continuation of the best start (0 skips it).
+        None: 0 for small problems (see the module docstring), else REFINE_ITER.
     polish : run the Levenberg–Marquardt polish.
+    polish_starts : how many of the best ALS results are polished. None: 3 for small
+        problems, else 1.
     polish_iter : maximal Levenberg–Marquardt iterations per polished start.
     time_budget : seconds for the whole fit or None (no limit). Phase 1 ends at
         phase_fractions[0] * time_budget, phase 2 at phase_fractions[1] * time_budget, the
@@ -245,6 +255,11 @@ def fit_cp(
     rank = check_rank(rank, who="fit_cp")
     restarts = _check_int("restarts", restarts, 1)
     max_iter = _check_int("max_iter", max_iter, 1)
+    small = sum(T.shape) * rank <= DENSE_LIMIT
+    if refine_iter is None:
+        refine_iter = 0 if small else REFINE_ITER
+    if polish_starts is None:
+        polish_starts = SMALL_POLISH_STARTS if small else 1
     refine_iter = _check_int("refine_iter", refine_iter, 0)
     polish_starts = _check_int("polish_starts", polish_starts, 1)
     polish_iter = _check_int("polish_iter", polish_iter, 0)
