@@ -29,7 +29,9 @@ def test_levi_civita_compresses_to_its_rank_5():
 
 def test_full_parity_l1_compresses_below_the_construction():
     T = sphere_tensor(1, "all")
-    result = compress_exact(T, *sphere_cp(1, "all").factors, time_budget=20.0, lm_iter=300)
+    result = compress_exact(
+        T, *sphere_cp(1, "all").factors, time_budget=6.0, attempt_budget=1.5, lm_iter=300
+    )
     assert result.smallest_rank < 18
     assert result.fit.relative_error <= 1e-12
 
@@ -44,7 +46,7 @@ def test_planted_low_rank_tensor():
     B9 = np.concatenate([B, B[:, 3:]], axis=1)
     C9 = np.concatenate([C, C[:, 3:]], axis=1)
     assert relative_error(T, cp_to_tensor(A9, B9, C9)) < 1e-14
-    result = compress_exact(T, A9, B9, C9, time_budget=20.0)
+    result = compress_exact(T, A9, B9, C9, time_budget=6.0, attempt_budget=1.5)
     assert result.smallest_rank <= 6
     assert unfolding_rank_floor(T) == 5
 

@@ -5,11 +5,13 @@ quadrature construction of :mod:`tdn_theory.cp.quadrature`). Greedy deflation:
 
 1. balance the columns (``||A[:, r]|| = ||B[:, r]|| = ||C[:, r]||``) and order them by the size
    ``||A[:, r]|| ||B[:, r]|| ||C[:, r]||`` of their rank-one term, smallest first;
-2. drop one column (the smallest first, then the next ones, up to ``tries_per_rank``) and run
-   Levenberg–Marquardt (:func:`tdn_theory.cp.levenberg_marquardt`; dense Cholesky steps while
-   the number of unknowns ``(d1 + d2 + d3) R`` is at most ``dense_limit``, which converges far
-   better than its conjugate-gradient mode on these problems) from the remaining ``R - 1``
-   columns; accept as soon as the relative error ``||T - T_hat||_F / ||T||_F <= tol``;
+2. drop one column (the smallest first, then the next ones, up to ``tries_per_rank``), run
+   tensorly's ALS (``parafac`` with line search, up to ``als_iter`` iterations) from the
+   remaining ``R - 1`` columns and, unless that is already exact, Levenberg–Marquardt
+   (:func:`tdn_theory.cp.levenberg_marquardt`; dense Cholesky steps while the number of
+   unknowns ``(d1 + d2 + d3) R`` is at most ``dense_limit``, which converges far better than its
+   conjugate-gradient mode here); accept as soon as the relative error
+   ``||T - T_hat||_F / ||T||_F <= tol``;
 3. if no dropped column works, optionally run :func:`tdn_theory.cp.fit_cp` at rank ``R - 1``
    (``refit_restarts`` ALS starts with its own Levenberg–Marquardt polish);
 4. repeat from the accepted factors until an attempt fails, the time budget is spent, or the rank
@@ -28,6 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import tensorly as tl
+from tensorly.cp_tensor import CPTensor
+from tensorly.decomposition import parafac
 
 from .fit import CPFit, fit_cp
 from .polish import balance_factors, levenberg_marquardt
@@ -64,6 +69,57 @@ def _max_term(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> float:
     return float(sizes.max()) if sizes.size else 0.0
 
 
+def _als_from(T: np.ndarray, factors: list[np.ndarray], n_iter: int, deadline: float):
+    """tensorly ALS (line search, no normalisation) started from ``factors``; weights folded."""
+    rank = factors[0].shape[1]
+
+    def stop(_cp, _err) -> bool:
+        return time.perf_counter() > deadline
+
+    tl.set_backend("numpy")
+    weights, fs = parafac(
+        T, int(rank), n_iter_max=int(n_iter), init=CPTensor((np.ones(rank), factors)),
+        tol=1e-300, linesearch=True, normalize_factors=False, callback=stop,
+    )  # fmt: skip
+    fs = [np.asarray(F, dtype=np.float64) for F in fs]
+    fs[0] = fs[0] * np.asarray(weights, dtype=np.float64)[None, :]
+    return fs
+
+
+def _drop_attempt(
+    T: np.ndarray,
+    factors: list[np.ndarray],
+    *,
+    tol: float,
+    als_iter: int,
+    lm_iter: int,
+    budget: float,
+    dense_limit: int,
+) -> tuple[list[np.ndarray], float, str, str]:
+    """ALS, then (unless exact) Levenberg–Marquardt from ``factors``: (factors, error, method, why)."""
+    start = time.perf_counter()
+    method = "drop"
+    if als_iter > 0:
+        try:
+            factors = _als_from(T, factors, als_iter, start + budget / 2)
+            method = "drop+als"
+        except np.linalg.LinAlgError:  # a singular normal matrix: fall back to the plain start
+            method = "drop(als failed)"
+    err = relative_error(T, cp_to_tensor(*factors))
+    if err <= tol:
+        return factors, err, method, "tol"
+    unknowns = sum(F.shape[0] for F in factors) * factors[0].shape[1]
+    res = levenberg_marquardt(
+        T, *factors, max_iter=lm_iter, time_budget=max(budget - (time.perf_counter() - start), 1e-3),
+        target_error=min(tol, 1e-14) / 10, dense=True if unknowns <= dense_limit else None,
+    )  # fmt: skip
+    polished = [res.A, res.B, res.C]
+    err_lm = relative_error(T, cp_to_tensor(*polished))
+    if err_lm < err:
+        return polished, err_lm, method + "+lm", res.reason
+    return factors, err, method, res.reason
+
+
 def unfolding_rank_floor(T: np.ndarray, rtol: float = 1e-10) -> int:
     """Largest numerical rank of the three unfoldings of ``T`` (singular values > rtol * max)."""
     T = np.asarray(T, dtype=np.float64)
@@ -82,6 +138,7 @@ def compress_exact(
     *,
     tol: float = 1e-12,
     tries_per_rank: int = 3,
+    als_iter: int = 2000,
     lm_iter: int = 1000,
     attempt_budget: float = 30.0,
     time_budget: float = 120.0,
@@ -92,8 +149,9 @@ def compress_exact(
     """Greedy search for smaller exact CP decompositions of ``T`` starting from exact factors.
 
     ``T`` (d3, d1, d2) indexed ``[k, i, j]``; ``A, B, C`` exact factors (their error must be
-    ``<= tol``). ``tries_per_rank``: columns tried per rank; ``lm_iter`` / ``attempt_budget``:
-    Levenberg–Marquardt iterations / seconds per attempt; ``time_budget``: seconds in total;
+    ``<= tol``). ``tries_per_rank``: columns tried per rank; ``als_iter``: ALS iterations per attempt;
+    ``lm_iter``: Levenberg–Marquardt iterations per attempt; ``attempt_budget``: seconds per
+    attempt; ``time_budget``: seconds in total;
     ``refit_restarts``: ALS starts of a fresh :func:`fit_cp` when every column drop failed (0:
     never); ``dense_limit``: largest number of unknowns solved densely by Levenberg–Marquardt;
     ``seed``: seed of that fit. Deterministic unless a budget cuts an attempt short.
@@ -102,6 +160,7 @@ def compress_exact(
     T = check_target(T, who="compress_exact")
     for name, value, low in (
         ("tries_per_rank", tries_per_rank, 1),
+        ("als_iter", als_iter, 0),
         ("lm_iter", lm_iter, 1),
         ("refit_restarts", refit_restarts, 0),
         ("dense_limit", dense_limit, 0),
@@ -146,28 +205,25 @@ def compress_exact(
             if out_of_time():
                 break
             keep = np.delete(np.arange(rank + 1), column)
-            budget = min(attempt_budget, max(time_budget - (time.perf_counter() - start), 1e-3))
-            unknowns = sum(F.shape[0] for F in factors) * rank
-            res = levenberg_marquardt(
-                Tn, *(F[:, keep] for F in factors), max_iter=int(lm_iter),
-                time_budget=budget, target_error=min(tol, 1e-14) / 10,
-                dense=True if unknowns <= dense_limit else None,
+            t0 = time.perf_counter()
+            budget = min(attempt_budget, max(time_budget - (t0 - start), 1e-3))
+            trial, err, method, reason = _drop_attempt(
+                Tn, [F[:, keep] for F in factors], tol=tol, als_iter=int(als_iter),
+                lm_iter=int(lm_iter), budget=budget, dense_limit=int(dense_limit),
             )  # fmt: skip
-            err = relative_error(Tn, cp_to_tensor(res.A, res.B, res.C))
             attempts.append(
                 {
                     "rank": rank,
-                    "method": "drop+lm",
+                    "method": method,
                     "dropped": int(column),
                     "relative_error": err,
-                    "iterations": int(res.iterations),
-                    "max_term": _max_term(res.A, res.B, res.C),
-                    "reason": res.reason,
-                    "seconds": res.seconds,
+                    "max_term": _max_term(*trial),
+                    "reason": reason,
+                    "seconds": time.perf_counter() - t0,
                 }
             )
             if err <= tol:
-                accepted = ([res.A, res.B, res.C], err)
+                accepted = (trial, err)
                 break
         if accepted is None and refit_restarts > 0 and not out_of_time():
             budget = max(time_budget - (time.perf_counter() - start), 1e-3)
