@@ -32,7 +32,7 @@ import scipy.linalg
 
 __all__ = ["PolishResult", "levenberg_marquardt", "balance_factors"]
 
-DENSE_LIMIT = 1600  # use a dense Cholesky solve when (d1 + d2 + d3) * R <= this
+DENSE_LIMIT = 1000  # use a dense Cholesky solve when (d1 + d2 + d3) * R <= this
 
 
 @dataclass
