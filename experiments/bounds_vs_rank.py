@@ -15,7 +15,7 @@ increasing rank until the fit is exact (< 1e-10): the smallest rank found per L.
 
 Writes experiments/results/bounds_vs_rank.json and .png (atomically). Run:
 
-    OMP_NUM_THREADS=1 python experiments/bounds_vs_rank.py            # ~15-20 min on 2 cores
+    OMP_NUM_THREADS=1 python experiments/bounds_vs_rank.py            # ~40 min on 2 cores
     python experiments/bounds_vs_rank.py --quick                      # L = 1, 2 only, ~1 min
 """
 
@@ -42,11 +42,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 RANK_GRID = {
     1: [1, 2, 3, 4, 5, 6, 7, 8, 9],
     2: [1, 2, 4, 6, 8, 10, 12, 16, 20, 24, 28, 29, 30, 31, 32],
-    3: [1, 4, 8, 12, 16, 24, 32, 40, 48, 56, 63, 70, 76, 80, 90],
-    4: [1, 8, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160],
+    3: [1, 4, 8, 12, 16, 24, 32, 40, 48, 56, 63, 70, 80, 90, 92, 100],
+    4: [1, 8, 16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224],
 }
+# seconds per fit_cp call (the exact fits at L = 3, 4 need the longer budgets)
+BUDGET = {1: 10.0, 2: 30.0, 3: 45.0, 4: 60.0}
 # ranks tried for random equivariant maps (the scan stops at the first exact fit)
-RANDOM_MAP_RANKS = {1: list(range(1, 13)), 2: list(range(20, 40)), 3: [56, 64, 72, 80, 90, 100]}
+RANDOM_MAP_RANKS = {1: list(range(1, 13)), 2: list(range(20, 40)), 3: [84, 92, 100, 110, 120]}
 EXACT_TOL = 1e-10
 PLOT_FLOOR = 1e-17
 
@@ -95,14 +97,16 @@ def thm31_threshold(T: np.ndarray, L: int) -> dict:
     }
 
 
-def bounds_part(Ls: list[int], seed: int, budget: float, n_rotations: int, starts: int) -> dict:
+def bounds_part(
+    Ls: list[int], seed: int, budget: float | None, n_rotations: int, starts: int
+) -> dict:
     out = {}
     for L in Ls:
         T = cg_tensor(L)
         rows = []
         for rank in RANK_GRID[L]:
             t0 = time.perf_counter()
-            fit = fit_cp(T, rank, restarts=4, seed=seed, time_budget=budget)
+            fit = fit_cp(T, rank, restarts=4, seed=seed, time_budget=budget or BUDGET[L])
             seconds = time.perf_counter() - t0
             rep = check_fit(
                 T,
@@ -157,7 +161,7 @@ def bounds_part(Ls: list[int], seed: int, budget: float, n_rotations: int, start
     return out
 
 
-def random_map_part(Ls: list[int], seed: int, budget: float) -> dict:
+def random_map_part(Ls: list[int], seed: int, budget: float | None) -> dict:
     out = {}
     for L in Ls:
         T = random_equivariant_map(L, seed)
@@ -167,7 +171,7 @@ def random_map_part(Ls: list[int], seed: int, budget: float) -> dict:
             RANDOM_MAP_RANKS[L],
             seed=seed,
             exact_tol=EXACT_TOL,
-            fit_kwargs={"restarts": 4, "time_budget": budget},
+            fit_kwargs={"restarts": 4, "time_budget": budget or BUDGET[L]},
         )
         scan["seconds"] = time.perf_counter() - t0
         scan["constructive_rank"] = int(T.shape[1] * T.shape[2])
@@ -263,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--L", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--random-map-L", type=int, nargs="*", default=[1, 2, 3])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--budget", type=float, default=30.0, help="seconds per fit (fit_cp)")
+    parser.add_argument(
+        "--budget", type=float, default=None, help="seconds per fit (default: per L, see BUDGET)"
+    )
     parser.add_argument("--n-rotations", type=int, default=200)
     parser.add_argument("--starts", type=int, default=4, help="adversarial search starts")
     parser.add_argument("--quick", action="store_true", help="L = 1, 2 only, small budgets")
@@ -274,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [L for L in args.L + args.random_map_L if L not in RANK_GRID]
     if bad:
         parser.exit(2, f"error: L must be among {sorted(RANK_GRID)}; got {bad}\n")
-    if args.budget <= 0:
+    if args.budget is not None and args.budget <= 0:
         parser.exit(2, "error: --budget must be a positive number of seconds\n")
     start = time.perf_counter()
     bounds = bounds_part(args.L, args.seed, args.budget, args.n_rotations, args.starts)
@@ -284,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         "description": __doc__.splitlines()[0],
         "settings": {
             "seed": args.seed,
-            "fit_cp": {"restarts": 4, "time_budget_s": args.budget},
+            "fit_cp": {"restarts": 4, "time_budget_s": args.budget or BUDGET},
             "n_rotations": args.n_rotations,
             "worst_case_starts": args.starts,
             "exact_tol": EXACT_TOL,
