@@ -32,6 +32,7 @@ from tdn_theory.theory.equivariance import (
     sample_equivariance_errors,
     thm31_bound,
     thm31_equivariance_bound,
+    thm31_truncation_rank,
     to_dense,
     worst_case_equivariance_error,
 )
@@ -114,7 +115,9 @@ def test_sampled_errors_below_bounds(L, rank):
     assert errors.max() > 1e-6
     # Thm 3.1's figure: the fit beats the a-priori HOSVD bound here, so 2 B_3.1 bounds eps too
     assert np.linalg.norm(to_dense(factors) - T) <= thm31_bound(T, rank)
-    assert errors.max() <= thm31_equivariance_bound(T, rank)  # a fit this coarse is visibly non-equivariant
+    assert errors.max() <= thm31_equivariance_bound(
+        T, rank
+    )  # a fit this coarse is visibly non-equivariant
 
 
 def test_sample_equivariance_errors_is_seeded():
@@ -180,6 +183,12 @@ def test_thm31_bounds_its_hosvd_truncation(L, rank):
     errors = sample_equivariance_errors((A, B, C), 50, seed=rank)
     assert errors.max() <= thm31_equivariance_bound(T, rank) * (1 + 1e-12) + 1e-12
     assert thm31_equivariance_bound(T, rank) == pytest.approx(2 * bound)
+
+
+@given(rank=st.integers(1, 10**6))
+def test_thm31_truncation_rank_is_the_integer_cube_root(rank):
+    r = thm31_truncation_rank(rank)
+    assert r**3 <= rank < (r + 1) ** 3
 
 
 @settings(max_examples=15, deadline=None)
@@ -265,7 +274,7 @@ def test_check_fit_report_is_consistent():
     T = cg_tensor(L)
     A, B, C = _fit(L, rank)
     report = check_fit(T, (A, B, C), n_rotations=50, seed=0, worst_case=True, worst_case_starts=2)
-    assert report["rank"] == rank and report["L"] == L
+    assert report["rank"] == rank and report["L"] == L and report["thm31_rank"] == 1
     assert report["lower_bound"] <= report["fit_error"] * (1 + 1e-12)
     assert report["relative_error"] == pytest.approx(report["fit_error"] / np.linalg.norm(T))
     assert report["mc_max_error"] <= report["aposteriori_spectral"]

@@ -63,6 +63,7 @@ __all__ = [
     "sample_equivariance_errors",
     "thm31_bound",
     "thm31_equivariance_bound",
+    "thm31_truncation_rank",
     "to_dense",
     "worst_case_equivariance_error",
 ]
@@ -370,7 +371,8 @@ def mode_tail_energies(T: np.ndarray, r: int) -> np.ndarray:
     return np.array([float(np.sum(s[int(r) :] ** 2)) for s in unfolding_singular_values(T)])
 
 
-def _thm31_truncation(rank: int) -> int:
+def thm31_truncation_rank(rank: int) -> int:
+    """R_T = floor(R^(1/3)) computed in integers (no floating-point cube-root error)."""
     if int(rank) != rank or rank < 1:
         raise ValueError(f"rank must be a positive integer, got {rank!r}")
     r = int(round(int(rank) ** (1.0 / 3.0)))
@@ -392,7 +394,7 @@ def thm31_bound(T: np.ndarray, rank: int) -> float:
     eps <= 2 B_3.1(T, R) ||x|| ||y|| for that T_R (``thm31_equivariance_bound``). The bound is
     vacuous when B_3.1 >= ||T||_F (the zero tensor already achieves error ||T||_F).
     """
-    return float(np.sqrt(np.sum(mode_tail_energies(T, _thm31_truncation(rank)))))
+    return float(np.sqrt(np.sum(mode_tail_energies(T, thm31_truncation_rank(rank)))))
 
 
 def thm31_equivariance_bound(T: np.ndarray, rank: int) -> float:
@@ -411,7 +413,7 @@ def hosvd_cp(T: np.ndarray, rank: int) -> Factors:
     T = np.asarray(T, dtype=np.float64)
     if T.ndim != 3:
         raise ValueError(f"expected a 3-way tensor, got shape {T.shape}")
-    r_t = _thm31_truncation(rank)
+    r_t = thm31_truncation_rank(rank)
     Us = []
     for n in range(3):
         unfolding = np.moveaxis(T, n, 0).reshape(T.shape[n], -1)
@@ -530,8 +532,8 @@ def check_fit(
 
     Keys (all per unit inputs ||x|| = ||y|| = 1 where an eps is involved):
       L, d, rank, norm_T, fit_error (||E||_F), relative_error, lower_bound (certified absolute
-      lower bound on ||T - T'||_F over every rank-R CP T'), relative_lower_bound, thm31_bound
-      (a-priori absolute Frobenius bound for the HOSVD truncation),
+      lower bound on ||T - T'||_F over every rank-R CP T'), relative_lower_bound, thm31_rank (R_T),
+      thm31_bound (a-priori absolute Frobenius bound for the HOSVD truncation),
       thm31_equivariance_bound (2 * thm31_bound), thm31_vacuous (thm31_bound >= ||T||_F),
       hosvd_error (actual ||T - T_R||_F of that truncation), aposteriori_spectral (2 ||E_(1)||_2),
       aposteriori_frobenius (2 ||E||_F), aposteriori_projected (2 ||((I-P) E)_(1)||_2),
@@ -565,6 +567,7 @@ def check_fit(
         "relative_error": _ratio(fit_error, norm_T),
         "lower_bound": float(absolute_lower_bound(T, rank)),
         "relative_lower_bound": _ratio(float(absolute_lower_bound(T, rank)), norm_T),
+        "thm31_rank": thm31_truncation_rank(rank),
         "thm31_bound": t31,
         "thm31_equivariance_bound": 2.0 * t31,
         "thm31_vacuous": bool(t31 >= norm_T),
