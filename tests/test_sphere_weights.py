@@ -22,7 +22,9 @@ from tdn_theory.so3.sphere import solid_harmonics, sphere_path_weight, sphere_pa
 def _e3nn_values_and_gradients(L: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """e3nn's solid harmonics (normalize=False, "integral") and their autograd gradients."""
     r = torch.tensor(points, dtype=torch.float64, requires_grad=True)
-    values = o3.spherical_harmonics(list(range(L + 1)), r, normalize=False, normalization="integral")
+    values = o3.spherical_harmonics(
+        list(range(L + 1)), r, normalize=False, normalization="integral"
+    )
     grads = [
         torch.autograd.grad(values[:, a].sum(), r, retain_graph=True)[0]
         for a in range(values.shape[1])
@@ -65,7 +67,9 @@ def test_weights_equal_e3nn_quadrature_projection():
 
 def test_even_weights_equal_the_gaunt_normalization():
     for path in so3.paths(8, "even"):
-        assert sphere_path_weight(*path) == pytest.approx(so3.path_weight(*path, "gaunt"), rel=1e-14)
+        assert sphere_path_weight(*path) == pytest.approx(
+            so3.path_weight(*path, "gaunt"), rel=1e-14
+        )
     for path in [(0, 0, 0), (1, 1, 2), (2, 3, 3)]:
         difference = sphere_path_weight_exact(*path) - so3.gaunt_weight_exact(*path)
         assert sympy.simplify(difference) == 0

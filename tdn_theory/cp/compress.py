@@ -12,6 +12,7 @@ quadrature construction of :mod:`tdn_theory.cp.quadrature`). Greedy deflation:
    unknowns ``(d1 + d2 + d3) R`` is at most ``dense_limit``, which converges far better than its
    conjugate-gradient mode here); accept as soon as the relative error
    ``||T - T_hat||_F / ||T||_F <= tol``;
+   and its largest rank-one term is at most ``max_term * ||T||_F`` (bounded terms);
 3. if no dropped column works, optionally run :func:`tdn_theory.cp.fit_cp` at rank ``R - 1``
    (``refit_restarts`` ALS starts with its own Levenberg–Marquardt polish);
 4. repeat from the accepted factors until an attempt fails, the time budget is spent, or the rank
@@ -95,16 +96,19 @@ def _drop_attempt(
     lm_iter: int,
     budget: float,
     dense_limit: int,
+    max_term: float,
 ) -> tuple[list[np.ndarray], float, str, str]:
     """ALS, then (unless exact) Levenberg–Marquardt from ``factors``: (factors, error, method, why)."""
     start = time.perf_counter()
     method = "drop"
     if als_iter > 0:
         try:
-            factors = _als_from(T, factors, als_iter, start + budget / 2)
-            method = "drop+als"
-        except np.linalg.LinAlgError:  # a singular normal matrix: fall back to the plain start
-            method = "drop(als failed)"
+            als = _als_from(T, factors, als_iter, start + budget / 2)
+        except np.linalg.LinAlgError:  # a singular normal matrix: keep the plain start
+            als = None
+        if als is not None and _max_term(*als) <= max_term:
+            # a diverging ALS result (terms far larger than T) is dropped: LM from the plain start
+            factors, method = als, "drop+als"
     err = relative_error(T, cp_to_tensor(*factors))
     if err <= tol:
         return factors, err, method, "tol"
@@ -144,6 +148,7 @@ def compress_exact(
     time_budget: float = 120.0,
     refit_restarts: int = 0,
     dense_limit: int = 3000,
+    max_term: float = 100.0,
     seed: int = 0,
 ) -> CompressionResult:
     """Greedy search for smaller exact CP decompositions of ``T`` starting from exact factors.
@@ -154,6 +159,9 @@ def compress_exact(
     attempt; ``time_budget``: seconds in total;
     ``refit_restarts``: ALS starts of a fresh :func:`fit_cp` when every column drop failed (0:
     never); ``dense_limit``: largest number of unknowns solved densely by Levenberg–Marquardt;
+    ``max_term``: an attempt is accepted only if its largest rank-one term
+    ``||A[:, r]|| ||B[:, r]|| ||C[:, r]||`` is at most ``max_term * ||T||_F`` (guards against
+    border-rank sequences, whose tiny errors come from cancelling huge terms);
     ``seed``: seed of that fit. Deterministic unless a budget cuts an attempt short.
     """
     start = time.perf_counter()
@@ -172,6 +180,7 @@ def compress_exact(
         ("tol", tol),
         ("attempt_budget", attempt_budget),
         ("time_budget", time_budget),
+        ("max_term", max_term),
     ):
         if not (np.isfinite(value) and value > 0):
             raise ValueError(f"compress_exact: {name} must be a positive number; got {value!r}")
@@ -210,6 +219,7 @@ def compress_exact(
             trial, err, method, reason = _drop_attempt(
                 Tn, [F[:, keep] for F in factors], tol=tol, als_iter=int(als_iter),
                 lm_iter=int(lm_iter), budget=budget, dense_limit=int(dense_limit),
+                max_term=max_term,
             )  # fmt: skip
             attempts.append(
                 {
@@ -222,7 +232,7 @@ def compress_exact(
                     "seconds": time.perf_counter() - t0,
                 }
             )
-            if err <= tol:
+            if err <= tol and attempts[-1]["max_term"] <= max_term:
                 accepted = (trial, err)
                 break
         if accepted is None and refit_restarts > 0 and not out_of_time():
@@ -245,7 +255,7 @@ def compress_exact(
                     "seconds": time.perf_counter() - t0,
                 }
             )
-            if fit is not None and fit_error <= tol:
+            if fit is not None and fit_error <= tol and _max_term(*fit.factors) <= max_term:
                 accepted = ([fit.A, fit.B, fit.C], fit.relative_error)
         if accepted is None:
             stopped = "time_budget" if out_of_time() else "no_attempt_succeeded"

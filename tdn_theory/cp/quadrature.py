@@ -178,7 +178,9 @@ def _scalings(scalings: Scaling, L: int) -> dict[str, tuple[np.ndarray, np.ndarr
             out[part] = _scalings(scalings.get(part), L)[part]
         return out
     if len(scalings) != 3:
-        raise ValueError("scalings must be (a, b, c): per-degree factors of output, input 1, input 2")
+        raise ValueError(
+            "scalings must be (a, b, c): per-degree factors of output, input 1, input 2"
+        )
     abc = tuple(_per_degree(v, L, n) for v, n in zip(scalings, "abc", strict=True))
     return {"even": abc, "odd": abc}
 
