@@ -15,7 +15,8 @@ Each path block is a multiple of the unit block (``e3nn.o3.wigner_3j(l1, l2, l3)
 * ``J`` even: ``w = (-1)^((l1+l2-l3)/2) sqrt((2l1+1)(2l2+1) / (4 pi)) <l1 0 l2 0 | l3 0>``
   ``= sqrt((2l1+1)(2l2+1)(2l3+1) / (4 pi)) |(l1 l2 l3; 0 0 0)|  > 0``;
 * ``J`` odd:  ``w = (-1)^((l1+l2-l3-1)/2) sqrt((2l1+1)(2l2+1) l1(l1+1) l2(l2+1) / (4 pi))``
-  ``<l1 1 l2 -1 | l3 0>``  (non-zero on every odd path with degrees <= 20, checked once; the tests check <= 12),
+  ``<l1 1 l2 -1 | l3 0>``  (non-zero on every odd path with degrees <= 20, checked once;
+  the tests check <= 12),
 
 with ``<l1 m1 l2 m2 | l3 m3>`` the Condon–Shortley CG coefficients (sympy). The CP construction of
 this tensor from a sphere quadrature is in :mod:`tdn_theory.cp.quadrature`.
