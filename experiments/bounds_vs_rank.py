@@ -11,7 +11,9 @@ with ``tdn_theory.cp.fit_cp`` and record (``tdn_theory.theory.equivariance.check
 
 Beyond the grid, Thm 3.2's constructive exact CP (pruned to the non-zero fibres) is added as
 an exact point. A second part fits random equivariant maps (random path coefficients) at
-increasing rank until the fit is exact (< 1e-10): the smallest rank found per L.
+increasing rank until the fit is exact (< 1e-10): the smallest rank found per L. A third part
+measures the path-weight-sharing layer z_u = sum_v W_uv M(x_u, y_v) with the exact tensor and
+with the CP fit at R = 7 L^2.
 
 Writes experiments/results/bounds_vs_rank.json and .png (atomically). Run:
 
@@ -33,9 +35,14 @@ from pathlib import Path
 import numpy as np
 
 from tdn_theory.cp import fit_cp
-from tdn_theory.so3 import cg_tensor, paths
+from tdn_theory.so3 import cg_tensor, paths, random_rotations
 from tdn_theory.theory.equivariance import check_fit, thm31_bound
 from tdn_theory.theory.universality import constructive_cp, random_equivariant_map, rank_scan
+from tdn_theory.theory.weight_sharing import (
+    shared_weight_product,
+    weight_sharing_bound,
+    weight_sharing_equivariance_error,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -99,8 +106,9 @@ def thm31_threshold(T: np.ndarray, L: int) -> dict:
 
 def bounds_part(
     Ls: list[int], seed: int, budget: float | None, n_rotations: int, starts: int
-) -> dict:
-    out = {}
+) -> tuple[dict, dict]:
+    """Returns (results per L, the fitted factors at the paper's rank 7 L^2 per L)."""
+    out, paper_fits = {}, {}
     for L in Ls:
         T = cg_tensor(L)
         rows = []
@@ -117,6 +125,8 @@ def bounds_part(
                 worst_case_starts=starts,
             )
             rows.append(_row(rep, "fit_cp", seconds))
+            if rank == 7 * L * L:
+                paper_fits[L] = fit
             print(
                 f"L={L} R={rank:4d} rel={rep['relative_error']:.3e} "
                 f"lower={rep['relative_lower_bound']:.3e} thm31={rep['thm31_bound'] / rep['norm_T']:.3f} "
@@ -158,6 +168,42 @@ def bounds_part(
                 else None
             ),  # fmt: skip
         }
+    return out, paper_fits
+
+
+def weight_sharing_part(paper_fits: dict, seed: int, channels: int = 16, n_rot: int = 50) -> dict:
+    """Shared-W layer z_u = sum_v W_uv M(x_u, y_v): defect with the exact tensor and with the CP fit
+    at R = 7 L^2, over seeded Haar rotations and Gaussian W (scaled 1/sqrt(V)), x, y."""
+    out = {}
+    for L, fit in paper_fits.items():
+        T = cg_tensor(L)
+        d = T.shape[0]
+        rng = np.random.default_rng(seed)
+        W = rng.standard_normal((channels, channels)) / np.sqrt(channels)
+        x = rng.standard_normal((channels, d))
+        y = rng.standard_normal((channels, d))
+        # per unit inputs of the one product that z_u is: ||x_u|| ||(W y)_u||
+        scale = np.linalg.norm(x, axis=1) * np.linalg.norm(W @ y, axis=1)
+        z_norm = np.linalg.norm(shared_weight_product(T, W, x, y), axis=1)
+        bound = weight_sharing_bound(T, fit, W, x, y)
+        exact_rel, cp_rel, cp_unit, ratio = 0.0, 0.0, 0.0, 0.0
+        for R in random_rotations(n_rot, rng):
+            e_exact = weight_sharing_equivariance_error(T, W, x, y, R)
+            e_cp = weight_sharing_equivariance_error(fit, W, x, y, R)
+            exact_rel = max(exact_rel, float(np.max(e_exact / scale)))
+            cp_unit = max(cp_unit, float(np.max(e_cp / scale)))
+            cp_rel = max(cp_rel, float(np.max(e_cp / z_norm)))
+            ratio = max(ratio, float(np.max(e_cp / bound)))
+        out[str(L)] = {
+            "rank": int(fit.A.shape[1]),
+            "channels": channels,
+            "rotations": n_rot,
+            "exact_max_defect_per_unit_inputs": exact_rel,
+            "cp_max_defect_per_unit_inputs": cp_unit,
+            "cp_max_defect_over_output_norm": cp_rel,
+            "cp_max_defect_over_bound": ratio,
+        }
+        print(f"weight sharing L={L}: {out[str(L)]}", flush=True)
     return out
 
 
@@ -181,7 +227,7 @@ def random_map_part(Ls: list[int], seed: int, budget: float | None) -> dict:
     return out
 
 
-def closing_note(bounds: dict, maps: dict) -> str:
+def closing_note(bounds: dict, maps: dict, sharing: dict) -> str:
     lines = []
     for L, part in bounds.items():
         th = part["thm31"]
@@ -199,6 +245,14 @@ def closing_note(bounds: dict, maps: dict) -> str:
         lines.append(
             f"Random equivariant map L={L}: smallest exact rank found {scan['smallest_exact_rank']} "
             f"(ranks tried {scan['ranks'][0]}..{scan['ranks'][-1]}; constructive {scan['constructive_rank']})."
+        )
+    for L, ws in sharing.items():
+        lines.append(
+            f"Shared weights L={L}: max ||defect_u|| / (||x_u|| ||(Wy)_u||) = "
+            f"{ws['exact_max_defect_per_unit_inputs']:.1e} with the exact tensor, "
+            f"{ws['cp_max_defect_per_unit_inputs']:.1e} with the CP fit at R = {ws['rank']} "
+            f"(<= {ws['cp_max_defect_over_bound']:.2f} x the per-channel bound; "
+            f"{ws['cp_max_defect_over_output_norm']:.1e} of ||z_u||)."
         )
     return "\n".join(lines)
 
@@ -283,9 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.budget is not None and args.budget <= 0:
         parser.exit(2, "error: --budget must be a positive number of seconds\n")
     start = time.perf_counter()
-    bounds = bounds_part(args.L, args.seed, args.budget, args.n_rotations, args.starts)
+    bounds, paper_fits = bounds_part(args.L, args.seed, args.budget, args.n_rotations, args.starts)
+    sharing = weight_sharing_part(paper_fits, args.seed)
     maps = random_map_part(args.random_map_L, args.seed, args.budget)
-    note = closing_note(bounds, maps)
+    note = closing_note(bounds, maps, sharing)
     result = {
         "description": __doc__.splitlines()[0],
         "settings": {
@@ -306,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": None,
         "bounds": bounds,
         "random_maps": maps,
+        "weight_sharing": sharing,
         "closing_note": note,
     }
     result["seconds"] = time.perf_counter() - start
