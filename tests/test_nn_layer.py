@@ -188,6 +188,31 @@ def test_extra_batch_dimensions_and_broadcasting(layer_kind):
     torch.testing.assert_close(shared[1, 3], layer(x[1, 3], y[0, 0], w[0, 0]), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("block_bytes", [1, 700, 1 << 20])
+def test_blocked_inference_path_equals_autograd_path(block_bytes):
+    """CPU inference (no autograd) runs block by block; it must equal the plain path."""
+    L, channels = 2, 3
+    fit = fit_cp(so3.cg_tensor(L), 12, restarts=1, seed=2, max_iter=20, polish=False)
+    layer = CPTensorProduct(fit.A, fit.B, fit.C)
+    layer.blocked_inference_bytes = block_bytes  # 1 byte: one sample per block
+    x, y, w = inputs(L, channels, (4, 5), seed=13)
+    reference = layer(x.clone().requires_grad_(True), y, w).detach()  # plain path
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x, y, w), reference, rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            layer(x, y, None), reference / w[..., None], rtol=1e-12, atol=1e-12
+        )
+        # broadcast y and weight over the batch, and x over a leading batch axis of y
+        torch.testing.assert_close(
+            layer(x, y[1, 2], w[1, 2]), layer(x, y[1, 2].expand(4, 5, 9), w[1, 2].expand(4, 5, 3))
+        )
+        shared_x = layer(x[0, 0], y, w)
+        assert shared_x.shape == (4, 5, channels, 9)
+        torch.testing.assert_close(
+            shared_x[3, 1], layer(x[0, 0], y[3, 1], w[3, 1]), rtol=0, atol=1e-12
+        )
+
+
 def test_factors_are_buffers_that_follow_to():
     T = so3.cg_tensor(1)
     cp = CPTensorProduct(*constructive_factors(T))

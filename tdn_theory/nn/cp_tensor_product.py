@@ -134,6 +134,10 @@ class CPTensorProduct(torch.nn.Module):
     B: torch.Tensor
     C: torch.Tensor
 
+    #: Size in bytes per intra-op thread of the (samples x channels x R) intermediate of one
+    #: block in the blocked CPU inference path (0 disables it). About half a 2 MiB L2 cache.
+    blocked_inference_bytes: int = 1 << 20
+
     def __init__(
         self,
         A: Any,
@@ -231,6 +235,8 @@ class CPTensorProduct(torch.nn.Module):
         check_layer_inputs(
             x, y, weight, d_in1=d1, d_in2=d2, reference=self.A, layer="CPTensorProduct"
         )
+        if self._use_blocked_inference(x, y, weight):
+            return self._blocked_inference(x, y, weight)
         h = torch.matmul(x, self.B)  # (..., C, R): one GEMM over all edges and channels
         yc = torch.matmul(y, self.C).unsqueeze(-2)  # (..., 1, R)
         h = h * yc
@@ -238,6 +244,53 @@ class CPTensorProduct(torch.nn.Module):
         if weight is not None:
             out = out * weight.unsqueeze(-1)
         return out
+
+    def _use_blocked_inference(
+        self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
+    ) -> bool:
+        """CPU inference without autograd and outside torch.compile takes the blocked path."""
+        if self.blocked_inference_bytes <= 0 or x.device.type != "cpu":
+            return False
+        if torch.compiler.is_compiling():
+            return False
+        if torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (x, y, weight, self.A, self.B, self.C)
+        ):
+            return False
+        return True
+
+    def _blocked_inference(
+        self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The same product, computed block by block over the batch with reused buffers.
+
+        The intermediate ``(x @ B) * (y @ C)`` of a block of samples stays in cache and no
+        large temporary is allocated (on CPU each fresh large tensor costs page faults that
+        take longer than the arithmetic). Values equal the plain path up to rounding.
+        """
+        d3 = self.dims[2]
+        channels = x.shape[-2]
+        shapes = [x.shape[:-2], y.shape[:-1]] + ([weight.shape[:-1]] if weight is not None else [])
+        batch = torch.broadcast_shapes(*shapes)
+        n = math.prod(batch)
+        xs = x.expand(*batch, *x.shape[-2:]).reshape(n, channels, x.shape[-1])
+        yc = torch.matmul(y.expand(*batch, y.shape[-1]).reshape(n, y.shape[-1]), self.C)
+        ws = weight.expand(*batch, channels).reshape(n, channels) if weight is not None else None
+        out = torch.empty(n, channels, d3, dtype=x.dtype, device=x.device)
+        # each of the intra-op threads works on its share of a block's rows
+        budget = self.blocked_inference_bytes * max(1, torch.get_num_threads())
+        block = max(1, budget // (channels * self.rank * x.element_size()))
+        buffer = torch.empty(min(block, n), channels, self.rank, dtype=x.dtype, device=x.device)
+        A_t = self.A.mT.contiguous()
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            h = buffer[: stop - start]
+            torch.matmul(xs[start:stop], self.B, out=h)
+            h.mul_(yc[start:stop].unsqueeze(-2))
+            torch.matmul(h, A_t, out=out[start:stop])
+            if ws is not None:
+                out[start:stop].mul_(ws[start:stop].unsqueeze(-1))
+        return out.reshape(*batch, channels, d3)
 
     def extra_repr(self) -> str:
         d1, d2, d3 = self.dims
