@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 from tqdm import tqdm
 
 from experiments._io import machine, write_json_atomic
@@ -42,13 +43,20 @@ def plot(result: dict, path) -> None:
     rows = result["rows"]
     ranks = [r["rank"] for r in rows]
     floor = 1e-17
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(ranks, [max(r["relative_error"], floor) for r in rows], "o-", label="fit rel. error")
-    ax.plot(ranks, [max(r["eps_rel_mean"], floor) for r in rows], "s-", label="mean eps_rel")
-    ax.plot(ranks, [max(r["haar_rms"], floor) for r in rows], "^-", label="Haar RMS eps_abs")
-    paper = [(R, v) for R, v in PAPER.items() if isinstance(v, float)]
-    ax.plot([p[0] for p in paper], [p[1] for p in paper], "kx", ms=9, label="paper (n-body)")
-    ax.annotate("paper: < 0.01", (81, 0.01), textcoords="offset points", xytext=(-60, 8))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    x = np.arange(len(ranks))  # categorical axis: the ranks are not evenly spaced
+    for key, marker, label in (
+        ("relative_error", "o", "fit: ||M - M_hat||_F / ||M||_F"),
+        ("eps_rel_mean", "s", "mean eps_rel"),
+        ("haar_rms", "^", "exact Haar RMS of eps_abs"),
+    ):
+        ax.plot(x, [max(r[key], floor) for r in rows], marker, ms=8, alpha=0.85, label=label)
+    paper = [(i, PAPER[R]) for i, R in enumerate(ranks) if isinstance(PAPER[R], float)]
+    ax.plot([p[0] for p in paper], [p[1] for p in paper], "kx", ms=11, mew=2, label="paper")
+    limit = [i for i, R in enumerate(ranks) if not isinstance(PAPER[R], float)]
+    ax.plot(limit, [0.01] * len(limit), "kv", ms=10, label="paper: < 0.01 (upper limit)")
+    ax.set_xticks(x)
+    ax.set_xticklabels([str(R) for R in ranks])
     ax.set_yscale("log")
     ax.set_xlabel("CP rank R")
     ax.set_ylabel("error (per unit inputs)")
