@@ -47,7 +47,13 @@ from tdn_theory.cp.compress import compress_exact
 from tdn_theory.cp.levi_civita import path_111_cp
 from tdn_theory.cp.quadrature import sphere_cp
 from tdn_theory.theory.rank_lower import lower_bounds
-from tdn_theory.theory.rank_upper import EXACT_RTOL, RankAttempt, search_exact_rank, try_rank
+from tdn_theory.theory.rank_upper import (
+    EXACT_RTOL,
+    RankAttempt,
+    scaled_sphere_cp,
+    search_exact_rank,
+    try_rank,
+)
 
 #: Seconds of wall clock per fitted rank, by L (times --budget-scale).
 BUDGET = {1: 10.0, 2: 30.0, 3: 60.0, 4: 300.0, 5: 240.0, 6: 300.0}
@@ -167,6 +173,21 @@ def run_row(row: dict, norm: str, par: str, L: int, args: argparse.Namespace, st
         name = save_exact(folder, fit, T, norm, par, L, "levi-civita", kind="levi_civita")
         cons["levi_civita"] = {"rank": 5, "file": name, "source": "cp.levi_civita (rank 5)"}
         save()
+    if norm == "unit" and "scaled_sphere" not in cons and not args.no_constructions:
+        bar.set_postfix_str(f"{row_key(norm, par, L)} scaled sphere construction")
+        res = scaled_sphere_cp(L, norm, par, seed=args.seed, min_rank=max(1, (L + 1) // 2 - 1),
+                               restarts=3)
+        entry = {"rank": res.fit.rank, "ranks": res.ranks, "points": res.points,
+                 "completion_error": res.completion_error, "file": None,
+                 "source": "sum of degree-scaled Lebedev sphere CPs (theory.rank_upper."
+                           "scaled_sphere_cp)"}
+        best_other = min([c["rank"] for c in cons.values() if c.get("file")]
+                         + [row.get("best_exact_fit", {}).get("rank", d * d + 1)])
+        if res.fit.rank < min(best_other, d * d):
+            entry["file"] = save_exact(folder, res.fit, T, norm, par, L, "scaled_sphere",
+                                       kind="scaled_sphere", ranks=res.ranks, points=res.points)
+        cons["scaled_sphere"] = entry
+        save()
     if norm == "cg" and "from_unit" not in cons:
         unit_row = state["rows"].get(row_key("unit", par, L))
         if unit_row and unit_row.get("upper", {}).get("file"):
@@ -204,7 +225,7 @@ def run_row(row: dict, norm: str, par: str, L: int, args: argparse.Namespace, st
             known = [c["rank"] for c in cons.values() if c.get("file")]
             better_than_constructions = not known or att.rank < min(known)
             if better_than_constructions and (best is None or att.rank < best["rank"]):
-                name = save_exact(folder, fit, T, norm, par, L, "fit", seed=args.seed)
+                name = save_exact(folder, fit, T, norm, par, L, "fit", search_seed=args.seed)
                 row["best_exact_fit"] = {"rank": att.rank, "file": name,
                                          "relative_error": att.relative_error}
         save()
@@ -260,7 +281,7 @@ def search_row(row, T, L, args, attempts, attempt, record, cons, start, lower, d
                                "stopped": comp.stopped, "seconds": comp.seconds}
             if comp.smallest_rank < top:
                 name = save_exact(folder, comp.fit, T, norm, par, L, "compress_exact",
-                                  seed=args.seed)
+                                  search_seed=args.seed)
                 row["best_exact_fit"] = {"rank": comp.smallest_rank, "file": name,
                                          "relative_error": comp.fit.relative_error}
         else:
@@ -302,7 +323,10 @@ def markdown(state: dict) -> str:
         return "—" if e is None else ("< 1e-10" if e < EXACT_RTOL else f"{e:.2g}")
 
     def line(r, with_tensor):
-        q = r.get("constructions", {}).get("quadrature", {}).get("rank", "—")
+        cons = r.get("constructions", {})
+        q = cons.get("quadrature", {}).get("rank", "—")
+        if "scaled_sphere" in cons:
+            q = f"{cons['scaled_sphere']['rank']} (scaled)"
         lc = r.get("constructions", {}).get("levi_civita", {}).get("rank")
         up = r["upper"]
         found = r.get("best_exact_fit", {}).get("rank")
@@ -326,7 +350,10 @@ def markdown(state: dict) -> str:
            "smallest rank at which a fit reached relative error < 1e-10 (factors in "
            "experiments/results/factors/); the interval's upper end also uses exact "
            "constructions (quadrature, Levi-Civita, Thm 3.2's (L+1)^4). 'miss at R': the "
-           "largest smaller rank whose search failed (not a proof that it is impossible).", "",
+           "largest smaller rank whose search failed (not a proof that it is impossible). "
+           "'quadrature rank': Lebedev points N for the Gaunt tensor; '(scaled)': the exact "
+           "sum of degree-scaled sphere CPs (S_e N_e + 2 S_o N_o columns, "
+           "theory.rank_upper.scaled_sphere_cp).", "",
            "## unit normalization, all paths (the default tensor)", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     keyed = sorted(rows.values(), key=lambda r: (r["normalization"], r["parity"], r["L"]))
@@ -365,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-matrix-size", type=int, default=2000,
                     help="largest side of a Koszul-Young matrix")
     ap.add_argument("--no-fits", action="store_true", help="bounds and constructions only")
+    ap.add_argument("--no-constructions", action="store_true",
+                    help="skip the (slow, fit-free) scaled-sphere construction")
     ap.add_argument("--fresh", action="store_true", help="ignore the recorded results")
     ap.add_argument("--out", type=Path, default=None, help="results folder")
     ap.add_argument("--merge", type=Path, default=None,

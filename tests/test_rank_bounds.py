@@ -29,7 +29,13 @@ from tdn_theory.theory.rank_lower import (
     numerical_rank,
     restriction_matrix,
 )
-from tdn_theory.theory.rank_upper import RankAttempt, search_exact_rank, try_rank
+from tdn_theory.theory.rank_upper import (
+    RankAttempt,
+    scaled_sphere_cp,
+    search_exact_rank,
+    try_rank,
+    weight_ratio,
+)
 
 
 def planted_cp(dims, rank, seed):
@@ -206,3 +212,15 @@ def test_try_rank_finds_a_planted_rank_and_confirms_it():
     assert not att3.exact  # below the flattening rank 4: impossible
     with pytest.raises(ValueError, match="time_budget"):
         try_rank(T, 4, time_budget=0.0)
+
+
+@pytest.mark.parametrize("L,normalization,parity", [(1, "unit", "all"), (2, "cg", "odd")])
+def test_scaled_sphere_cp_is_exact_with_the_stated_rank(L, normalization, parity):
+    res = scaled_sphere_cp(L, normalization, parity, restarts=3)
+    T = so3.cg_tensor(L, normalization, parity)
+    assert relative_error(T, cp_to_tensor(*res.fit.factors)) < 1e-12
+    expected = sum(res.ranks[p] * res.points[p] * (1 if p == "even" else 2) for p in res.ranks)
+    assert res.fit.rank == expected
+    W, mask = weight_ratio(L, normalization, "even")
+    assert mask.sum() == len(so3.paths(L, "even"))
+    assert np.all(W[mask == 0] == 0) and np.all(W[mask == 1] != 0)

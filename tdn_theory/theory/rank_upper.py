@@ -31,9 +31,13 @@ from tdn_theory.cp import CPFit, cp_to_tensor, fit_cp, levenberg_marquardt, rela
 __all__ = [
     "EXACT_RTOL",
     "RankAttempt",
+    "ScaledSphereCP",
+    "complete_weights",
     "confirm_exact",
+    "scaled_sphere_cp",
     "search_exact_rank",
     "try_rank",
+    "weight_ratio",
 ]
 
 #: A fit counts as exact when its relative error is below this.
@@ -218,3 +222,139 @@ def search_exact_rank(
         if hi - lo <= max(1, int(resolution * hi)):
             return hi, tried
         run((lo + hi) // 2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Exact construction: sums of degree-scaled sphere CPs (any path weights, rank O(N))
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class ScaledSphereCP:
+    """Exact CP of cg_tensor(L, normalization, parity) built from scaled sphere quadratures.
+
+    fit : the factors (A, B, C) and their relative error against the target.
+    ranks : {"even": S_e, "odd": S_o}, the CP ranks of the completed weight-ratio tensors.
+    points : {"even": N_e, "odd": N_o}, quadrature points of each part.
+    completion_error : {"even": e, "odd": e}, relative residual of each weight completion.
+    """
+
+    fit: CPFit
+    ranks: dict[str, int]
+    points: dict[str, int]
+    completion_error: dict[str, float]
+
+
+def weight_ratio(L: int, normalization: str, part: str) -> tuple[np.ndarray, np.ndarray]:
+    """(W, mask) on the (L+1)^3 degree grid, indexed [l3, l1, l2].
+
+    W = path_weight(normalization) / path_weight("sphere") on the admissible paths of the given
+    parity part ("even" or "odd"), 0 elsewhere; mask is 1 exactly on those paths (elsewhere the
+    sphere blocks vanish, so any value works there).
+    """
+    from tdn_theory import so3
+
+    W = np.zeros((L + 1,) * 3)
+    mask = np.zeros((L + 1,) * 3)
+    for l1, l2, l3 in so3.paths(L, part):
+        sphere = so3.path_weight(l1, l2, l3, "sphere")
+        if sphere == 0.0:
+            raise ValueError(f"weight_ratio: sphere weight of path {(l1, l2, l3)} is zero")
+        W[l3, l1, l2] = so3.path_weight(l1, l2, l3, normalization) / sphere
+        mask[l3, l1, l2] = 1.0
+    return W, mask
+
+
+def complete_weights(
+    W: np.ndarray, mask: np.ndarray, *, max_rank: int = 8, restarts: int = 6, seed: int = 0,
+    rtol: float = 1e-13, min_rank: int = 1,
+) -> tuple[list[np.ndarray], float]:
+    """Smallest-rank CP (a, b, c) with sum_s a_s ⊗ b_s ⊗ c_s = W on the mask; returns
+    (factors, relative residual on the mask).
+
+    A CP *completion* of a tiny (L+1)^3 grid (at most a few hundred unknowns): the CP engine has
+    no mask, so each rank S = 1, 2, ... is fitted by scipy.optimize.least_squares
+    (trust region, exact Jacobian) from `restarts` seeded Gaussian starts. Raises
+    ValueError when no rank <= max_rank reaches relative residual < rtol. Ranks below
+    `min_rank` are not tried (the result is then the smallest rank >= min_rank found).
+    """
+    from scipy.optimize import least_squares
+
+    W = np.asarray(W, dtype=np.float64)
+    idx = np.nonzero(mask)
+    target = W[idx]
+    norm = float(np.linalg.norm(target))
+    dims = W.shape
+    rng = np.random.default_rng(int(seed))
+    best_err = np.inf
+    for S in range(max(1, int(min_rank)), int(max_rank) + 1):
+        sizes = [n * S for n in dims]
+
+        def split(x, S=S, sizes=sizes):
+            out, pos = [], 0
+            for n, size in zip(dims, sizes, strict=True):
+                out.append(x[pos:pos + size].reshape(n, S))
+                pos += size
+            return out
+
+        def residual(x, split=split):
+            a, b, c = split(x)
+            return (a[idx[0]] * b[idx[1]] * c[idx[2]]).sum(axis=1) - target
+
+        def jacobian(x, split=split, S=S, sizes=sizes):
+            a, b, c = split(x)
+            rows = np.arange(len(target))
+            J = np.zeros((len(target), sum(sizes)))
+            offsets = np.cumsum([0, *sizes[:-1]])
+            for mode, (G, H) in enumerate(((b, c), (a, c), (a, b))):
+                others = [idx[m] for m in range(3) if m != mode]
+                vals = G[others[0]] * H[others[1]]  # (n_obs, S)
+                for s in range(S):
+                    J[rows, offsets[mode] + idx[mode] * S + s] = vals[:, s]
+            return J
+
+        for _ in range(int(restarts)):
+            x0 = rng.standard_normal(sum(sizes)) * (norm / np.sqrt(len(target))) ** (1 / 3)
+            sol = least_squares(residual, x0, jac=jacobian, method="trf", xtol=1e-15,
+                                ftol=1e-15, gtol=1e-15, max_nfev=4000)
+            err = float(np.linalg.norm(residual(sol.x))) / norm
+            best_err = min(best_err, err)
+            if err < rtol:
+                return split(sol.x), err
+    raise ValueError(f"complete_weights: no CP of rank <= {max_rank} matches the weights "
+                     f"(best residual {best_err:.1e}); raise max_rank")
+
+
+def scaled_sphere_cp(
+    L: int, normalization: str = "unit", parity: str = "all", *, seed: int = 0,
+    max_rank: int = 8, restarts: int = 6, min_rank: int = 1,
+) -> ScaledSphereCP:
+    """Exact CP of cg_tensor(L, normalization, parity) of rank S_e N_e + 2 S_o N_o.
+
+    The sphere CP (tdn_theory.cp.quadrature.sphere_cp) realises the path weights
+    w(l1, l2, l3) of the "sphere" normalization, and per-degree scalings (a, b, c) turn them
+    into a_{l3} b_{l1} c_{l2} w at the same rank. Writing the wanted weights as
+    u = w * sum_{s<S} a_s ⊗ b_s ⊗ c_s on the admissible paths (a CP *completion* of u / w on
+    the (L+1)^3 degree grid: only admissible entries are constrained) gives
+    T = sum_s sphere_cp(scalings_s): N_e columns per even term, 2 N_o per odd term.
+    """
+    from tdn_theory import so3
+    from tdn_theory.cp.quadrature import sphere_cp
+
+    parts = {"all": ("even", "odd"), "even": ("even",), "odd": ("odd",)}[parity]
+    columns, ranks, points, residuals = [], {}, {}, {}
+    for part in parts:
+        W, mask = weight_ratio(L, normalization, part)
+        if not mask.any():
+            continue
+        (a, b, c), err = complete_weights(W, mask, max_rank=max_rank, restarts=restarts,
+                                          seed=seed, min_rank=min_rank)
+        ranks[part], residuals[part] = a.shape[1], err
+        for s in range(a.shape[1]):
+            fit = sphere_cp(L, part, scalings={part: (a[:, s], b[:, s], c[:, s])}, check=False)
+            points[part] = int(fit.history[0]["points"])
+            columns.append((fit.A, fit.B, fit.C))
+    A, B, C = (np.concatenate([col[n] for col in columns], axis=1) for n in range(3))
+    T = so3.cg_tensor(L, normalization, parity)
+    err = relative_error(T, cp_to_tensor(A, B, C))
+    fit = CPFit(A=A, B=B, C=C, relative_error=err, seed=int(seed),
+                history=[{"stage": "scaled-sphere", "ranks": ranks, "points": points}])
+    return ScaledSphereCP(fit=fit, ranks=ranks, points=points, completion_error=residuals)
