@@ -40,7 +40,9 @@ def test_lower_bound_never_exceeds_any_random_cp(rank, seed):
     assert rank_lower_bound(T, rank) <= err
 
 
-@pytest.mark.parametrize(("L", "ranks"), [(1, [1, 2, 3, 4, 5]), (2, [2, 5, 9, 12]), (3, [8, 16])])
+@pytest.mark.parametrize(
+    ("L", "ranks"), [(1, [1, 2, 3, 4, 5]), (2, [2, 5, 9, 12]), (3, [8, 16]), (4, [16])]
+)
 def test_lower_bound_below_fit_error_on_cg_tensors(L, ranks):
     T = cg_tensor(L)
     for rank in ranks:

@@ -303,6 +303,8 @@ def fit_cp(
             Tn, factors0, max_iter=max_iter, tol=tol, ridge=ridge, deadline=deadline(f1)
         )
         err = relative_error(Tn, cp_to_tensor(*factors))
+        if not np.isfinite(err):  # a diverged start never wins
+            err = float("inf")
         candidates.append((err, factors))
         history.append(
             {
