@@ -17,9 +17,9 @@ work or the speed, only the values. Every timing is the median of repeated calls
 for forward (torch.no_grad) and forward+backward (gradients for x, y and weight), eager and under
 torch.compile (inductor; compile time and failures recorded). Alongside each L the script times a
 large float32 matrix multiply, the machine's practical rate, and reports each forward's GFLOP/s
-against it. Edges are reduced for large L so that one e3nn forward+backward call stays near
-``--e3nn-seconds`` and the largest intermediate within ``--memory-gb``; the per-L edge counts are
-recorded and times are also given per edge. The exponent of time versus L is a least-squares fit
+against it. On CPU the edges are reduced for large L (CPU_EDGE_SCHEDULE: one e3nn
+forward+backward call near 1-2 s), everywhere the largest intermediate stays within
+``--memory-gb``; the per-L edge counts are recorded and times are also given per edge. The exponent of time versus L is a least-squares fit
 of log(time per edge) on log L.
 
     python experiments/bench_layer.py                 # CPU, writes results/bench_layer_cpu.{json,png}
@@ -61,6 +61,10 @@ from tdn_theory.nn import (
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("e3nn_uvu", "dense_cg", "dense_cg_outer", "cp_7L2", "cp_exact")
+#: Edges per L on CPU: one e3nn forward+backward call stays near 1-2 s on one core of the
+#: 2-core VM (measured there: 5e-5, 2.3e-4, 6.9e-4, 1.5e-3, 4.1e-3, 7.9e-3 s per edge at
+#: 64 channels for L = 1..6), which keeps the whole CPU benchmark near 10 minutes.
+CPU_EDGE_SCHEDULE = {1: 20000, 2: 6000, 3: 2000, 4: 1000, 5: 400, 6: 250}
 #: Smallest exact CP ranks of the "unit", all-path CG tensor found here (DESIGN.md section 3).
 KNOWN_EXACT_RANK = {1: 8, 2: 30}
 
@@ -113,46 +117,30 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
     return lambda: None
 
 
-def time_call(
-    fn: Callable[[], Any],
-    sync: Callable[[], None],
-    *,
-    min_repeats: int,
-    max_repeats: int,
-    min_total_s: float,
-) -> dict[str, Any]:
-    """Warm-up call (timed separately), then repeats until min_repeats and min_total_s are met."""
+def run_once(fn: Callable[[], Any], sync: Callable[[], None]) -> float:
+    """Wall seconds of one call, device work included."""
     t0 = time.perf_counter()
     fn()
     sync()
-    first = time.perf_counter() - t0
-    samples: list[float] = []
-    while len(samples) < min_repeats or (sum(samples) < min_total_s and len(samples) < max_repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        samples.append(time.perf_counter() - t0)
+    return time.perf_counter() - t0
+
+
+def sample_stats(samples: list[float]) -> dict[str, Any]:
     q1, med, q3 = np.percentile(samples, [25, 50, 75])
     return {
         "median_s": float(med),
         "min_s": float(min(samples)),
         "iqr_s": [float(q1), float(q3)],
-        "first_call_s": first,
         "repeats": len(samples),
     }
 
 
-def matmul_rate(device: torch.device, sync: Callable[[], None], size: int) -> dict[str, float]:
-    """GFLOP/s of a float32 (size x size) @ (size x size) product: the practical peak."""
+def matmul_call(device: torch.device, size: int) -> Callable[[], Any]:
+    """A float32 (size x size) @ (size x size) product: the practical peak rate."""
     gen = torch.Generator(device="cpu").manual_seed(0)
     a = torch.randn(size, size, generator=gen).to(device)
     b = torch.randn(size, size, generator=gen).to(device)
-    timing = time_call(lambda: a @ b, sync, min_repeats=5, max_repeats=30, min_total_s=0.5)
-    return {
-        "size": size,
-        "median_s": timing["median_s"],
-        "gflops": 2 * size**3 / timing["median_s"] / 1e9,
-    }
+    return lambda: torch.mm(a, b)
 
 
 def build_layers(L: int, channels: int, dtype: torch.dtype, device: torch.device, seed: int):
@@ -201,58 +189,40 @@ def make_inputs(method: str, L: int, n: int, channels: int, dtype, device, seed:
     return [t.to(device).contiguous() for t in (x, y, w)]
 
 
-def measure(
-    module: torch.nn.Module,
-    inputs: list[torch.Tensor],
-    sync: Callable[[], None],
-    timing_args: dict[str, Any],
-) -> dict[str, Any]:
-    """Forward (no_grad) and forward+backward timings of one module on fixed inputs."""
-    result: dict[str, Any] = {}
+def timed_calls(
+    module: Callable[..., torch.Tensor], inputs: list[torch.Tensor], grad_out: torch.Tensor
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(forward, forward_backward) closures of a module on fixed inputs.
+
+    forward runs under torch.no_grad(); forward_backward back-propagates ``grad_out`` to all
+    inputs (x, y and weight), as in training with forces.
+    """
+    leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
 
     def forward() -> None:
         with torch.no_grad():
             module(*inputs)
-
-    result["forward"] = time_call(forward, sync, **timing_args)
-    leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
-    with torch.no_grad():
-        grad_out = torch.randn_like(module(*inputs))
 
     def forward_backward() -> None:
         for t in leaves:
             t.grad = None
         module(*leaves).backward(grad_out)
 
-    result["forward_backward"] = time_call(forward_backward, sync, **timing_args)
-    return result
+    return forward, forward_backward
 
 
-def choose_edges(
-    L: int,
-    args: argparse.Namespace,
-    device: torch.device,
-    sync: Callable[[], None],
-    dtype: torch.dtype,
-) -> dict[str, Any]:
-    """Edges for this L: at most --edges, memory of (N, C, d^2) <= --memory-gb, and one e3nn
-    forward+backward near --e3nn-seconds (estimated from a probe on --probe-edges edges)."""
+def choose_edges(L: int, args: argparse.Namespace, dtype: torch.dtype) -> dict[str, Any]:
+    """Edges for this L: --edges, capped by the CPU schedule (if used) and by memory.
+
+    The memory cap keeps an (N, C, d^2) tensor (e3nn's and the outer product's intermediates)
+    within --memory-gb.
+    """
     d = (L + 1) ** 2
     itemsize = torch.empty((), dtype=dtype).element_size()
     by_memory = int(args.memory_gb * 2**30 // (args.channels * d * d * itemsize))
-    probe_n = min(args.probe_edges, args.edges)
-    tp = e3nn_tensor_product(L, args.channels, dtype=dtype).to(device)
-    inputs = make_inputs("e3nn_uvu", L, probe_n, args.channels, dtype, device, seed=1)
-    timing = measure(tp, inputs, sync, {"min_repeats": 1, "max_repeats": 1, "min_total_s": 0.0})
-    per_edge = timing["forward_backward"]["median_s"] / probe_n
-    by_time = int(args.e3nn_seconds / per_edge)
-    n = max(args.min_edges, min(args.edges, by_memory, by_time))
-    return {
-        "edges": int(min(n, args.edges)),
-        "limit_memory": by_memory,
-        "limit_e3nn_time": by_time,
-        "e3nn_probe_forward_backward_s_per_edge": per_edge,
-    }
+    by_schedule = CPU_EDGE_SCHEDULE[L] if args.edge_schedule == "cpu" else args.edges
+    n = max(1, min(args.edges, by_memory, by_schedule))
+    return {"edges": n, "limit_memory": by_memory, "limit_schedule": by_schedule}
 
 
 def fit_exponent(Ls: list[int], seconds_per_edge: list[float]) -> float | None:
@@ -431,6 +401,121 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or "cpu"
 
 
+def compile_decision(method: str, L: int, args: argparse.Namespace, spent: float) -> str | None:
+    """None when the method is to be compiled at this L, else the reason it is skipped."""
+    if args.no_compile:
+        return "--no-compile"
+    if method not in args.compile_methods:
+        return "not in --compile-methods"
+    if method == "e3nn_uvu" and L > args.compile_e3nn_max_L:
+        return f"--compile-e3nn-max-L {args.compile_e3nn_max_L}"
+    if spent > args.compile_budget_s:
+        return f"compile budget of {args.compile_budget_s} s spent"
+    return None
+
+
+def benchmark_degree(
+    L: int,
+    args: argparse.Namespace,
+    device: torch.device,
+    dtype: torch.dtype,
+    sync: Callable[[], None],
+    compile_spent: float,
+) -> tuple[dict[str, Any], float]:
+    """Time every method at degree L, round-robin, and return its JSON entry.
+
+    After one warm-up call of each variant (its time recorded; for a compiled variant it holds
+    the compilation), ``--rounds`` rounds call every variant once (forward, then
+    forward+backward) and the same-run matrix multiply once, so that all see the same machine
+    load; medians over the rounds are reported.
+    """
+    d = (L + 1) ** 2
+    edge_choice = choose_edges(L, args, dtype)
+    edges = edge_choice["edges"]
+    torch._dynamo.reset()  # compiled modules of the previous L are not used again
+    layers, cp_info = build_layers(L, args.channels, dtype, device, args.seed)
+    variants: dict[tuple[str, str], dict[str, Any]] = {}
+    methods: dict[str, Any] = {}
+    for method in METHODS:
+        inputs = make_inputs(method, L, edges, args.channels, dtype, device, seed=args.seed + 7)
+        module = layers[method]
+        rank = cp_info.get(method, {}).get("rank")
+        methods[method] = {
+            "forward_flops": flops(method, L, edges, args.channels, rank),
+            **cp_info.get(method, {}),
+        }
+        with torch.no_grad():
+            grad_out = torch.randn_like(module(*inputs))
+        fwd, fwd_bwd = timed_calls(module, inputs, grad_out)
+        first = {"forward": run_once(fwd, sync), "forward_backward": run_once(fwd_bwd, sync)}
+        variants[(method, "eager")] = {"forward": fwd, "forward_backward": fwd_bwd, "first": first}
+        reason = compile_decision(method, L, args, compile_spent)
+        if reason is not None:
+            methods[method]["compiled"] = {"skipped": reason}
+            continue
+        t0 = time.perf_counter()
+        try:
+            compiled = torch.compile(module, dynamic=False)
+            cfwd, cfwd_bwd = timed_calls(compiled, inputs, grad_out)
+            first = {"forward": run_once(cfwd, sync), "forward_backward": run_once(cfwd_bwd, sync)}
+            variants[(method, "compiled")] = {
+                "forward": cfwd,
+                "forward_backward": cfwd_bwd,
+                "first": first,
+            }
+        except Exception as exc:  # record and go on: compile support varies by setup
+            methods[method]["compiled"] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        compile_spent += time.perf_counter() - t0
+    matmul = matmul_call(device, args.matmul_size)
+    run_once(matmul, sync)
+    phases = ("forward", "forward_backward")
+    samples = {key: {phase: [] for phase in phases} for key in variants}
+    matmul_samples: list[float] = []
+    for _ in range(args.rounds):
+        matmul_samples.append(run_once(matmul, sync))
+        for key, variant in variants.items():
+            for phase in phases:
+                samples[key][phase].append(run_once(variant[phase], sync))
+    mm = sample_stats(matmul_samples)
+    mm["size"] = args.matmul_size
+    mm["gflops"] = 2 * args.matmul_size**3 / mm["median_s"] / 1e9
+    for (method, mode_key), variant in variants.items():
+        timing = {phase: sample_stats(samples[(method, mode_key)][phase]) for phase in phases}
+        for phase in phases:
+            timing[phase]["first_call_s"] = variant["first"][phase]
+            timing[phase]["seconds_per_edge"] = timing[phase]["median_s"] / edges
+        fwd_stats = timing["forward"]
+        fwd_stats["gflops"] = methods[method]["forward_flops"] / fwd_stats["median_s"] / 1e9
+        fwd_stats["fraction_of_matmul"] = fwd_stats["gflops"] / mm["gflops"]
+        methods[method][mode_key] = timing
+    for method in METHODS:
+        eager, compiled = methods[method]["eager"], methods[method]["compiled"]
+        line = (
+            f"L={L} N={edges} {method:15s} fwd {eager['forward']['median_s'] * 1e3:9.2f} ms "
+            f"({eager['forward']['gflops']:6.1f} GF/s = "
+            f"{eager['forward']['fraction_of_matmul']:.2f} matmul)  "
+            f"fwd+bwd {eager['forward_backward']['median_s'] * 1e3:9.2f} ms  "
+        )
+        if "forward" in compiled:
+            line += (
+                f"compiled fwd {compiled['forward']['median_s'] * 1e3:9.2f} ms "
+                f"fwd+bwd {compiled['forward_backward']['median_s'] * 1e3:9.2f} ms"
+            )
+        else:
+            line += f"compiled: {next(iter(compiled.values()))}"
+        print(line, flush=True)
+    entry = {
+        "d": d,
+        "edges": edges,
+        "edge_choice": edge_choice,
+        "n_paths": len(so3.paths(L)),
+        "matmul": mm,
+        "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "methods": methods,
+    }
+    return entry, compile_spent
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -447,16 +532,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="cap on an (N, C, d^2) intermediate (default 1 on CPU, 8 on CUDA)",
     )
     p.add_argument(
-        "--e3nn-seconds",
-        type=float,
+        "--edge-schedule",
+        choices=["cpu", "full"],
         default=None,
-        help="target seconds of one e3nn forward+backward (default 1.5 CPU, 1e9 CUDA)",
+        help="cpu: cap the edges per L by CPU_EDGE_SCHEDULE (default on CPU); "
+        "full: --edges for every L, capped by --memory-gb only (default on CUDA)",
     )
-    p.add_argument("--probe-edges", type=int, default=64)
-    p.add_argument("--min-edges", type=int, default=64)
-    p.add_argument("--min-repeats", type=int, default=3)
-    p.add_argument("--max-repeats", type=int, default=20)
-    p.add_argument("--min-total-s", type=float, default=0.5)
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds after the warm-up")
     p.add_argument("--matmul-size", type=int, default=None, help="default 2048 CPU, 8192 CUDA")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile timings")
     p.add_argument(
@@ -499,8 +581,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cuda = args.device == "cuda"
     if args.memory_gb is None:
         args.memory_gb = 8.0 if cuda else 1.0
-    if args.e3nn_seconds is None:
-        args.e3nn_seconds = 1e9 if cuda else 1.5
+    if args.edge_schedule is None:
+        args.edge_schedule = "full" if cuda else "cpu"
     if args.matmul_size is None:
         args.matmul_size = 8192 if cuda else 2048
     if args.compile_e3nn_max_L is None:
@@ -523,11 +605,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         torch.backends.cuda.matmul.allow_tf32 = False  # true float32 rates for every method
     sync = synchronizer(device)
-    timing_args = {
-        "min_repeats": args.min_repeats,
-        "max_repeats": args.max_repeats,
-        "min_total_s": args.min_total_s,
-    }
     start = time.time()
     compile_spent = 0.0
     config = {
@@ -539,7 +616,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "channels": args.channels,
         "max_edges": args.edges,
         "memory_gb": args.memory_gb,
-        "e3nn_seconds": args.e3nn_seconds,
+        "edge_schedule": args.edge_schedule,
         "torch": torch.__version__,
         "e3nn": __import__("e3nn").__version__,
         "python": platform.python_version(),
@@ -549,81 +626,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "compile_e3nn_max_L": args.compile_e3nn_max_L,
         "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "rounds": args.rounds,
         "notes": [
             "CP factors are random of the right shape: fit quality does not change the speed.",
             "forward is timed under torch.no_grad(); forward_backward back-propagates a fixed "
             "random output gradient to x, y and weight.",
             "e3nn inputs are prepared in e3nn's layout beforehand (conversion not timed).",
+            "Variants are timed round-robin (one call of each per round, the matmul included), "
+            "so all see the same machine load; medians over the rounds are reported.",
             "On a shared CPU the timings are noisy: see loadavg and the per-L matmul rates.",
         ],
     }
     results: dict[str, Any] = {}
     for L in args.L:
-        d = (L + 1) ** 2
-        edge_info = choose_edges(L, args, device, sync, dtype)
-        n = edge_info["edges"]
-        mm = matmul_rate(device, sync, args.matmul_size)
-        layers, cp_info = build_layers(L, args.channels, dtype, device, args.seed)
-        entry: dict[str, Any] = {
-            "d": d,
-            "edges": n,
-            "edge_choice": edge_info,
-            "matmul": mm,
-            "n_paths": len(so3.paths(L)),
-            "methods": {},
-        }
-        for method in METHODS:
-            inputs = make_inputs(method, L, n, args.channels, dtype, device, seed=args.seed + 7)
-            module = layers[method]
-            rank = cp_info.get(method, {}).get("rank")
-            fl = flops(method, L, n, args.channels, rank)
-            m_entry: dict[str, Any] = {"forward_flops": fl, **cp_info.get(method, {})}
-            m_entry["eager"] = measure(module, inputs, sync, timing_args)
-            if args.no_compile:
-                m_entry["compiled"] = {"skipped": "--no-compile"}
-            elif method not in args.compile_methods:
-                m_entry["compiled"] = {"skipped": "not in --compile-methods"}
-            elif method == "e3nn_uvu" and L > args.compile_e3nn_max_L:
-                m_entry["compiled"] = {"skipped": f"--compile-e3nn-max-L {args.compile_e3nn_max_L}"}
-            elif compile_spent > args.compile_budget_s:
-                m_entry["compiled"] = {"skipped": f"compile budget {args.compile_budget_s} s spent"}
-            else:
-                torch._dynamo.reset()
-                t0 = time.perf_counter()
-                try:
-                    compiled = torch.compile(module, dynamic=False)
-                    m_entry["compiled"] = measure(compiled, inputs, sync, timing_args)
-                    m_entry["compiled"]["compile_and_first_calls_s"] = (
-                        m_entry["compiled"]["forward"]["first_call_s"]
-                        + m_entry["compiled"]["forward_backward"]["first_call_s"]
-                    )
-                except Exception as exc:  # record and go on: compile support varies by setup
-                    m_entry["compiled"] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-                compile_spent += time.perf_counter() - t0
-            for mode_key in ("eager", "compiled"):
-                fwd = m_entry[mode_key].get("forward")
-                if fwd:
-                    fwd["gflops"] = fl / fwd["median_s"] / 1e9
-                    fwd["fraction_of_matmul"] = fwd["gflops"] / mm["gflops"]
-                    fwd["seconds_per_edge"] = fwd["median_s"] / n
-                    m_entry[mode_key]["forward_backward"]["seconds_per_edge"] = (
-                        m_entry[mode_key]["forward_backward"]["median_s"] / n
-                    )
-            entry["methods"][method] = m_entry
-            del inputs
-            eager = m_entry["eager"]
-            print(
-                f"L={L} N={n} {method:15s} fwd {eager['forward']['median_s'] * 1e3:9.2f} ms "
-                f"({eager['forward']['gflops']:6.1f} GF/s, {eager['forward']['fraction_of_matmul']:.2f} mm)"
-                f"  fwd+bwd {eager['forward_backward']['median_s'] * 1e3:9.2f} ms"
-                + (
-                    f"  compiled fwd {m_entry['compiled']['forward']['median_s'] * 1e3:9.2f} ms"
-                    if "forward" in m_entry["compiled"]
-                    else f"  compiled: {next(iter(m_entry['compiled'].values()))}"
-                ),
-                flush=True,
-            )
-        entry["matmul_after"] = matmul_rate(device, sync, args.matmul_size)
+        entry, compile_spent = benchmark_degree(L, args, device, dtype, sync, compile_spent)
         results[str(L)] = entry
     config["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     config["wall_s"] = time.time() - start

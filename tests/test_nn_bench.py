@@ -22,7 +22,7 @@ def test_bench_layer_tiny_run_writes_json_and_png(tmp_path):
     bench = load_bench()
     out = tmp_path / "bench.json"
     argv = ["--device", "cpu", "--L", "1", "3", "--edges", "24", "--channels", "3"]
-    argv += ["--threads", "1", "--min-repeats", "1", "--min-total-s", "0", "--no-compile"]
+    argv += ["--threads", "1", "--rounds", "2", "--no-compile"]
     argv += ["--matmul-size", "64", "--out", str(out)]
     report = bench.main(argv)
     assert out.is_file() and out.with_suffix(".png").stat().st_size > 1000
@@ -36,6 +36,7 @@ def test_bench_layer_tiny_run_writes_json_and_png(tmp_path):
     for method in bench.METHODS:
         eager = entry["methods"][method]["eager"]
         assert eager["forward"]["median_s"] > 0 and eager["forward_backward"]["median_s"] > 0
+        assert eager["forward"]["repeats"] == 2
         assert entry["methods"][method]["compiled"] == {"skipped": "--no-compile"}
     cp = entry["methods"]["cp_7L2"]
     assert cp["forward_flops"] == 2 * 24 * 3 * 16 * 63 * 2 + 2 * 24 * 16 * 63 + 24 * 3 * 63
