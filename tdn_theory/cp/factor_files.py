@@ -40,11 +40,13 @@ class FactorFileError(ValueError):
 
 
 def package_version() -> str:
-    """The installed version of tdn_theory ("unknown" when it is not installed)."""
+    """The installed version of tdn_theory (else tdn_theory.__version__, else "unknown")."""
     try:
         return _metadata.version("tdn_theory")
     except _metadata.PackageNotFoundError:
-        return "unknown"
+        import tdn_theory
+
+        return str(getattr(tdn_theory, "__version__", "unknown"))
 
 
 def tensor_sha256(T: np.ndarray) -> str:
