@@ -185,29 +185,53 @@ def test_extra_batch_dimensions_and_broadcasting(layer_kind):
     torch.testing.assert_close(shared[1, 3], layer(x[1, 3], y[0, 0], w[0, 0]), rtol=0, atol=1e-12)
 
 
+def plain_and_blocked(layer: CPTensorProduct, block_bytes: int):
+    """The same factors twice: the plain path (blocked_bytes = 0) and the blocked CPU path."""
+    plain = CPTensorProduct(layer.A, layer.B, layer.C)
+    plain.blocked_bytes = 0
+    blocked = CPTensorProduct(layer.A, layer.B, layer.C)
+    blocked.blocked_bytes = block_bytes  # 1 byte: one sample per block
+    return plain, blocked
+
+
 @pytest.mark.parametrize("block_bytes", [1, 700, 1 << 20])
-def test_blocked_inference_path_equals_autograd_path(block_bytes):
-    """CPU inference (no autograd) runs block by block; it must equal the plain path."""
+def test_blocked_path_equals_plain_path(block_bytes):
+    """On CPU the layer runs block by block; values and gradients equal the plain path."""
     L, channels = 2, 3
     fit = fit_cp(so3.cg_tensor(L), 12, restarts=1, seed=2, max_iter=20, polish=False)
-    layer = CPTensorProduct(fit.A, fit.B, fit.C)
-    layer.blocked_inference_bytes = block_bytes  # 1 byte: one sample per block
+    plain, blocked = plain_and_blocked(CPTensorProduct(fit.A, fit.B, fit.C), block_bytes)
     x, y, w = inputs(L, channels, (4, 5), seed=13)
-    reference = layer(x.clone().requires_grad_(True), y, w).detach()  # plain path
+    reference = plain(x, y, w)
     with torch.no_grad():
-        torch.testing.assert_close(layer(x, y, w), reference, rtol=0, atol=1e-12)
+        torch.testing.assert_close(blocked(x, y, w), reference, rtol=0, atol=1e-12)
+        torch.testing.assert_close(blocked(x, y, None), plain(x, y), rtol=0, atol=1e-12)
+        # y and weight shared by the batch, x shared by the batch
         torch.testing.assert_close(
-            layer(x, y, None), reference / w[..., None], rtol=1e-12, atol=1e-12
+            blocked(x, y[1, 2], w[1, 2]), plain(x, y[1, 2], w[1, 2]), rtol=0, atol=1e-12
         )
-        # broadcast y and weight over the batch, and x over a leading batch axis of y
-        torch.testing.assert_close(
-            layer(x, y[1, 2], w[1, 2]), layer(x, y[1, 2].expand(4, 5, 9), w[1, 2].expand(4, 5, 3))
-        )
-        shared_x = layer(x[0, 0], y, w)
-        assert shared_x.shape == (4, 5, channels, 9)
-        torch.testing.assert_close(
-            shared_x[3, 1], layer(x[0, 0], y[3, 1], w[3, 1]), rtol=0, atol=1e-12
-        )
+        torch.testing.assert_close(blocked(x[0, 0], y, w), plain(x[0, 0], y, w), rtol=0, atol=1e-12)
+    # gradients, including a broadcast y (its gradient sums over the batch) and no weight
+    g = torch.randn(reference.shape, generator=torch.Generator().manual_seed(1), dtype=F64)
+    for args in ((x, y, w), (x, y[0, 0], w), (x, y, None)):
+        grads = []
+        for layer in (plain, blocked):
+            leaves = [None if t is None else t.clone().requires_grad_(True) for t in args]
+            layer(*leaves).backward(g)
+            grads.append([None if t is None else t.grad for t in leaves])
+        for a, b in zip(*grads, strict=True):
+            if a is not None:
+                torch.testing.assert_close(b, a, rtol=0, atol=1e-11)
+
+
+def test_blocked_path_gradcheck_and_gradgradcheck():
+    """Double backward (forces in training) through the blocked path, several blocks."""
+    L = 2
+    fit = fit_cp(so3.cg_tensor(L), 12, restarts=1, seed=0, max_iter=20, polish=False)
+    _, blocked = plain_and_blocked(CPTensorProduct(fit.A, fit.B, fit.C), 700)
+    x, y, w = inputs(L, 3, (5,), seed=14)
+    args = tuple(t.clone().requires_grad_(True) for t in (x, y, w))
+    assert torch.autograd.gradcheck(blocked, args, eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradgradcheck(blocked, args, eps=1e-6, atol=1e-6)
 
 
 def test_factors_are_buffers_that_follow_to():

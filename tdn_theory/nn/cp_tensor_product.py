@@ -135,8 +135,8 @@ class CPTensorProduct(torch.nn.Module):
     C: torch.Tensor
 
     #: Size in bytes per intra-op thread of the (samples x channels x R) intermediate of one
-    #: block in the blocked CPU inference path (0 disables it). About half a 2 MiB L2 cache.
-    blocked_inference_bytes: int = 1 << 20
+    #: block in the blocked CPU path (0 disables it). About half a 2 MiB L2 cache.
+    blocked_bytes: int = 1 << 20
 
     def __init__(
         self,
@@ -235,8 +235,8 @@ class CPTensorProduct(torch.nn.Module):
         check_layer_inputs(
             x, y, weight, d_in1=d1, d_in2=d2, reference=self.A, layer="CPTensorProduct"
         )
-        if self._use_blocked_inference(x, y, weight):
-            return self._blocked_inference(x, y, weight)
+        if self._use_blocked(x):
+            return self._blocked(x, y, weight)
         h = torch.matmul(x, self.B)  # (..., C, R): one GEMM over all edges and channels
         yc = torch.matmul(y, self.C).unsqueeze(-2)  # (..., 1, R)
         h = h * yc
@@ -245,53 +245,96 @@ class CPTensorProduct(torch.nn.Module):
             out = out * weight.unsqueeze(-1)
         return out
 
-    def _use_blocked_inference(
-        self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
-    ) -> bool:
-        """CPU inference without autograd and outside torch.compile takes the blocked path."""
-        if self.blocked_inference_bytes <= 0 or x.device.type != "cpu":
+    def _use_blocked(self, x: torch.Tensor) -> bool:
+        """On CPU, outside torch.compile and with fixed factors, take the blocked path."""
+        if self.blocked_bytes <= 0 or x.device.type != "cpu":
             return False
         if torch.compiler.is_compiling():
             return False
-        if torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (x, y, weight, self.A, self.B, self.C)
-        ):
-            return False
-        return True
+        return not any(f.requires_grad for f in (self.A, self.B, self.C))
 
-    def _blocked_inference(
+    def _blocked(
         self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
     ) -> torch.Tensor:
-        """The same product, computed block by block over the batch with reused buffers.
+        """The same product, computed block by block over the flattened batch.
 
-        The intermediate ``(x @ B) * (y @ C)`` of a block of samples stays in cache and no
-        large temporary is allocated (on CPU each fresh large tensor costs page faults that
-        take longer than the arithmetic). Values equal the plain path up to rounding.
+        Batch shapes are broadcast and flattened to n samples; :class:`_BlockedCPProduct` then
+        works on blocks of samples whose (block x channels x R) intermediates stay in cache
+        (on CPU every fresh large temporary costs page faults that take longer than the
+        arithmetic). Values equal the plain path up to rounding; autograd (also double
+        backward) goes through the blocked backward.
         """
-        d3 = self.dims[2]
+        d1, d2, d3 = self.dims
         channels = x.shape[-2]
         shapes = [x.shape[:-2], y.shape[:-1]] + ([weight.shape[:-1]] if weight is not None else [])
         batch = torch.broadcast_shapes(*shapes)
         n = math.prod(batch)
-        xs = x.expand(*batch, *x.shape[-2:]).reshape(n, channels, x.shape[-1])
-        yc = torch.matmul(y.expand(*batch, y.shape[-1]).reshape(n, y.shape[-1]), self.C)
+        xs = x.expand(*batch, channels, d1).reshape(n, channels, d1)
+        ys = y.expand(*batch, d2).reshape(n, d2)
         ws = weight.expand(*batch, channels).reshape(n, channels) if weight is not None else None
-        out = torch.empty(n, channels, d3, dtype=x.dtype, device=x.device)
         # each of the intra-op threads works on its share of a block's rows
-        budget = self.blocked_inference_bytes * max(1, torch.get_num_threads())
+        budget = self.blocked_bytes * max(1, torch.get_num_threads())
         block = max(1, budget // (channels * self.rank * x.element_size()))
-        buffer = torch.empty(min(block, n), channels, self.rank, dtype=x.dtype, device=x.device)
-        A_t = self.A.mT.contiguous()
-        for start in range(0, n, block):
-            stop = min(start + block, n)
-            h = buffer[: stop - start]
-            torch.matmul(xs[start:stop], self.B, out=h)
-            h.mul_(yc[start:stop].unsqueeze(-2))
-            torch.matmul(h, A_t, out=out[start:stop])
-            if ws is not None:
-                out[start:stop].mul_(ws[start:stop].unsqueeze(-1))
+        out = _BlockedCPProduct.apply(xs, ys, ws, self.A, self.B, self.C, block)
         return out.reshape(*batch, channels, d3)
 
     def extra_repr(self) -> str:
         d1, d2, d3 = self.dims
         return f"d1={d1}, d2={d2}, d3={d3}, rank={self.rank}, dtype={self.A.dtype}"
+
+
+class _BlockedCPProduct(torch.autograd.Function):
+    """``out[n, c] = w[n, c] * A((Bᵀ x[n, c]) ⊙ (Cᵀ y[n]))`` on blocks of ``block`` samples.
+
+    Shapes: x (n, C, d1), y (n, d2), w (n, C) or None, A (d3, R), B (d1, R), C (d2, R) (fixed:
+    no gradient). With g = dL/dout, gh = (w g) A, u = (Bᵀ x), v = (Cᵀ y):
+    dL/dx = (gh ⊙ v) Bᵀ, dL/dy = (sum_c gh ⊙ u) Cᵀ, dL/dw = sum_k g ⊙ ((u ⊙ v) Aᵀ).
+    The backward recomputes u per block and is built from differentiable operations, so
+    double backward (forces in training) works.
+    """
+
+    @staticmethod
+    def forward(ctx, x, y, w, A, B, C, block):  # type: ignore[override]
+        n, channels, _ = x.shape
+        rank = A.shape[1]
+        v = torch.matmul(y, C)  # (n, R)
+        out = torch.empty(n, channels, A.shape[0], dtype=x.dtype, device=x.device)
+        buffer = torch.empty(min(block, n), channels, rank, dtype=x.dtype, device=x.device)
+        A_t = A.mT.contiguous()
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            h = buffer[: stop - start]
+            torch.matmul(x[start:stop], B, out=h)
+            h.mul_(v[start:stop].unsqueeze(-2))
+            torch.matmul(h, A_t, out=out[start:stop])
+            if w is not None:
+                out[start:stop].mul_(w[start:stop].unsqueeze(-1))
+        ctx.save_for_backward(x, y, w, A, B, C)
+        ctx.block = block
+        return out
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        x, y, w, A, B, C = ctx.saved_tensors
+        need_x, need_y, need_w = ctx.needs_input_grad[:3]
+        block = ctx.block
+        v = torch.matmul(y, C)
+        parts_x, parts_y, parts_w = [], [], []
+        for start in range(0, x.shape[0], block):
+            rows = slice(start, start + block)
+            g_b = g[rows]
+            gw_b = g_b * w[rows].unsqueeze(-1) if w is not None else g_b
+            gh = torch.matmul(gw_b, A)  # (b, C, R)
+            if need_x:
+                parts_x.append(torch.matmul(gh * v[rows].unsqueeze(-2), B.mT))
+            if need_y or need_w:
+                u = torch.matmul(x[rows], B)  # (b, C, R)
+                if need_y:
+                    parts_y.append((gh * u).sum(-2))
+                if need_w:
+                    o = torch.matmul(u * v[rows].unsqueeze(-2), A.mT)  # (b, C, d3)
+                    parts_w.append((g_b * o).sum(-1))
+        grad_x = torch.cat(parts_x) if need_x else None
+        grad_y = torch.matmul(torch.cat(parts_y), C.mT) if need_y else None
+        grad_w = torch.cat(parts_w) if need_w else None
+        return grad_x, grad_y, grad_w, None, None, None, None
