@@ -111,6 +111,23 @@ TASKS: tuple[Task, ...] = (
         note="exact sphere CP vs approximate unit CP",
     ),
     Task(
+        "bench_layer",
+        "experiments.bench_layer",
+        lambda quick, out: (
+            ["--device", "cpu"]
+            + (
+                (
+                    "--L 1 2 3 --edges 2000 --channels 16 --rounds 2 --no-compile --matmul-size 512"
+                ).split()
+                if quick
+                else []
+            )
+            + ["--out", str(out / "bench_layer_cpu.json")]
+        ),
+        ("bench_layer_cpu.json", "bench_layer_cpu.png"),
+        note="CP layer vs e3nn uvu and dense CG on CPU",
+    ),
+    Task(
         "rank_atlas",
         "experiments.rank_atlas",
         lambda quick, out: (
