@@ -103,7 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         "its error, certified lower bound and equivariance figures.",
     )
     p.add_argument("--L", required=True, type=str, help="maximal degree L >= 0 (d = (L+1)^2)")
-    p.add_argument("--rank", required=True, type=str, help="CP rank R, an integer >= 1")
+    p.add_argument(
+        "--rank",
+        required=True,
+        type=str,
+        help="CP rank R, an integer >= 1; 'auto' with --normalization sphere writes the exact "
+        "quadrature factors (rank 3N, no fitting)",
+    )
     p.add_argument("--normalization", default="unit", choices=list(NORMALIZATIONS))
     p.add_argument("--parity", default="all", choices=list(PARITIES))
     p.add_argument(
@@ -147,9 +153,24 @@ def _parse_int(text: str, name: str, low: int) -> int:
 
 
 def parse_rank(text: str, args: argparse.Namespace) -> int:
-    """The --rank value as an int >= 1 (extension point for symbolic ranks such as 'auto')."""
-    del args
-    return _parse_int(text, "rank", 1)
+    """The --rank value as an int >= 1; "auto" (only with --normalization sphere) gives the rank
+    of the exact quadrature construction (tdn_theory.cp.quadrature.sphere_cp, Lebedev rule)."""
+    if text.strip().lower() != "auto":
+        return _parse_int(text, "rank", 1)
+    if args.normalization != "sphere":
+        raise UsageError(
+            "--rank auto needs --normalization sphere (exact quadrature factors); "
+            "give an integer rank for other normalizations"
+        )
+    from tdn_theory.cp.quadrature import required_degree, sphere_rule
+
+    try:
+        L = _parse_int(args.L, "L", 0)
+        points, _ = sphere_rule(required_degree(L, args.parity), "lebedev")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    per_point = {"all": 3, "even": 1, "odd": 2}[args.parity]
+    return per_point * len(points)
 
 
 def _parse_budget(text: str) -> float:
@@ -215,6 +236,7 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
         "rotations": _parse_int(args.rotations, "rotations", 1),
         "json": bool(args.json),
         "quiet": bool(args.quiet),
+        "exact": args.rank.strip().lower() == "auto",
     }
     out = Path(args.out) if args.out is not None else Path(f"cp_L{L}_R{rank}.npz")
     _check_output_path(out)
@@ -270,18 +292,31 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
             f"the CG tensor for L={L}, normalization={settings['normalization']}, "
             f"parity={settings['parity']} is zero; nothing to fit"
         )
-    progress = _Progress(not settings["quiet"], settings["restarts"])
-    try:
-        fit = fit_cp(
-            T,
-            rank,
-            restarts=settings["restarts"],
-            seed=settings["seed"],
-            time_budget=settings["time_budget"],
-            progress=progress,
-        )
-    finally:
-        progress.close()
+    extra_meta: dict[str, Any] = {}
+    if settings.get("exact"):  # --rank auto: exact quadrature factors, no fitting
+        from tdn_theory.cp.quadrature import sphere_cp
+
+        fit = sphere_cp(L, settings["parity"], "lebedev")
+        record = fit.history[0]
+        extra_meta = {
+            "method": "quadrature",
+            "rule": "lebedev",
+            "rule_degree": record["degree"],
+            "rule_points": record["points"],
+        }
+    else:
+        progress = _Progress(not settings["quiet"], settings["restarts"])
+        try:
+            fit = fit_cp(
+                T,
+                rank,
+                restarts=settings["restarts"],
+                seed=settings["seed"],
+                time_budget=settings["time_budget"],
+                progress=progress,
+            )
+        finally:
+            progress.close()
     sha = tensor_sha256(T)
     lower = rank_lower_bound(T, rank)
     meta = {
@@ -291,6 +326,7 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
         "lower_bound": lower,
         "restarts": settings["restarts"],
         "time_budget": settings["time_budget"],
+        **extra_meta,
     }
     out = settings["out"]
     try:

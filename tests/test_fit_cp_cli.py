@@ -93,6 +93,7 @@ BAD = [
     (["--L", "1", "--rank", "3", "--time-budget", "nan"], "--time-budget"),
     (["--L", "1", "--rank", "3", "--rotations", "0"], "--rotations"),
     (["--L", "1", "--rank", "3", "--seed", "-2"], "--seed"),
+    (["--L", "1", "--rank", "auto"], "--normalization sphere"),
 ]
 
 
@@ -139,3 +140,18 @@ def test_too_large_for_memory(tmp_path, capsys, monkeypatch):
 def test_memory_estimate_grows_with_L_and_rank():
     assert cli.estimated_memory(4, 16) < cli.estimated_memory(5, 16) < cli.estimated_memory(5, 500)
     assert cli.estimated_memory(20, 10) > 8 * 441**3  # at least the dense tensor itself
+
+
+def test_rank_auto_writes_exact_sphere_factors(tmp_path, capsys):
+    out_path = tmp_path / "s.npz"
+    argv = ["--L", "2", "--rank", "auto", "--normalization", "sphere", "--rotations", "10",
+            "--json", "--quiet", "--out", str(out_path)]
+    code, out, err = run_main(argv, capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["rank"] == 3 * 26  # 3N, N = 26 Lebedev points exact to degree 6
+    assert report["relative_error"] < 1e-13 and report["equivariance_max"] < 1e-12
+    with np.load(out_path) as data:
+        T_hat = np.einsum("kr,ir,jr->kij", data["A"], data["B"], data["C"])
+    T = cg_tensor(2, "sphere")
+    assert np.linalg.norm(T_hat - T) / np.linalg.norm(T) < 1e-13

@@ -4,14 +4,17 @@ Convention (DESIGN.md section 2): T[k, i, j] ≈ sum_r A[k, r] B[i, r] C[j, r], 
 factor (d3, R), B the input-1 factor (d1, R), C the input-2 factor (d2, R), weights folded in.
 """
 
+from .compress import compress_exact
 from .factor_files import FactorFileError, load_factors, save_factors
 from .fit import CPFit, fit_cp
 from .lower_bound import rank_lower_bound, unfolding_singular_values
 from .polish import levenberg_marquardt
+from .quadrature import sphere_cp, sphere_rule
 from .tensor_ops import cp_to_tensor, relative_error
 
 __all__ = [
     "CPFit",
+    "compress_exact",
     "FactorFileError",
     "cp_to_tensor",
     "fit_cp",
@@ -20,5 +23,7 @@ __all__ = [
     "rank_lower_bound",
     "relative_error",
     "save_factors",
+    "sphere_cp",
+    "sphere_rule",
     "unfolding_singular_values",
 ]
