@@ -20,7 +20,8 @@
 # $R = 7L^2$ the CP cost grows like $L^4$, the dense one like $L^6$.
 #
 # Part 1 reads the committed benchmark results (`experiments/results/rank_schedules.json`,
-# written by `python -m experiments.rank_schedules`) and plots them. Part 2 measures a small
+# written by `python -m experiments.rank_schedules`, and `bench_layer_cpu.json`, written by
+# `python -m experiments.bench_layer`) and plots them. Part 2 measures a small
 # benchmark live on this machine, so the notebook works without the results files too.
 # Timings on a shared 2-core machine are noisy; read the trends, not the digits.
 
@@ -79,6 +80,41 @@ else:
     print(f"{path} not found: run `python -m experiments.rank_schedules` (or experiments.run_all)")
 
 # %% [markdown]
+# ## Part 1b — the layer benchmark against e3nn (`experiments.bench_layer`)
+# `experiments/results/bench_layer_cpu.json` times e3nn's "uvu" tensor product, the dense CG
+# product (y contracted first, and the per-channel "outer" form) and the CP layer at
+# $R = 7L^2$ and at the smallest exact rank known, on many edges. Plotted: eager forward time
+# per edge.
+
+# %%
+path = results / "bench_layer_cpu.json"
+if path.exists():
+    bench = json.loads(path.read_text())
+    try:
+        Ls_b = sorted(bench["results"], key=int)
+        methods = list(bench["results"][Ls_b[0]]["methods"])
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for method in methods:
+            per_edge = [
+                bench["results"][L]["methods"][method]["eager"]["forward"]["seconds_per_edge"] * 1e6
+                for L in Ls_b
+            ]
+            ax.plot([int(L) for L in Ls_b], per_edge, "o-", label=method)
+        ax.set_yscale("log")
+        ax.set_xlabel("maximal degree L")
+        ax.set_ylabel("microseconds per edge (eager forward)")
+        ax.set_title(f"experiments.bench_layer on CPU ({bench['results'][Ls_b[0]]['edges']} edges at L = {Ls_b[0]})")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        plt.show()
+        ratios = bench["summary"]["ratios_e3nn_over_method"]["cp_7L2/eager/forward"]
+        print("e3nn uvu time / CP (7 L^2) time, eager forward:", {L: round(v, 2) for L, v in ratios.items()})
+    except (KeyError, IndexError, TypeError) as exc:
+        print(f"{path} has an unexpected layout ({exc!r}); see experiments/bench_layer.py")
+else:
+    print(f"{path} not found: run `python -m experiments.bench_layer --device cpu`")
+
+# %% [markdown]
 # ## Part 2 — a live measurement
 # Random factors of the right shapes (the time does not depend on their values), float32,
 # one torch thread, median of `REPEATS` forwards after two warm-up calls.
@@ -132,9 +168,10 @@ plt.show()
 # $4CdR < 2d^3 + 2Cd^2$, i.e. $R < (d^2/C + d)/2$. With the paper's $R = 7L^2 \approx 7d$
 # that needs $d > 13\,C$: few channels and large $L$. The paper's $O(L^6) \to O(L^4)$ count is
 # per channel when each channel is contracted with the full $d^3$ tensor; a dense layer that
-# shares the $y$-contraction across channels (as ours and e3nn's "uvu" product do) is a much
-# stronger baseline. The paper's micro-benchmark (4.0x to 83.6x for L = 1..6, GPU, against
-# e3nn's fully connected tensor product) is therefore not comparable digit for digit.
+# shares the $y$-contraction across channels (as `tdn_theory.nn.CGTensorProduct` does) is a
+# much stronger baseline than e3nn's generic tensor product, which the CP layer does beat
+# (part 1b). The paper's micro-benchmark (4.0x to 83.6x for L = 1..6, GPU, against e3nn's
+# fully connected tensor product) is therefore not comparable digit for digit.
 
 # %%
 for L, R, cp_s, cg_s in live:
