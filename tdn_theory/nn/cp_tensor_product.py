@@ -135,8 +135,9 @@ class CPTensorProduct(torch.nn.Module):
     C: torch.Tensor
 
     #: Size in bytes per intra-op thread of the (samples x channels x R) intermediate of one
-    #: block in the blocked CPU path (0 disables it). About half a 2 MiB L2 cache.
-    blocked_bytes: int = 1 << 20
+    #: block in the blocked CPU path (0 disables it). A quarter of a 2 MiB L2 cache: best of
+    #: 256 KiB..1 MiB at L = 3, 4, 6 on the 2-core VM (1-2 threads).
+    blocked_bytes: int = 1 << 19
 
     def __init__(
         self,
