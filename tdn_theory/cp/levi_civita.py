@@ -54,11 +54,13 @@ def levi_civita_cp() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x3, y3 = e[0] + e[1], e[0] - e[1]
     B = np.stack([x1, y1, x2, x3, y3], axis=1)
     C = np.stack([y1, x1, y2, y3, x3], axis=1)
-    A = np.array([
-        [-0.5, 0.5, 0.0, 0.0, 0.0],
-        [-0.5, -0.5, -1.0, -0.5, -0.5],
-        [0.0, 0.0, 0.0, -0.5, 0.5],
-    ])
+    A = np.array(
+        [
+            [-0.5, 0.5, 0.0, 0.0, 0.0],
+            [-0.5, -0.5, -1.0, -0.5, -0.5],
+            [0.0, 0.0, 0.0, -0.5, 0.5],
+        ]
+    )
     return A, B, C
 
 
