@@ -424,11 +424,16 @@ def main(argv: list[str] | None = None) -> int:
     state: dict = {"rows": {}}
     if json_path.exists() and not args.fresh:
         state = json.loads(json_path.read_text())
-    state["meta"] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                     "machine": _io.machine(), "exact_rtol": EXACT_RTOL,
-                     "command": " ".join(["python -m experiments.rank_atlas", *sys.argv[1:]]),
-                     "budget_seconds_per_rank": {str(k): v * args.budget_scale
-                                                 for k, v in BUDGET.items()}}
+    runs = state.get("meta", {}).get("runs", [])
+    command = " ".join(["python -m experiments.rank_atlas", *sys.argv[1:]])
+    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    runs.append({"date": now, "command": command})
+    state["meta"] = {"date": now, "machine": _io.machine(), "exact_rtol": EXACT_RTOL,
+                     "runs": runs,
+                     "budget_seconds_per_rank": {str(k): v for k, v in BUDGET.items()},
+                     "row_budget_seconds": {str(k): v for k, v in ROW_BUDGET.items()},
+                     "note": "budgets are wall-clock seconds times each run's --budget-scale; "
+                             "rows computed in another folder come in with --merge"}
 
     def save() -> None:
         _io.write_json_atomic(json_path, state)
