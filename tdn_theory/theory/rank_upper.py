@@ -14,7 +14,12 @@ budget; a hit is confirmed by a final Levenberg–Marquardt polish (``confirm_ex
 hit every larger rank is exact too (add zero columns), so the smallest hit is found by
 bisection between the largest rank known to fail in this search and the smallest hit. A miss
 is a failure of the search, not a proof that the rank is higher: the result is the smallest
-rank *found*, an upper bound. Proofs and references: ``proofs/rank_bounds.md``.
+rank *found*, an upper bound.
+
+Construction (``scaled_sphere_cp``): any path weights u, e.g. the "unit" tensor, as a sum of S
+degree-scaled copies of the exact sphere-quadrature CP (tdn_theory.cp.quadrature), S the rank
+of a CP completion of u / w_sphere on the (L+1)^3 degree grid; exact, rank S_e N_e + 2 S_o N_o.
+Proofs and references: ``proofs/rank_bounds.md``.
 """
 
 from __future__ import annotations
