@@ -182,17 +182,7 @@ def output_dir(args: Any):
 
 
 def save_figure(fig: Any, path: Any) -> None:
-    """Save a matplotlib figure atomically as PNG (temp file in the same folder, then os.replace)."""
-    import os
-    import tempfile
+    """Save a matplotlib figure atomically as PNG (see experiments._io.save_figure_atomic)."""
+    from experiments._io import save_figure_atomic
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    save_figure_atomic(fig, path, dpi=120, bbox_inches="tight")

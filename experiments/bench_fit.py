@@ -194,19 +194,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to path atomically (temp file in the same folder, then os.replace)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", type=str, default=None, help="L:R list, default 2:28,3:63,4:16,4:112")
@@ -271,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         result["cli"] = time_cli(*CLI_CASE)
     result["load_average_end"] = list(os.getloadavg())
     _io.write_json_atomic(args.out, result)
-    write_text_atomic(args.out.with_suffix(".md"), markdown(result))
+    _io.write_text_atomic(args.out.with_suffix(".md"), markdown(result))
     print(markdown(result))
     return 0
 

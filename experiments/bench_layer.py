@@ -22,8 +22,8 @@ forward+backward call near 1-2 s), everywhere the largest intermediate stays wit
 ``--memory-gb``; the per-L edge counts are recorded and times are also given per edge. The exponent of time versus L is a least-squares fit
 of log(time per edge) on log L.
 
-    python experiments/bench_layer.py                 # CPU, writes results/bench_layer_cpu.{json,png}
-    python experiments/bench_layer.py --device cuda   # on a CUDA machine
+    python -m experiments.bench_layer                 # CPU, writes results/bench_layer_cpu.{json,png}
+    python -m experiments.bench_layer --device cuda   # on a CUDA machine
 """
 
 from __future__ import annotations
@@ -36,12 +36,10 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import io
 import json
 import math
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from experiments import _io
 from tdn_theory import so3
 from tdn_theory.nn import (
     CGTensorProduct,
@@ -312,19 +311,6 @@ def summarize(results: dict[str, Any], Ls: list[int]) -> dict[str, Any]:
     return summary
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -392,10 +378,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
         fontsize=10,
     )
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    _io.save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
-    write_atomic(path, buffer.getvalue())
 
 
 def device_name(device: torch.device) -> str:
@@ -619,7 +603,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             sys.exit(f"bench_layer: cannot read {args.out} ({exc}); run the benchmark first")
         Ls = [int(L) for L in report["results"]]
         report["summary"] = summarize(report["results"], Ls)
-        write_atomic(args.out, (json.dumps(report, indent=1) + "\n").encode())
+        _io.write_json_atomic(args.out, report, indent=1)
         if not args.no_plot:
             plot(report, args.out.with_suffix(".png"))
         print(json.dumps(report["summary"]["targets"], indent=1))
@@ -671,7 +655,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     config["wall_s"] = time.time() - start
     config["compile_s_total"] = compile_spent
     report = {"config": config, "results": results, "summary": summarize(results, args.L)}
-    write_atomic(args.out, (json.dumps(report, indent=1) + "\n").encode())
+    _io.write_json_atomic(args.out, report, indent=1)
     if not args.no_plot:
         plot(report, args.out.with_suffix(".png"))
     print(json.dumps(report["summary"]["targets"], indent=1))

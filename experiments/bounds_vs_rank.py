@@ -17,8 +17,8 @@ with the CP fit at R = 7 L^2.
 
 Writes experiments/results/bounds_vs_rank.json and .png (atomically). Run:
 
-    OMP_NUM_THREADS=1 python experiments/bounds_vs_rank.py            # ~40 min on 2 cores
-    python experiments/bounds_vs_rank.py --quick                      # L = 1, 2 only, ~1 min
+    OMP_NUM_THREADS=1 python -m experiments.bounds_vs_rank            # ~40 min on 2 cores
+    python -m experiments.bounds_vs_rank --quick                      # L = 1, 2 only, ~1 min
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from experiments import _io
 from tdn_theory.cp import fit_cp
 from tdn_theory.so3 import cg_tensor, paths, random_rotations
 from tdn_theory.theory.equivariance import check_fit, thm31_bound
@@ -58,19 +58,6 @@ BUDGET = {1: 10.0, 2: 30.0, 3: 45.0, 4: 60.0}
 RANDOM_MAP_RANKS = {1: list(range(1, 13)), 2: list(range(20, 40)), 3: [84, 92, 100, 110, 120]}
 EXACT_TOL = 1e-10
 PLOT_FLOOR = 1e-17
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _row(report: dict, method: str, seconds: float) -> dict:
@@ -323,10 +310,8 @@ def plot(bounds: dict, path: Path) -> None:
         "(exact zeros drawn at 1e-17; all fits seeded, time-budgeted)"
     )
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    _io.save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -354,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         result["closing_note"] = closing_note(
             result["bounds"], result["random_maps"], result["weight_sharing"]
         )
-        _atomic_write(args.out, (json.dumps(result, indent=1) + "\n").encode())
+        _io.write_json_atomic(args.out, result, indent=1)
         plot(result["bounds"], args.out.with_suffix(".png"))
         print(result["closing_note"])
         print(f"rewrote the closing note of {args.out}; wrote {args.out.with_suffix('.png')}")
@@ -395,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         "closing_note": note,
     }
     result["seconds"] = time.perf_counter() - start
-    _atomic_write(args.out, (json.dumps(result, indent=1) + "\n").encode())
+    _io.write_json_atomic(args.out, result, indent=1)
     plot(bounds, args.out.with_suffix(".png"))
     print(note)
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from experiments._io import RESULTS, machine, write_json_atomic
+from experiments._io import RESULTS, machine, save_figure_atomic, write_json_atomic
 from tdn_theory import so3
 from tdn_theory.cp import fit_cp
 from tdn_theory.cp.compress import compress_exact
@@ -247,10 +247,8 @@ def plot(rows: list[dict[str, Any]], path) -> None:
            title="Equivariance error (float64, unit x, y)")  # fmt: skip
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    save_figure_atomic(fig, path)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,21 +1,15 @@
-"""experiments/bench_layer.py runs end to end on a tiny configuration and writes its outputs."""
+"""experiments.bench_layer runs end to end on a tiny configuration and writes its outputs."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "experiments" / "bench_layer.py"
-
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_layer", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("experiments.bench_layer")
 
 
 def test_bench_layer_tiny_run_writes_json_and_png(tmp_path):
