@@ -50,6 +50,7 @@ from tdn_theory.theory.rank_lower import lower_bounds
 from tdn_theory.theory.rank_upper import (
     EXACT_RTOL,
     RankAttempt,
+    confirm_exact,
     scaled_sphere_cp,
     search_exact_rank,
     try_rank,
@@ -287,6 +288,7 @@ def search_row(row, T, L, args, attempts, attempt, record, cons, start, lower, d
             row["compress"] = {"start": top, "smallest": comp.smallest_rank,
                                "stopped": comp.stopped, "seconds": comp.seconds}
             if comp.smallest_rank < top:
+                comp.fit = confirm_exact(T, comp.fit, max_iter=300)  # final high-precision polish
                 name = save_exact(folder, comp.fit, T, norm, par, L, "compress_exact",
                                   search_seed=args.seed)
                 row["best_exact_fit"] = {"rank": comp.smallest_rank, "file": name,
