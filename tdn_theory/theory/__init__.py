@@ -2,7 +2,8 @@
 
 Modules: ``equivariance`` (errors, Thm 3.1 / a-posteriori bounds, exact Haar average, adversarial
 search, ``check_fit``), ``universality`` (Thm 3.2's constructive exact CP, random equivariant maps,
-rank study), ``weight_sharing`` (path-weight sharing with one W for all paths).
+rank study), ``weight_sharing`` (path-weight sharing with one W for all paths), ``rank``
+(certified lower and demonstrated upper bounds on the CP rank: ``rank_lower``, ``rank_upper``).
 """
 
 from tdn_theory.theory.equivariance import (
@@ -15,6 +16,15 @@ from tdn_theory.theory.equivariance import (
     thm31_bound,
     thm31_equivariance_bound,
     worst_case_equivariance_error,
+)
+from tdn_theory.theory.rank import (
+    best_lower_bound,
+    flattening_bound,
+    koszul_young_bound,
+    lower_bounds,
+    scaled_sphere_cp,
+    search_exact_rank,
+    try_rank,
 )
 from tdn_theory.theory.universality import (
     constructive_cp,
@@ -31,6 +41,13 @@ from tdn_theory.theory.weight_sharing import (
 
 __all__ = [
     "aposteriori_bound",
+    "best_lower_bound",
+    "flattening_bound",
+    "koszul_young_bound",
+    "lower_bounds",
+    "scaled_sphere_cp",
+    "search_exact_rank",
+    "try_rank",
     "check_fit",
     "constructive_cp",
     "equivariance_error",
