@@ -321,20 +321,21 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     styles = {"eager": "-", "compiled": "--"}
     colors = {m: f"C{i}" for i, m in enumerate(METHODS)}
-    for method in METHODS:
-        for mode_key, style in styles.items():
-            xs, ys = [], []
-            for L in Ls:
-                entry = report["results"][str(L)]["methods"][method].get(mode_key, {})
-                if "forward" in entry:
-                    xs.append(L)
-                    ys.append(
-                        entry["forward"]["median_s"] / report["results"][str(L)]["edges"] * 1e6
-                    )
-            if xs:
-                axes[0].plot(
-                    xs, ys, style, color=colors[method], marker="o", label=f"{method} ({mode_key})"
-                )
+
+    def plot_forward(ax, value) -> None:
+        """One line per (method, mode): ``value(forward entry, L)`` over the L that have it."""
+        for method in METHODS:
+            for mode_key, style in styles.items():
+                points = [
+                    (L, value(entry["forward"], L))
+                    for L in Ls
+                    if "forward" in (entry := report["results"][str(L)]["methods"][method].get(mode_key, {}))
+                ]
+                if points:
+                    ax.plot(*zip(*points, strict=True), style, color=colors[method], marker="o",
+                            label=f"{method} ({mode_key})")  # fmt: skip
+
+    plot_forward(axes[0], lambda fwd, L: fwd["median_s"] / report["results"][str(L)]["edges"] * 1e6)
     axes[0].set(xscale="log", yscale="log", xlabel="L", ylabel="forward time per edge [µs]")
     axes[0].set_xticks(Ls, [str(L) for L in Ls])
     axes[0].set_title(f"forward, {report['config']['channels']} channels")
@@ -353,18 +354,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     axes[1].axhline(1.0, color="grey", lw=0.8)
     axes[1].set(yscale="log", xlabel="L", ylabel="speed-up over e3nn uvu (eager)")
     axes[1].set_title("ratio e3nn time / method time")
-    for method in METHODS:
-        for mode_key, style in styles.items():
-            xs, ys = [], []
-            for L in Ls:
-                entry = report["results"][str(L)]["methods"][method].get(mode_key, {})
-                if "forward" in entry:
-                    xs.append(L)
-                    ys.append(entry["forward"]["fraction_of_matmul"])
-            if xs:
-                axes[2].plot(
-                    xs, ys, style, color=colors[method], marker="o", label=f"{method} ({mode_key})"
-                )
+    plot_forward(axes[2], lambda fwd, L: fwd["fraction_of_matmul"])
     axes[2].axhline(0.3, color="grey", lw=0.8, ls="--")
     axes[2].set(xlabel="L", ylabel="forward GFLOP/s / same-run matmul GFLOP/s")
     axes[2].set_title("efficiency of the forward")
