@@ -170,6 +170,19 @@ def add_output_args(parser: Any) -> None:
     )
 
 
+def add_max_L_arg(parser: Any) -> None:
+    """--max-L, shared by the scripts that sweep L = 1..max_L (default 6; 3 with --quick)."""
+    parser.add_argument("--max-L", type=int, default=None, help="largest L (default 6; quick 3)")
+
+
+def resolve_max_L(args: Any, parser: Any) -> int:
+    """The validated --max-L (1..6), defaulting to 3 with --quick and 6 otherwise."""
+    max_L = args.max_L if args.max_L is not None else (3 if args.quick else 6)
+    if not 1 <= max_L <= 6:
+        parser.error(f"--max-L must lie in 1..6, got {max_L}")
+    return max_L
+
+
 def output_dir(args: Any):
     """The folder a script writes into: --out, else RESULTS (RESULTS/quick with --quick)."""
     from pathlib import Path

@@ -32,9 +32,11 @@ from tqdm import tqdm
 from experiments._io import machine, write_json_atomic
 from experiments._rank_study import (
     SCHEDULES,
+    add_max_L_arg,
     add_output_args,
     output_dir,
     rank_record,
+    resolve_max_L,
     save_figure,
     unit_cg,
 )
@@ -170,12 +172,10 @@ def plot(result: dict, path) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_output_args(parser)
-    parser.add_argument("--max-L", type=int, default=None, help="largest L (default 6; quick 3)")
+    add_max_L_arg(parser)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    max_L = args.max_L if args.max_L is not None else (3 if args.quick else 6)
-    if not 1 <= max_L <= 6:
-        parser.error(f"--max-L must lie in 1..6, got {max_L}")
+    max_L = resolve_max_L(args, parser)
     from experiments.error_vs_rank import FULL_FIT, QUICK_FIT
 
     batch, channels, repeats = (64, 8, 5) if args.quick else (256, 32, 15)
