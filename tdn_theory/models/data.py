@@ -140,8 +140,8 @@ def generate_emt(name: str, *, n_configs: int | None = None, seed: int = 0) -> l
     from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.constraints import FixCom
-    from ase.md.langevin import Langevin
     from ase.md import velocitydistribution as velocities
+    from ase.md.langevin import Langevin
 
     recipe = _recipe(name)
     n_configs = recipe.n_configs if n_configs is None else _check_count(n_configs, "n_configs")
