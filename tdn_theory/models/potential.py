@@ -350,18 +350,40 @@ class TDNPotential(torch.nn.Module):
         pos, cell_t, species, graph = self.prepare(positions, numbers, cell, pbc)
         if forces and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
-        _, Y, basis = self.edge_features(pos, cell_t, graph)
-        N, C, d, L = graph.n_atoms, self.channels, self.d, self.L
-        h = torch.zeros(N, C, d, dtype=self.dtype, device=self.device)
-        h = h.index_copy(
-            2, torch.tensor([0], device=self.device), self.embedding[species][:, :, None]
-        )
+        out = self.evaluate(pos, cell_t, species, graph, keep=keep)
+        if forces:
+            (grad,) = torch.autograd.grad(out["energy"], pos, create_graph=create_graph)
+            out["forces"] = -grad
+        if keep:
+            out["graph"] = graph
+        return out
+
+    def evaluate(
+        self,
+        positions: torch.Tensor,
+        cell: torch.Tensor,
+        species: torch.Tensor,
+        graph: Graph,
+        *,
+        keep: bool = False,
+    ) -> dict[str, Any]:
+        """The network on prepared inputs (see :meth:`prepare`).
+
+        A pure torch function of ``positions`` and ``cell`` (usable with ``torch.func``). Returns
+        "energy" and with ``keep`` "features" (h^0..h^K), "layers" (per layer "input",
+        "weight", "mixed", "gate_scalars"), "scalars" (h^K[:, :, 0]) and "Y".
+        """
+        _, Y, basis = self.edge_features(positions, cell, graph)
+        N, C, L = graph.n_atoms, self.channels, self.L
+        emb = self.embedding[species][:, :, None]
+        h = torch.cat([emb, emb.new_zeros(N, C, self.d - 1)], dim=-1)
         features, records = [h], []
         mix_index = self._degree
         for layer in self.interactions:
             w = layer.radial(basis)  # (E, C)
             msg = self.tp(h[graph.src], Y, w)  # (E, C, d)
-            m = torch.zeros_like(h).index_add(0, graph.dst, msg) / self.avg_neighbors
+            zeros = msg.new_zeros(N, C, self.d)
+            m = zeros.index_add(0, graph.dst, msg) / self.avg_neighbors
             W = layer.mix[mix_index]  # (d, C', C)
             u = torch.einsum("nck,kdc->ndk", m, W)
             scal = torch.nn.functional.silu(u[:, :, :1])
@@ -380,11 +402,8 @@ class TDNPotential(torch.nn.Module):
         atom_energy = torch.nn.functional.silu(scalars @ self.readout_1) @ self.readout_2
         energy = atom_energy.sum() + self.reference_energy[species].sum()
         out: dict[str, Any] = {"energy": energy}
-        if forces:
-            (grad,) = torch.autograd.grad(energy, pos, create_graph=create_graph)
-            out["forces"] = -grad
         if keep:
-            out.update(features=features, layers=records, Y=Y, graph=graph)
+            out.update(features=features, layers=records, Y=Y, scalars=scalars)
         return out
 
     def forward(
