@@ -323,13 +323,14 @@ class TDNPotential(torch.nn.Module):
     def edge_features(self, positions: torch.Tensor, cell: torch.Tensor, graph: Graph):
         """``(r, Y(r̂), radial basis)`` of every edge: (E, 3), (E, d), (E, n_basis)."""
         r = graph.edge_vectors(positions, cell)
+        return (r, *self.edge_terms(r))
+
+    def edge_terms(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``Y(r̂)`` (E, d) and the cut-off Bessel basis (E, n_basis) of edge vectors r (E, 3)."""
         dist = torch.linalg.vector_norm(r, dim=-1)
         Y = o3.spherical_harmonics(list(range(self.L + 1)), r, normalize=True, normalization="norm")
-        basis = (
-            bessel_basis(dist, self.cutoff, self.n_basis)
-            * polynomial_cutoff(dist, self.cutoff)[:, None]
-        )
-        return r, Y, basis
+        basis = bessel_basis(dist, self.cutoff, self.n_basis)
+        return Y, basis * polynomial_cutoff(dist, self.cutoff)[:, None]
 
     def run(
         self,
