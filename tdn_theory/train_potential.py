@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tdn_theory.fit_cp import UsageError, _check_output_path, _OneLineParser, _parse_int
 
 BACKEND_CHOICES = ("dense", "e3nn", "cp", "sphere")
@@ -37,7 +35,9 @@ def build_parser() -> _OneLineParser:
         description="Train a TDN potential (message passing with a pluggable tensor product) on "
         "energies and forces, and report its test errors and force equivariance.",
     )
-    p.add_argument("--data", required=True, help="named EMT set (cuau-fcc, agpd-cluster) or an extxyz file")
+    p.add_argument(
+        "--data", required=True, help="named EMT set (cuau-fcc, agpd-cluster) or an extxyz file"
+    )
     p.add_argument("--backend", required=True, choices=BACKEND_CHOICES)
     p.add_argument("--L", required=True, help="maximal degree of the features, integer >= 0")
     p.add_argument("--rank", help="CP rank for --backend cp (fitted and cached)")
@@ -50,14 +50,20 @@ def build_parser() -> _OneLineParser:
     p.add_argument("--batch-size", default="8", help="configurations per step (default 8)")
     p.add_argument("--lr", default="5e-3", help="AdamW learning rate (default 5e-3)")
     p.add_argument("--weight-decay", default="0", help="AdamW weight decay (default 0)")
-    p.add_argument("--energy-weight", default="10", help="weight of the per-atom energy MSE (default 10)")
+    p.add_argument(
+        "--energy-weight", default="10", help="weight of the per-atom energy MSE (default 10)"
+    )
     p.add_argument("--force-weight", default="1", help="weight of the force MSE (default 1)")
-    p.add_argument("--patience", default="10", help="early stopping patience in epochs (default 10)")
+    p.add_argument(
+        "--patience", default="10", help="early stopping patience in epochs (default 10)"
+    )
     p.add_argument("--seed", default="0", help="model initialisation and batch order (default 0)")
     p.add_argument("--split-seed", default="0", help="train/validation/test split (default 0)")
     p.add_argument("--data-seed", default="0", help="generator seed of a named set (default 0)")
     p.add_argument("--n-configs", help="configurations of a named set (default: the set's size)")
-    p.add_argument("--rotations", default="8", help="Haar rotations for the equivariance check (default 8)")
+    p.add_argument(
+        "--rotations", default="8", help="Haar rotations for the equivariance check (default 8)"
+    )
     p.add_argument("--float32", action="store_true", help="train in float32 (default float64)")
     p.add_argument("--out", default="model.pt", help="checkpoint file (default model.pt)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -72,7 +78,9 @@ def _parse_float(text: str, name: str, *, positive: bool) -> float:
         value = math.nan
     ok = math.isfinite(value) and (value > 0 if positive else value >= 0)
     if not ok:
-        raise UsageError(f"--{name} must be a finite number {'> 0' if positive else '>= 0'}, got {text!r}")
+        raise UsageError(
+            f"--{name} must be a finite number {'> 0' if positive else '>= 0'}, got {text!r}"
+        )
     return value
 
 
@@ -90,7 +98,9 @@ def validate(args) -> dict[str, Any]:
     s["cutoff"] = _parse_float(args.cutoff, "cutoff", positive=True)
     s["lr"] = _parse_float(args.lr, "lr", positive=True)
     for name in ("weight-decay", "energy-weight", "force-weight"):
-        s[name.replace("-", "_")] = _parse_float(getattr(args, name.replace("-", "_")), name, positive=False)
+        s[name.replace("-", "_")] = _parse_float(
+            getattr(args, name.replace("-", "_")), name, positive=False
+        )
     if s["energy_weight"] == 0 and s["force_weight"] == 0:
         raise UsageError("--energy-weight and --force-weight are both 0: nothing to train")
     if args.backend == "cp":
@@ -169,7 +179,9 @@ def run(s: dict[str, Any]) -> dict[str, Any]:
             save_potential(s["out"], model, dict(info, best_epoch=record["epoch"]))
 
     try:
-        result = train(model, train_set, val_set, settings, on_epoch=checkpoint, progress=not s["quiet"])
+        result = train(
+            model, train_set, val_set, settings, on_epoch=checkpoint, progress=not s["quiet"]
+        )
     except ValueError as exc:  # e.g. an atom without neighbours within the cutoff
         raise UsageError(str(exc).splitlines()[0]) from None
     test = errors(model, test_set, batch_size=s["batch_size"])
@@ -203,11 +215,23 @@ def format_table(r: dict[str, Any]) -> str:
     rank = f", rank {m['rank']}" if "rank" in m else ""
     rows = [
         ("data", f"{r['data']} ({r['n_train']} train / {r['n_val']} val / {r['n_test']} test)"),
-        ("model", f"L={m['L']}, {m['channels']} channels, {m['layers']} layers, {m['backend']}{rank}, parity {m['parity']}"),
-        ("epochs", f"{r['epochs_run']} (best {r['best_epoch']}{', stopped early' if r['stopped_early'] else ''}), {r['seconds_per_epoch']:.2f} s/epoch"),
+        (
+            "model",
+            f"L={m['L']}, {m['channels']} channels, {m['layers']} layers, {m['backend']}{rank}, parity {m['parity']}",
+        ),
+        (
+            "epochs",
+            f"{r['epochs_run']} (best {r['best_epoch']}{', stopped early' if r['stopped_early'] else ''}), {r['seconds_per_epoch']:.2f} s/epoch",
+        ),
         ("test energy MAE", f"{r['test_energy_mae_mev_per_atom']:.2f} meV/atom"),
-        ("test force MAE", f"{r['test_force_mae_mev_per_A']:.1f} meV/Å (force std {1e3 * r['force_std_eV_per_A']:.0f} meV/Å)"),
-        ("force equivariance", f"mean {r['force_equivariance_mean']:.2e}, adversarial max {r['force_equivariance_max']:.2e} (relative)"),
+        (
+            "test force MAE",
+            f"{r['test_force_mae_mev_per_A']:.1f} meV/Å (force std {1e3 * r['force_std_eV_per_A']:.0f} meV/Å)",
+        ),
+        (
+            "force equivariance",
+            f"mean {r['force_equivariance_mean']:.2e}, adversarial max {r['force_equivariance_max']:.2e} (relative)",
+        ),
         ("energy invariance", f"mean {r['energy_invariance_mev_per_atom']:.2e} meV/atom"),
         ("model file", r["out"]),
     ]

@@ -99,7 +99,9 @@ def save_potential(path: str | os.PathLike, model: TDNPotential, info: dict | No
     except NotRegularFileError as exc:
         raise CheckpointError(str(exc)) from None
     except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint {os.fspath(path)!r}: {exc.strerror or exc}") from None
+        raise CheckpointError(
+            f"cannot write checkpoint {os.fspath(path)!r}: {exc.strerror or exc}"
+        ) from None
 
 
 def load_potential(
@@ -127,7 +129,9 @@ def load_potential(
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{name}: checkpoint state holds non-tensor entries")
     if payload.get("sha256") != _digest(settings, info, state):
-        raise CheckpointError(f"{name}: content does not match its SHA-256; the file was altered or damaged")
+        raise CheckpointError(
+            f"{name}: content does not match its SHA-256; the file was altered or damaged"
+        )
     for key, value in (expect or {}).items():
         if settings.get(key) != value:
             raise CheckpointError(
@@ -138,7 +142,9 @@ def load_potential(
         model.load_state_dict(state, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise CheckpointError(f"{name}: checkpoint does not fit its model settings ({first})") from None
+        raise CheckpointError(
+            f"{name}: checkpoint does not fit its model settings ({first})"
+        ) from None
     return model, info
 
 

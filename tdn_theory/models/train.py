@@ -34,7 +34,17 @@ import torch
 from tdn_theory.models.graph import Graph
 from tdn_theory.models.potential import TDNPotential
 
-__all__ = ["Batch", "TrainSettings", "TrainResult", "collate", "errors", "predict", "train"]
+__all__ = [
+    "Batch",
+    "TrainResult",
+    "TrainSettings",
+    "collate",
+    "errors",
+    "fit_reference_energies",
+    "predict",
+    "symmetry_errors",
+    "train",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,8 +115,10 @@ def predict(
     positions = batch.positions.detach().requires_grad_(True)
     eye = torch.eye(3, dtype=model.dtype, device=model.device)
     out = model.evaluate(positions, eye, batch.species, batch.graph)
-    energies = out["atom_energies"].new_zeros(batch.size).index_add(
-        0, batch.structure, out["atom_energies"]
+    energies = (
+        out["atom_energies"]
+        .new_zeros(batch.size)
+        .index_add(0, batch.structure, out["atom_energies"])
     )
     (grad,) = torch.autograd.grad(energies.sum(), positions, create_graph=create_graph)
     return energies, -grad
@@ -136,7 +148,9 @@ class TrainSettings:
             value = getattr(self, name)
             low_ok = value > 0 if name == "lr" else value >= 0
             if not isinstance(value, (int, float)) or not math.isfinite(value) or not low_ok:
-                raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, got {value!r}")
+                raise ValueError(
+                    f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, got {value!r}"
+                )
         if self.energy_weight == 0 and self.force_weight == 0:
             raise ValueError("energy_weight and force_weight are both 0: nothing to train")
 
@@ -280,7 +294,8 @@ def train(
             on_epoch(record, improved)
         if bar is not None:
             bar.set_postfix(
-                val_E=f"{val['energy_mae_mev_per_atom']:.1f}", val_F=f"{val['force_mae_mev_per_A']:.0f}"
+                val_E=f"{val['energy_mae_mev_per_atom']:.1f}",
+                val_F=f"{val['force_mae_mev_per_A']:.0f}",
             )
             bar.update(1)
         if since_best >= settings.patience:
@@ -298,3 +313,51 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="epochs", unit="epoch", leave=False)
+
+
+def symmetry_errors(
+    model: TDNPotential,
+    configs: Sequence,
+    *,
+    rotations: int = 8,
+    seed: int = 0,
+    iterations: int = 40,
+) -> dict[str, float]:
+    """Rotational consistency of a (trained) model on ``configs``.
+
+    ``force_equivariance_mean``: mean over ``rotations`` Haar rotations (``scipy`` ``Rotation.random``
+    with ``seed``) and over the configurations of ``|F(Rx) - R F(x)|_F / |F(x)|_F``;
+    ``force_equivariance_max``: the largest value found, after a Nelder-Mead search
+    (:func:`~tdn_theory.models.network_bound.adversarial_rotation`, ``iterations`` evaluations)
+    started from the worst Haar rotation of each configuration; ``energy_invariance_mev_per_atom``:
+    mean ``|E(Rx) - E(x)| / n_atoms`` in meV/atom over the Haar rotations.
+    """
+    from scipy.spatial.transform import Rotation
+
+    from tdn_theory.models.network_bound import adversarial_rotation, measure_defects
+
+    if not configs:
+        raise ValueError("symmetry_errors needs at least one configuration")
+    haar = Rotation.random(rotations, random_state=seed).as_matrix()
+    means, worst, energy = [], [], []
+    for atoms in configs:
+        args = (
+            atoms.get_positions(),
+            atoms.get_atomic_numbers(),
+            np.asarray(atoms.cell),
+            atoms.pbc,
+        )
+        defects = measure_defects(model, *args, haar)
+        scale = defects["force_scale"]
+        relative = defects["forces"] / scale
+        means.append(float(relative.mean()))
+        energy.append(1e3 * float(defects["energy"].mean()) / len(atoms))
+        _, found = adversarial_rotation(
+            model, *args, start=haar[int(np.argmax(relative))], iterations=iterations
+        )
+        worst.append(max(float(relative.max()), found / scale))
+    return {
+        "force_equivariance_mean": float(np.mean(means)),
+        "force_equivariance_max": float(np.max(worst)),
+        "energy_invariance_mev_per_atom": float(np.mean(energy)),
+    }
