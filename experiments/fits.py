@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from experiments import _common
-from tdn_theory.cp import CPFit, FitKey, FitStore, best_fit, load_factors
+from tdn_theory import so3
+from tdn_theory.cp import CPFit, FitKey, FitStore, FitStoreError, best_fit, load_factors
 from tdn_theory.cp.store import EXACT_TOL, SHIPPED
 
 NAME = "fits"
@@ -99,6 +100,26 @@ def import_factor_files(store: FitStore, folder: Path) -> list[str]:
     return stored
 
 
+def refit(store: FitStore, key: FitKey, args: argparse.Namespace, run: _common.Run) -> bool:
+    """Fit `key` again (fit_cp with --seed/--restarts/--budget) and offer it to the store."""
+    from tdn_theory.cp import fit_cp
+    from tdn_theory.cp.store import RECIPES
+
+    recipe = dict(RECIPES.get(key.L, {"restarts": 2, "time_budget": 120.0}))
+    if args.restarts is not None:
+        recipe["restarts"] = args.restarts
+    if args.budget is not None:
+        recipe["time_budget"] = args.budget
+    T = so3.cg_tensor(key.L, key.normalization, key.parity)
+    fit = fit_cp(T, key.rank, seed=args.seed, **recipe)
+    prov = {"method": "fit_cp", "seed": args.seed, "restarts": recipe["restarts"],
+            "time_budget_s": recipe["time_budget"], "command": run.command,
+            "load_average": _common.load_average()}  # fmt: skip
+    kept = store.offer(key, fit, prov)
+    print(f"[fits] refit {key}: {fit.relative_error:.4g} ({'kept' if kept else 'not better'})")
+    return kept
+
+
 def store_table(store: FitStore) -> list[dict]:
     """One row per key of the store: error, lower bound, method, provenance."""
     rows = []
@@ -149,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the keys and stop")
     parser.add_argument("--import", dest="import_dir", type=Path, default=None,
                         help="offer the factor files of this folder to the store first")  # fmt: skip
+    parser.add_argument("--refit", nargs="+", default=None, metavar="NORM/PARITY/L/R",
+                        help="fit these keys again (e.g. unit/all/1/7) and keep the result if it "
+                             "is better than the stored fit")  # fmt: skip
+    parser.add_argument("--restarts", type=int, default=None, help="with --refit")
+    parser.add_argument("--budget", type=float, default=None, help="seconds, with --refit")
+    parser.add_argument("--seed", type=int, default=0, help="with --refit")
     parser.add_argument("--store", type=Path, default=None,
                         help="store folder (default: the shipped store; quick: OUT/fits)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -160,6 +187,15 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--import: {args.import_dir} is not a folder")
         for line in import_factor_files(store, args.import_dir):
             print(f"[fits] stored {line}")
+    if args.refit:
+        for text in args.refit:
+            try:
+                n, p, L, R = text.split("/")
+                key = FitKey(n, p, int(L), int(R))
+            except (ValueError, FitStoreError) as exc:
+                parser.error(f"--refit {text!r}: want NORM/PARITY/L/R, e.g. unit/all/1/7 ({exc})")
+            refit(store, key, args, run)
+        return 0
     keys = experiment_keys(args.quick)
     if args.L:
         keys = [k for k in keys if k.L in args.L]
