@@ -1,8 +1,8 @@
-"""Regenerate the README's result tables and quoted figures from the results files.
+"""Regenerate the README's (and the proofs') result tables and quoted figures from the results files.
 
 Usage::
 
-    python -m experiments.readme            # rewrite the generated sections of README.md
+    python -m experiments.readme            # rewrite the generated sections of FILES
     python -m experiments.readme --check    # exit 1 (and name the sections) when they are stale
 
 A generated section sits between two marker lines::
@@ -30,10 +30,12 @@ from experiments import _io
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+#: The files with generated sections (README and the proofs that quote measured numbers).
+FILES = (README, ROOT / "proofs" / "equivariance_bound.md", ROOT / "proofs" / "universality.md")
 BEGIN = "<!-- BEGIN generated: {name} (python -m experiments.readme) -->"
 END = "<!-- END generated: {name} -->"
 _BLOCK = re.compile(
-    r"<!-- BEGIN generated: (?P<name>[a-z_]+) \(python -m experiments\.readme\) -->\n"
+    r"<!-- BEGIN generated: (?P<name>[a-z0-9_]+) \(python -m experiments\.readme\) -->\n"
     r"(?P<body>.*?)"
     r"<!-- END generated: (?P=name) -->",
     re.S,
@@ -240,7 +242,70 @@ def measured(results: Path) -> str:
     return "\n".join(_wrap(line, bullet=True) for line in lines)
 
 
+def _exact_by_source(results: Path) -> list[str]:
+    out = []
+    for (R, cons) in _exact_ranks(results):
+        out.append(f"{R} (construction)" if cons else str(R))
+    return out
+
+
+def proof_thm31(results: Path) -> str:
+    bounds = _load(results, "bounds_vs_rank")["bounds"]
+    exact = _exact_by_source(results)
+    lines = [
+        r"| $L$ | $d$ | paths | $B_{3.1}/\|M\|_F$ at $R = 7L^2$ | first non-vacuous $R$ | "
+        r"Thm 3.2 exact rank $d^2$ | smallest exact rank found (rank atlas) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for L, b in sorted(bounds.items(), key=lambda kv: int(kv[0])):
+        t, L = b["thm31"], int(L)
+        lines.append(
+            f"| {L} | {b['d']} | {b['paths']} | {t['relative_bound_at_7L2']:.2f} ($R={7 * L * L}$) | "
+            f"{t['first_nonvacuous_rank']} | {b['d'] ** 2} | {exact[L - 1]} |"
+        )
+    return "\n".join(lines)
+
+
+def proof_fitted(results: Path) -> str:
+    bounds = _load(results, "bounds_vs_rank")["bounds"]
+    lines = [
+        r"| $L$, $R = 7L^2$ | $B_{3.1}/\|M\|_F$ | HOSVD truncation | best known fit |",
+        "|---|---|---|---|",
+    ]
+    for L, b in sorted(bounds.items(), key=lambda kv: int(kv[0])):
+        L = int(L)
+        r = next(r for r in b["rows"] if r["rank"] == 7 * L * L and r["method"] in ("fit store", "fit_cp"))
+        lines.append(
+            f"| {L}, {7 * L * L} | {r['thm31_relative']:.2f} | {r['hosvd_relative']:.3f} | "
+            f"{_err(r['relative_error'])} |"
+        )
+    return "\n".join(lines)
+
+
+def proof_universality(results: Path) -> str:
+    data = _load(results, "bounds_vs_rank")
+    maps = data["random_maps"]
+    exact = _exact_by_source(results)
+    budgets = data["settings"].get("random_map_fit_cp", {})
+    lines = [
+        "| $L$ | $d$ | random map: smallest exact rank found (ranks tried) | unit CG tensor: smallest "
+        "exact rank found (rank atlas / fit store) | $d^2$ |",
+        "|---|---|---|---|---|",
+    ]
+    for L in range(1, 5):
+        m = maps.get(str(L))
+        cell = "not run" if m is None else (
+            f"{m['smallest_exact_rank'] or 'none'} ({_join(m['ranks'])})")
+        lines.append(f"| {L} | {(L + 1) ** 2} | {cell} | {exact[L - 1]} | {(L + 1) ** 4} |")
+    lines += ["", f"Random-map fits: `fit_cp`, {budgets.get('restarts', 4)} restarts, seed 0, time "
+              f"budget per fit {budgets.get('time_budget_s')} s by $L$."]
+    return "\n".join(lines)
+
+
 SECTIONS: dict[str, Callable[[Path], str]] = {
+    "proof_thm31": proof_thm31,
+    "proof_fitted": proof_fitted,
+    "proof_universality": proof_universality,
     "atlas": atlas,
     "schedules": schedules,
     "nbody": nbody,
@@ -254,9 +319,9 @@ def render(text: str, results: Path = _io.RESULTS) -> str:
     names = [m["name"] for m in _BLOCK.finditer(text)]
     unknown = sorted(set(names) - set(SECTIONS))
     if unknown:
-        raise ValueError(f"README has generated sections {unknown} that experiments.readme lacks")
+        raise ValueError(f"generated sections {unknown} that experiments.readme lacks")
     if text.count("<!-- BEGIN generated:") != len(names):
-        raise ValueError("README has a BEGIN generated marker without its END marker")
+        raise ValueError("a BEGIN generated marker without its END marker")
 
     def build(m: re.Match) -> str:
         name = m["name"]
@@ -275,28 +340,28 @@ def stale_sections(text: str, results: Path = _io.RESULTS) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report stale sections (exit 1)")
-    parser.add_argument("--readme", type=Path, default=README)
     parser.add_argument("--results", type=Path, default=_io.RESULTS)
     args = parser.parse_args(argv)
-    if not args.readme.is_file():
-        parser.error(f"{args.readme} is not a file")
-    text = args.readme.read_text()
-    try:
-        if args.check:
-            stale = stale_sections(text, args.results)
-            if stale:
-                print(f"README sections out of date: {stale}; run python -m experiments.readme")
-                return 1
-            print("README generated sections are current")
-            return 0
-        new = render(text, args.results)
-    except ValueError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    if new != text:
-        _io.write_text_atomic(args.readme, new)
-        print(f"rewrote the generated sections of {args.readme}")
-    else:
-        print("README generated sections are current")
+    stale_files = []
+    for path in FILES:
+        text = path.read_text()
+        try:
+            if args.check:
+                stale = stale_sections(text, args.results)
+                if stale:
+                    stale_files.append(f"{path.relative_to(ROOT)} {stale}")
+                continue
+            new = render(text, args.results)
+        except ValueError as exc:
+            parser.exit(2, f"error: {path.name}: {exc}\n")
+        if new != text:
+            _io.write_text_atomic(path, new)
+            print(f"rewrote the generated sections of {path.relative_to(ROOT)}")
+    if stale_files:
+        print(f"generated sections out of date: {'; '.join(stale_files)}; "
+              "run python -m experiments.readme")  # fmt: skip
+        return 1
+    print("generated sections are current")
     return 0
 
 
