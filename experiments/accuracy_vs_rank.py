@@ -168,12 +168,12 @@ def markdown(result: dict) -> str:
         "| backend | tensor rel. error | energy MAE (meV/atom) | force MAE (meV/Å) | force equivariance (mean / adv. max) | train step vs dense | inference vs dense |",
         "|---|---|---|---|---|---|---|",
     ]
+
+    def pm(row, key, fmt):
+        std = row[key + "_std"]
+        return format(row[key], fmt) + ("" if std is None else " ± " + format(std, fmt))
+
     for row in result["summary"]:
-
-        def pm(key, fmt):
-            std = row[key + "_std"]
-            return format(row[key], fmt) + ("" if std is None else " ± " + format(std, fmt))
-
         err = row["tensor_relative_error"]
         err = "0 (exact)" if row["backend"] in ("dense", "e3nn", "sphere") else f"{err:.3g}"
         sp = speed_[row["name"]]
