@@ -68,7 +68,7 @@ def settings(quick: bool) -> dict:
     if quick:
         return {"n_configs": 20, "channels": 4, "layers": 1, "epochs": 2, "batch_size": 4,
                 "lr": 1e-2, "patience": 10, "rotations": 2, "sym_configs": 1, "speed_rounds": 2}  # fmt: skip
-    return {"n_configs": 200, "channels": 16, "layers": 2, "epochs": 30, "batch_size": 8,
+    return {"n_configs": 160, "channels": 16, "layers": 2, "epochs": 25, "batch_size": 8,
             "lr": 1e-2, "patience": 8, "rotations": 8, "sym_configs": 3, "speed_rounds": 7}  # fmt: skip
 
 
