@@ -29,6 +29,10 @@ EXPECTED = {
         ],
     ),
     "03_layer_speed": (1, ["speed-up", "measured time ratio"]),
+    "05_accuracy_vs_rank": (
+        1,
+        ["CP at 7L^2 vs dense force MAE ratio", "exact backend below 1e-9: True"],
+    ),
 }
 
 
