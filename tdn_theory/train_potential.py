@@ -248,8 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except FloatingPointError as exc:  # the loss diverged
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; {PROG} keeps the best model written so far", file=sys.stderr)
+        print(f"{PROG}: interrupted; --out holds the best model written so far", file=sys.stderr)
         return 130
     if settings["json"]:
         print(json.dumps(_plain(report)))

@@ -312,7 +312,8 @@ def _progress_bar(total: int, enabled: bool) -> Any:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="epochs", unit="epoch", leave=False)
+    # disable=None: tqdm's convention, no bar when stderr is not a terminal (logs stay clean)
+    return tqdm(total=total, desc="epochs", unit="epoch", leave=False, disable=None)
 
 
 def symmetry_errors(
