@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +156,132 @@ def test_rank_auto_writes_exact_sphere_factors(tmp_path, capsys):
         T_hat = np.einsum("kr,ir,jr->kij", data["A"], data["B"], data["C"])
     T = cg_tensor(2, "sphere")
     assert np.linalg.norm(T_hat - T) / np.linalg.norm(T) < 1e-13
+
+
+def _one_line_exit_2(argv, capsys, mentions=None):
+    code, out, err = run_main(argv, capsys)
+    assert code == 2 and out == "", err
+    assert err.count("\n") == 1 and err.startswith("fit_cp: error:"), err
+    if mentions:
+        assert mentions in err, err
+    return err
+
+
+def test_special_output_files_are_refused_and_untouched(tmp_path, capsys):
+    """Item 1: --out naming a FIFO, a symlink or a device node used to be replaced by a file."""
+    fifo = tmp_path / "myfifo"
+    os.mkfifo(fifo)
+    target = tmp_path / "target.npz"
+    target.write_bytes(b"keep")
+    link = tmp_path / "link.npz"
+    link.symlink_to(target)
+    dangling = tmp_path / "dangling.npz"
+    dangling.symlink_to(tmp_path / "nowhere.npz")
+    cases = [(fifo, stat.S_ISFIFO), (link, stat.S_ISLNK), (dangling, stat.S_ISLNK)]
+    null = tmp_path / "mynull"
+    try:
+        os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        cases.append((null, stat.S_ISCHR))
+    except OSError:
+        pass  # no privilege to create device nodes here
+    for path, is_kind in cases:
+        _one_line_exit_2([*SMALL, "--quiet", "--out", str(path)], capsys, "refusing to replace")
+        assert is_kind(os.lstat(path).st_mode)
+    assert target.read_bytes() == b"keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["myfifo", "target.npz", "link.npz", "dangling.npz"] + (["mynull"] if len(cases) == 4 else [])
+    )
+
+
+def test_trailing_slash_names_a_folder(tmp_path, capsys, monkeypatch):
+    """Item 9: --out nonexist_dir/ used to write a file named nonexist_dir."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adir").mkdir()
+    for text in ("nonexist_dir/", "adir/"):
+        _one_line_exit_2([*SMALL, "--quiet", "--out", text], capsys, "folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir"]
+    assert list((tmp_path / "adir").iterdir()) == []
+
+
+def test_too_many_rotations_is_refused_up_front(tmp_path, capsys, monkeypatch):
+    """Item 6: --rotations 1000000000 used to allocate 29.8 GiB, crash and leave the file."""
+    monkeypatch.chdir(tmp_path)
+    _one_line_exit_2(["--L", "1", "--rank", "8", "--rotations", "1000000000"], capsys,
+                     "--rotations 1000000000")
+    assert list(tmp_path.iterdir()) == []
+    assert cli.estimated_memory(1, 8, 10**9) > cli.estimated_memory(1, 8, 10**3)
+
+
+def test_failure_after_the_file_was_written_removes_it(tmp_path, capsys, monkeypatch):
+    import tdn_theory.theory.equivariance as equivariance
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(equivariance, "check_fit", out_of_memory)
+    _one_line_exit_2([*SMALL, "--quiet", "--out", str(tmp_path / "m.npz")], capsys, "memory")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_huge_restarts_with_a_budget_cost_nothing_up_front(tmp_path, capsys):
+    """Item 7: SeedSequence(seed).spawn(restarts) ran before the budget (5e6 restarts: 2.1 GB).
+    200,000 restarts used to allocate about 80 MB before the first start; now the budget ends
+    the loop after a few starts and memory stays small."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        code, out, err = run_main(["--L", "1", "--rank", "3", "--restarts", "200000",
+                                   "--time-budget", "0.5", "--rotations", "5", "--json",
+                                   "--quiet", "--out", str(tmp_path / "m.npz")], capsys)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert code == 0, err
+    assert json.loads(out)["restarts"] == 200000
+    assert peak < 30 * 2**20, peak
+
+
+def test_sigterm_during_save_leaves_no_file(tmp_path, capsys, monkeypatch):
+    """Item 14: SIGTERM while the factor file is written: exit 143, no .tmp, no output."""
+    import signal
+
+    from tdn_theory.cp import factor_files
+
+    real_savez = factor_files.np.savez
+
+    def savez_then_sigterm(*args, **kwargs):
+        real_savez(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(factor_files.np, "savez", savez_then_sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+    code, out, err = run_main([*SMALL, "--quiet", "--out", str(tmp_path / "m.npz")], capsys)
+    assert code == 143 and out == "" and err.count("\n") == 1 and "SIGTERM" in err
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is restored
+
+
+def test_sigterm_to_a_running_process(tmp_path):
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tdn_theory.fit_cp", "--L", "3", "--rank", "60", "--restarts",
+         "1000", "--time-budget", "60", "--quiet", "--out", str(tmp_path / "s.npz")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert out == "" and err.count("\n") == 1 and "SIGTERM" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_says_what_the_time_budget_covers(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "not counted" in text and "cold sympy build" in text

@@ -283,7 +283,9 @@ def fit_cp(
     tl.set_backend("numpy")
     norm = float(np.linalg.norm(T))
     Tn = T / norm
-    seeds = np.random.SeedSequence(seed).spawn(restarts)
+    # Children are spawned one at a time (spawn(1) n times gives the same children as spawn(n)),
+    # so a huge `restarts` with a time budget costs nothing before the budget ends the loop.
+    root_seed = np.random.SeedSequence(seed)
 
     def deadline(fraction: float) -> float | None:
         return None if time_budget is None else start_time + fraction * time_budget
@@ -292,9 +294,10 @@ def fit_cp(
     candidates: list[tuple[float, list[np.ndarray]]] = []
 
     # phase 1: multi-start ALS
-    for index, child in enumerate(seeds):
+    for index in range(restarts):
         if index > 0 and time_budget is not None and time.perf_counter() > deadline(f1):
             break
+        (child,) = root_seed.spawn(1)
         t0 = time.perf_counter()
         rng = np.random.default_rng(child)
         use_svd = init == "svd" or (init == "mixed" and index == 0)

@@ -29,6 +29,9 @@ from .real_basis import change_of_basis
 #: A float block is accepted as real when its imaginary part is below this (rounding level).
 IMAGINARY_TOLERANCE = 1e-13
 
+#: A cached block must satisfy its orthogonality relation to this (max abs deviation).
+ORTHOGONALITY_TOLERANCE = 1e-12
+
 
 def check_path(l1: object, l2: object, l3: object) -> tuple[int, int, int]:
     """Validate degrees and the triangle condition ``|l1 - l2| <= l3 <= l1 + l2``."""
@@ -149,9 +152,21 @@ def _real_cg_float_uncached(l1: int, l2: int, l3: int) -> np.ndarray:
     return np.ascontiguousarray(block.real)
 
 
+def is_orthonormal_block(block: np.ndarray) -> bool:
+    """The orthogonality relation of a standard real CG block ``C[a, b, c]`` (index [m1, m2, m3]):
+    ``sum_{a, b} C[a, b, c] C[a, b, c'] = delta_{c c'}``, to ORTHOGONALITY_TOLERANCE.
+
+    Used to verify a block read from the disk cache (together with its checksum); it catches
+    any rescaling and most value changes, though not every sign change, which the checksum does.
+    """
+    gram = np.einsum("abc,abe->ce", block, block)
+    return bool(np.abs(gram - np.eye(block.shape[2])).max() <= ORTHOGONALITY_TOLERANCE)
+
+
 @functools.cache
 def _real_cg_float(l1: int, l2: int, l3: int) -> np.ndarray:
-    """Float block, read-only, memoised in memory and on disk.
+    """Float block, read-only, memoised in memory and on disk (disk entries are verified on
+    load: checksum and orthogonality relation; a bad entry is recomputed and replaced).
 
     Blocks with ``l1 > l2`` come from the swap symmetry
     ``C_real(l2, l1, l3)[b, a, c] = (-1)^(l1 + l2 - l3) C_real(l1, l2, l3)[a, b, c]``.
@@ -162,8 +177,8 @@ def _real_cg_float(l1: int, l2: int, l3: int) -> np.ndarray:
     else:
         name = f"real_cg_{l1}_{l2}_{l3}"
         shape = (2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1)
-        block = cache.load(name, shape)
-        if block is None:
+        block = cache.load(name, shape, validate=is_orthonormal_block)
+        if block is None:  # missing, damaged or altered: recompute and replace the entry
             block = _real_cg_float_uncached(l1, l2, l3)
             cache.store(name, block)
     block = np.ascontiguousarray(block)
