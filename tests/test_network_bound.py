@@ -148,6 +148,9 @@ def test_activation_constants():
 def test_bound_algebra_scales_and_validates(cp_model):
     q = bound_quantities(cp_model, *args(alloy()))
     b = net.network_bound(q)
+    global_slope = net.network_bound(dataclasses.replace(q, readout_gradient=None))
+    assert global_slope.force_total >= b.force_total and global_slope.energy >= b.energy
+    assert np.all(q.readout_gradient <= q.readout_lipschitz)
     zero = net.network_bound(dataclasses.replace(q, eps=0.0))
     assert zero.force_total == 0 and zero.energy == 0
     doubled = net.network_bound(dataclasses.replace(q, eps=2 * q.eps))

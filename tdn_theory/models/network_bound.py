@@ -183,7 +183,17 @@ def _bound_quantities(model, positions, numbers, cell, pbc) -> NetworkQuantities
         readout_lipschitz=SILU_LIPSCHITZ * n1 * float(np.linalg.norm(w2)),
         readout_curvature=SILU_CURVATURE * n1**2 * float(np.abs(w2).max()),
         scalar_tangent=_op_norm(as_kai(scal_t)),
+        readout_gradient=_readout_gradient(model, out["scalars"]),
     )
+
+
+def _readout_gradient(model: TDNPotential, scalars: torch.Tensor) -> np.ndarray:
+    """|grad phi(s_i)| per atom at x (phi the readout MLP)."""
+    s = scalars.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        phi = torch.nn.functional.silu(s @ model.readout_1) @ model.readout_2
+        (grad,) = torch.autograd.grad(phi.sum(), s)
+    return torch.linalg.vector_norm(grad, dim=1).detach().cpu().double().numpy()
 
 
 def evaluate_bound(

@@ -109,6 +109,7 @@ class NetworkQuantities:
     avg_neighbors: the constant a. eps, S: :func:`tensor_product_constants`. readout_lipschitz:
     a Lipschitz constant of phi; readout_curvature: of grad phi. scalar_tangent (N_k, N):
     |d h^K_i[:, 0] / d x_k|_2. layers: one :class:`LayerQuantities` per layer.
+    readout_gradient (N,): |grad phi(s_i)| at x (optional; None uses readout_lipschitz).
     """
 
     src: np.ndarray
@@ -123,6 +124,7 @@ class NetworkQuantities:
     readout_lipschitz: float
     readout_curvature: float
     scalar_tangent: np.ndarray
+    readout_gradient: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,8 @@ def _check(q: NetworkQuantities) -> None:
                 raise ValueError(f"layer {t}: {name} must have shape ({Nk}, {N})")
     if q.scalar_tangent.shape != (Nk, N):
         raise ValueError(f"scalar_tangent must have shape (N_k, {N})")
+    if q.readout_gradient is not None and np.shape(q.readout_gradient) != (N,):
+        raise ValueError(f"readout_gradient must have shape ({N},)")
 
 
 def network_bound(q: NetworkQuantities) -> NetworkBound:
@@ -190,8 +194,11 @@ def network_bound(q: NetworkQuantities) -> NetworkBound:
 
     (kappa = sup|SiLU'|, kappa2 = sup|SiLU''|, sigma2 = sup|sigmoid''|; omega, nu, y, U, Hdot,
     Udot, Zdot the measured quantities of :class:`LayerQuantities` / :class:`NetworkQuantities`).
-    Then energy <= lip_phi sum_i beta^K_i and force_k <= sum_i (lip_phi betadot^K_ki
-    + curv_phi beta^K_i Sdot_ki).
+    Then, with g_i = |grad phi(s_i)| at x (lip_phi when not given), lip_phi the Lipschitz and
+    curv_phi the gradient-Lipschitz constant of phi:
+    energy <= sum_i min(lip_phi beta_i, g_i beta_i + curv_phi beta_i^2 / 2) and
+    force_k <= sum_i (min(lip_phi, g_i + curv_phi beta_i) betadot_ki + curv_phi beta_i Sdot_ki),
+    beta = beta^K, betadot = betadot^K.
     """
     _check(q)
     src = np.asarray(q.src, dtype=np.int64)
@@ -251,10 +258,11 @@ def network_bound(q: NetworkQuantities) -> NetworkBound:
         features.append(beta.copy())
         tangents.append(betadot.copy())
     feats = np.array(features)
-    energy = float(q.readout_lipschitz * beta.sum())
-    forces = (
-        q.readout_lipschitz * betadot + q.readout_curvature * beta[None] * q.scalar_tangent
-    ).sum(axis=1)
+    lip, curv = float(q.readout_lipschitz), float(q.readout_curvature)
+    grad = np.full(N, lip) if q.readout_gradient is None else np.asarray(q.readout_gradient)
+    energy = float(np.minimum(lip * beta, grad * beta + 0.5 * curv * beta**2).sum())
+    slope = np.minimum(lip, grad + curv * beta)  # bounds |grad phi(s_i(Rx))|
+    forces = (slope[None] * betadot + curv * beta[None] * q.scalar_tangent).sum(axis=1)
     return NetworkBound(
         features=feats,
         feature_total=np.sqrt((feats**2).sum(axis=1)),
