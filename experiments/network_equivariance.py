@@ -16,7 +16,7 @@ sample), and evaluates the bound of proofs/network_propagation.md on the same co
 and "even" (exact dense backend), |E(-x) - E(x)| / |E| and |F(-x) + F(x)| / |F|.
 
 Grid. Full mode: depth 1..6 for the ranks 7L^2 and exact (the README table), the other two ranks
-at depth 3; 8 Haar rotations and a 20-evaluation search per point. ``--quick``: L = 1, 2, depth
+at depth 3; 12 Haar rotations and a 30-evaluation search per point. ``--quick``: L = 1, 2, depth
 1..3, the alloy only, 4 rotations, an 8-evaluation search (about a minute).
 
 Fits at ranks without a committed file are made with ``tdn_theory.cp.fit_cp`` (deterministic for
@@ -25,7 +25,7 @@ the seed) and cached in the user cache folder (``tdn_theory.models.fitted_factor
 Writes experiments/results/network_equivariance.{json,png,md} atomically. Run:
 
     OMP_NUM_THREADS=1 python -m experiments.network_equivariance           # ~15 min, 2 cores
-    python -m experiments.network_equivariance --quick                     # ~1 min
+    python -m experiments.network_equivariance --quick                     # ~1 min, results/quick/
     python -m experiments.network_equivariance --table                     # print the .md table
 """
 
@@ -391,13 +391,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="L = 1, 2, depth 1..3, ~1 min")
     parser.add_argument("--L", type=int, nargs="+", default=[1, 2, 3, 4])
-    parser.add_argument("--rotations", type=int, default=8, help="Haar rotations per point")
-    parser.add_argument("--search", type=int, default=20, help="adversarial evaluations (0: none)")
+    parser.add_argument("--rotations", type=int, default=12, help="Haar rotations per point")
+    parser.add_argument("--search", type=int, default=30, help="adversarial evaluations (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="JSON path (PNG, MD beside it)")
     parser.add_argument("--table", action="store_true", help="print the table of an existing JSON")
     args = parser.parse_args(argv)
-    out = args.out or _io.RESULTS / "network_equivariance.json"
+    default = _io.RESULTS / "quick" if args.quick else _io.RESULTS
+    out = args.out or default / "network_equivariance.json"
     if args.table:
         if not out.is_file():
             parser.exit(2, f"error: --table needs an existing JSON; {out} not found\n")
