@@ -222,9 +222,8 @@ def run(args) -> dict:
                             "schedule": schedule,
                             "rank": rank,
                             "relative_error": rel,
-                            "eps": eps,
+                            "eps_by_degree": [float(e) for e in eps],
                             "S": S,
-                            "aposteriori_unit_bound": 2 * eps,
                             "source": model.tp.meta.get("path") or "committed factor file",
                         }
                     )

@@ -85,7 +85,7 @@ print(f"ASE calculator: E = {atoms.get_potential_energy():.6f}, |F| = {np.linalg
 # %%
 cp = dense.with_backend("cp", rank=rank)
 eps, S, rel = tensor_product_error(cp)
-print(f"CP rank {rank}: tensor relative error {rel:.3f}, a-posteriori 2||E_(1)||_2 = {2 * eps:.3f}")
+print(f"CP rank {rank}: tensor relative error {rel:.3f}, per-degree defect constants 2 eps_l = {np.round(2 * eps, 4)}")
 measured = measure_defects(cp, *geometry, rotations=rotations)
 bound = evaluate_bound(cp, *geometry)
 inside = (

@@ -40,9 +40,9 @@ __all__ = [
 ]
 
 
-def tensor_product_error(model: TDNPotential) -> tuple[float, float, float]:
-    """``(eps, S, relative Frobenius error)`` of the model's tensor product against the exact
-    ``so3.cg_tensor(L, normalization, parity)`` (see ``theory.network.tensor_product_constants``)."""
+def tensor_product_error(model: TDNPotential) -> tuple[np.ndarray, float, float]:
+    """``(eps_by_degree, S, relative Frobenius error)`` of the model's tensor product against the
+    exact ``so3.cg_tensor(L, normalization, parity)`` (``theory.network.tensor_product_constants``)."""
     T = so3.cg_tensor(model.L, model.normalization, model.parity)
     T_hat = model.tp.dense_tensor().detach().cpu().double().numpy()
     eps, S = tensor_product_constants(T, T_hat)
@@ -139,11 +139,8 @@ def _bound_quantities(model, positions, numbers, cell, pbc) -> NetworkQuantities
         h_in = rec["input"].cpu().double().numpy()  # (N, C, d)
         w = rec["weight"].cpu().double().numpy()  # (E, C)
         Jw = np.stack([c[1 + t].cpu().double().numpy() for c in jac_cols], -1)  # (E, C, 3)
-        grad_w = np.linalg.norm(Jw, axis=-1)  # (E, C)
-        h_norm = np.linalg.norm(h_in, axis=-1)[src]  # (E, C)
         u = rec["mixed"].cpu().double().numpy()
         gated = _block_norms(u, L)[..., 1:]
-        H_t = as_kai(feats_t[t]).reshape(N, N, C * model.d, 3)
         U_t = _block_op_norms(as_kai(mixed_t[t]), L)  # (k, N, C, L+1)
         if L > 0:
             Z_t = np.linalg.norm(as_kai(z_t[t]), axis=-1).max(axis=(-1, -2))
@@ -154,12 +151,11 @@ def _bound_quantities(model, positions, numbers, cell, pbc) -> NetworkQuantities
         mix = layer.mix.detach().cpu().double().numpy()
         layers.append(
             LayerQuantities(
-                weight_max=np.abs(w).max(axis=1),
-                weight_grad_max=grad_w.max(axis=1),
-                weighted_input=np.sqrt(((w * h_norm) ** 2).sum(axis=1)),
-                weighted_input_grad=np.sqrt(((grad_w * h_norm) ** 2).sum(axis=1)),
+                weight=w,
+                weight_grad=np.linalg.norm(Jw, axis=-1),
+                input_norms=_block_norms(h_in, L),
+                input_tangent=_block_op_norms(as_kai(feats_t[t]), L),
                 gated_max=gated.max(axis=(1, 2)) if L > 0 else np.zeros(N),
-                input_tangent=_op_norm(H_t),
                 mixed_tangent=U_t.max(axis=(-1, -2)),
                 gate_tangent=Z_t,
                 mix_norm=max(float(np.linalg.norm(m, 2)) for m in mix),
