@@ -188,3 +188,27 @@ def test_bound_algebra_scales_and_validates(cp_model):
         net.network_bound(dataclasses.replace(q, layers=[]))
     with pytest.raises(ValueError, match="shape"):
         net.tensor_product_constants(np.zeros((4, 4, 4)), np.zeros((9, 9, 9)))
+
+
+def test_layering_theory_and_lower_layers_do_not_import_models_or_nn():
+    """DESIGN.md section 4: so3 < cp < theory < nn < models; theory.network works on arrays."""
+    import ast
+    from pathlib import Path
+
+    package = Path(net.__file__).resolve().parents[1]
+    forbidden = {"so3": ("cp", "theory", "nn", "models"), "cp": ("theory", "nn", "models")}
+    forbidden["theory"] = ("nn", "models")
+    forbidden["nn"] = ("models",)
+    for layer, above in forbidden.items():
+        for path in (package / layer).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                elif isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                for name in names:
+                    parts = name.split(".")
+                    assert not (
+                        parts[0] == "tdn_theory" and len(parts) > 1 and parts[1] in above
+                    ), f"{path.name} ({layer}) imports {name}"
