@@ -71,7 +71,8 @@ def bound_quantities(
     """Measure on the model at x what :func:`~tdn_theory.theory.network.network_bound` needs.
 
     Runs in the model's dtype; the Jacobians come from ``torch.func.jvp`` with one tangent per
-    atom and axis (3N forward-mode passes, batched with ``torch.func.vmap``).
+    atom and axis (3N forward-mode passes, batched with ``torch.func.vmap``). Memory grows like
+    N^2 K C d (all Jacobians at once): meant for configurations of tens of atoms.
     """
     saved = getattr(model.tp, "blocked_bytes", None)
     if saved is not None:
