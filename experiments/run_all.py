@@ -159,6 +159,15 @@ TASKS: tuple[Task, ...] = (
         ("nbody_ranks.json", "nbody_ranks.png"),
         note="n-body ranks at L = 2 vs the paper's equivariance errors",
     ),
+    Task(
+        "network_equivariance",
+        "experiments.network_equivariance",
+        lambda quick, out: (
+            (["--quick"] if quick else []) + ["--out", str(out / "network_equivariance.json")]
+        ),
+        ("network_equivariance.json", "network_equivariance.png", "network_equivariance.md"),
+        note="TDN potential: energy/force equivariance vs the network bound, L = 1..4, depth 1..6",
+    ),
 )
 
 

@@ -29,6 +29,13 @@ EXPECTED = {
         ],
     ),
     "03_layer_speed": (1, ["speed-up", "measured time ratio"]),
+    "04_network_equivariance": (
+        1,
+        [
+            "defects inside the bound on every rotation: True",
+            "mirror-invariant with parity even: True",
+        ],
+    ),
 }
 
 

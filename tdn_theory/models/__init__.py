@@ -1,0 +1,26 @@
+"""A TDN interatomic potential with pluggable tensor products, and its ASE calculator.
+
+- :class:`TDNPotential`: message passing on a neighbour list (periodic cells included) with the
+  tensor product chosen by name: "dense" (exact CG), "e3nn" (e3nn's own product), "cp" (a CP
+  factor file or a fitted rank), "sphere" (the exact quadrature CP); ``with_backend`` swaps it on
+  identical weights.
+- :class:`TDNCalculator`: ``atoms.calc = TDNCalculator(model)``.
+- :mod:`.network_bound`: the per-configuration evaluation of the network equivariance bound
+  (``tdn_theory.theory.network``) and the measured defects it bounds.
+"""
+
+from tdn_theory.models.backends import BACKENDS, fitted_factors, make_tensor_product
+from tdn_theory.models.calculator import TDNCalculator
+from tdn_theory.models.graph import Graph, build_graph, check_structure
+from tdn_theory.models.potential import TDNPotential
+
+__all__ = [
+    "BACKENDS",
+    "Graph",
+    "TDNCalculator",
+    "TDNPotential",
+    "build_graph",
+    "check_structure",
+    "fitted_factors",
+    "make_tensor_product",
+]

@@ -1,0 +1,183 @@
+"""Tensor-product backends of the potential, chosen by name, behind one interface.
+
+Every backend is a ``torch.nn.Module`` with ``forward(x, y, weight)``: ``x`` (E, C, d) neighbour
+features, ``y`` (E, d) edge harmonics, ``weight`` (E, C) one weight per channel per edge
+(path-weight sharing), returning (E, C, d) = ``weight[c] * M(x[c], y)`` for a tensor ``M``
+indexed ``[k (output), i (input 1), j (input 2)]``, and ``dense_tensor()`` returning the (d, d, d)
+tensor it computes (for bounds and comparisons).
+
+- ``"dense"``: :class:`~tdn_theory.nn.CGTensorProduct`, the exact CG tensor.
+- ``"e3nn"``: e3nn's ``"uvu"`` TensorProduct over the same paths (the external reference).
+- ``"cp"``: :class:`~tdn_theory.nn.CPTensorProduct` from a factor file (``factors=``) or from a
+  fit at ``rank=`` made by ``tdn_theory.cp.fit_cp`` and cached (see :func:`fitted_factors`).
+- ``"sphere"``: the exact quadrature CP of the "sphere" tensor (``tdn_theory.cp.sphere_cp``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tdn_theory import so3
+from tdn_theory.cp import CPFit, fit_cp, load_factors, save_factors, sphere_cp
+from tdn_theory.cp.factor_files import FactorFileError, tensor_sha256
+from tdn_theory.nn import (
+    CGTensorProduct,
+    CPTensorProduct,
+    e3nn_path_weights,
+    e3nn_tensor_product,
+    from_e3nn_layout,
+    to_e3nn_layout,
+)
+from tdn_theory.so3.cache import cache_dir
+
+__all__ = ["BACKENDS", "E3nnProduct", "fitted_factors", "make_tensor_product", "fit_cache_path"]
+
+BACKENDS = ("dense", "e3nn", "cp", "sphere")
+
+#: fit_cp options used for ``rank=`` fits (deterministic: no time budget).
+FIT_OPTIONS = {"restarts": 8, "max_iter": 300, "polish_iter": 300}
+
+
+class E3nnProduct(torch.nn.Module):
+    """e3nn's TensorProduct computing ``weight[c] * M(x[c], y)`` in this project's layout."""
+
+    def __init__(
+        self, L: int, channels: int, normalization: str, parity: str, dtype: torch.dtype
+    ) -> None:
+        super().__init__()
+        self.L, self.channels = int(L), int(channels)
+        self.normalization, self.parity = normalization, parity
+        self.tp = e3nn_tensor_product(L, channels, parity, dtype=dtype)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        w = e3nn_path_weights(weight, self.L, self.normalization, self.parity)
+        out = self.tp(to_e3nn_layout(x), y, w)
+        return from_e3nn_layout(out, self.L, self.channels)
+
+    def dense_tensor(self) -> torch.Tensor:
+        return torch.from_numpy(so3.cg_tensor(self.L, self.normalization, self.parity))
+
+
+class _Dense(CGTensorProduct):
+    def dense_tensor(self) -> torch.Tensor:
+        return self.M
+
+
+def fit_cache_path(L: int, rank: int, normalization: str, parity: str, seed: int) -> Path:
+    """Where a ``rank=`` fit is cached: ``<user cache>/fits/unit_all_L2_R28_s0.npz``."""
+    return cache_dir() / "fits" / f"{normalization}_{parity}_L{L}_R{rank}_s{seed}.npz"
+
+
+def fitted_factors(
+    L: int, rank: int, normalization: str = "unit", parity: str = "all", seed: int = 0
+) -> tuple[CPFit, Path]:
+    """A rank-``rank`` CP fit of ``so3.cg_tensor(L, normalization, parity)``, cached on disk.
+
+    The fit is ``tdn_theory.cp.fit_cp(T, rank, seed=seed, **FIT_OPTIONS)`` (deterministic for a
+    seed). It is stored with ``save_factors`` (atomic) in the user cache folder and verified on
+    every read: the metadata must match (L, normalization, parity, rank, target SHA-256) and the
+    factors must reproduce the stored relative error (to 1e-9); otherwise a one-line ValueError
+    names the file to delete.
+    """
+    T = so3.cg_tensor(L, normalization, parity)
+    path = fit_cache_path(L, rank, normalization, parity, seed)
+    expect = {
+        "L": L,
+        "normalization": normalization,
+        "parity": parity,
+        "rank": rank,
+        "seed": seed,
+        "target_sha256": tensor_sha256(T),
+    }
+    if path.exists():
+        if not path.is_file():
+            raise ValueError(f"cached fit {path} is not a regular file; remove it")
+        try:
+            fit, meta = load_factors(path, expect=expect)
+        except FactorFileError as exc:
+            raise ValueError(f"{exc} (cached fit; delete {path} to refit)") from None
+        error = float(np.linalg.norm(fit.to_tensor() - T) / np.linalg.norm(T))
+        if not abs(error - float(meta["relative_error"])) <= 1e-9 + 1e-6 * error:
+            raise ValueError(
+                f"cached fit {path} gives relative error {error:.3g} but records "
+                f"{meta['relative_error']:.3g}; it was altered, delete it to refit"
+            )
+        return fit, path
+    fit = fit_cp(T, int(rank), seed=int(seed), **FIT_OPTIONS)
+    meta = {"L": L, "normalization": normalization, "parity": parity, "method": "fit_cp"}
+    meta["fit_options"] = FIT_OPTIONS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_factors(path, fit, meta, target=T)
+    return fit, path
+
+
+def _check_factor_file(factors: str | os.PathLike, L: int, normalization: str, parity: str):
+    """Load a factor file for this model; a file for another L/normalization/parity is refused."""
+    try:
+        layer = CPTensorProduct.from_file(factors)
+    except FactorFileError as exc:
+        raise ValueError(str(exc)) from None
+    meta = layer.meta
+    want = {"L": L, "normalization": normalization, "parity": parity}
+    for key, value in want.items():
+        if key in meta and meta[key] != value:
+            raise ValueError(
+                f"factor file {os.fspath(factors)} is for {key} = {meta[key]!r} but the model "
+                f"has {key} = {value!r}; use a file fitted for the model's tensor"
+            )
+    if layer.L != L:
+        raise ValueError(
+            f"factor file {os.fspath(factors)} has d = {layer.dims} but the model has L = {L} "
+            f"(d = {(L + 1) ** 2}); use a file fitted for L = {L}"
+        )
+    return layer
+
+
+def make_tensor_product(
+    backend: str,
+    L: int,
+    channels: int,
+    *,
+    normalization: str,
+    parity: str,
+    rank: int | None = None,
+    factors: str | os.PathLike | None = None,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> torch.nn.Module:
+    """Build the named backend (see the module docstring); one-line ValueError on bad input."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if backend != "cp" and (rank is not None or factors is not None):
+        raise ValueError(f"rank= and factors= are for backend 'cp', not {backend!r}")
+    if backend == "dense":
+        return _Dense(L, normalization, parity, dtype=dtype)
+    if backend == "e3nn":
+        return E3nnProduct(L, channels, normalization, parity, dtype)
+    if backend == "sphere":
+        if normalization != "sphere":
+            raise ValueError(
+                f"backend 'sphere' computes the 'sphere' tensor; got normalization={normalization!r}"
+            )
+        fit = sphere_cp(L, parity)
+        layer = CPTensorProduct(
+            fit.A, fit.B, fit.C, dtype=dtype, meta={"method": "sphere_cp", "L": L}
+        )
+        return layer
+    # cp
+    if (rank is None) == (factors is None):
+        raise ValueError(
+            "backend 'cp' needs exactly one of rank= (fit and cache) or factors= (file)"
+        )
+    if factors is not None:
+        layer = _check_factor_file(factors, L, normalization, parity)
+        return CPTensorProduct(layer.A, layer.B, layer.C, dtype=dtype, meta=layer.meta)
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
+        raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
+    fit, path = fitted_factors(L, int(rank), normalization, parity, seed)
+    meta = {"L": L, "rank": int(rank), "relative_error": fit.relative_error, "path": str(path)}
+    return CPTensorProduct(fit.A, fit.B, fit.C, dtype=dtype, meta=meta)
