@@ -488,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         settings = validate(args)
         report = run(settings)
+        print(json.dumps(report) if settings["json"] else format_table(report))
     except UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
@@ -495,15 +496,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except _Terminated:
-        print(f"{prog}: terminated (SIGTERM); no factor file written", file=sys.stderr)
+        print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
         return 143
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    if settings["json"]:
-        print(json.dumps(report))
-    else:
-        print(format_table(report))
     return 0
 
 

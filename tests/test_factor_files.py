@@ -385,3 +385,21 @@ def test_committed_factor_files_verify():
         T = cg_tensor(*named)
         err = np.linalg.norm(T - fit.to_tensor()) / np.linalg.norm(T)
         assert abs(err - meta["relative_error"]) <= ff.ERROR_ATOL, path.name
+
+
+def test_layer_from_file_refuses_altered_and_empty_files(tmp_path, exact_L2):
+    """Items 2 and 12 through the layer: CPTensorProduct.from_file reads via load_factors, so an
+    altered file (the issue's 2A) or a zero-rank file is refused with a message naming it."""
+    pytest.importorskip("torch")  # the layer needs torch
+    from tdn_theory.nn import CPTensorProduct
+
+    arrays, meta = read_raw(exact_L2)
+    altered = write_raw(tmp_path / "g.npz", {**arrays, "A": 2 * arrays["A"]}, meta)
+    empty = write_raw(tmp_path / "e.npz", {k: v[:, :0] for k, v in arrays.items()},
+                      {**meta, "rank": 0})
+    for path in (altered, empty):
+        with pytest.raises(FactorFileError) as info:
+            CPTensorProduct.from_file(path, expect={"L": 2})
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+    layer = CPTensorProduct.from_file(exact_L2, expect={"L": 2})
+    assert layer.rank == 30

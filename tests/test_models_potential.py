@@ -332,3 +332,20 @@ def test_bad_species_and_sizes():
     with pytest.raises(ValueError, match="dtype") as excinfo:
         model.energy_and_forces(torch.tensor([[0.0, 0, 0], [2.0, 0, 0]]).float(), [29, 29])
     _one_line(excinfo)
+
+
+def test_create_graph_lets_a_force_loss_train_the_weights():
+    model = small_model()
+    atoms = alloy()
+    pos = torch.as_tensor(atoms.positions)
+    _, F = model.energy_and_forces(
+        pos, atoms.numbers, np.asarray(atoms.cell), True, create_graph=True
+    )
+    (F**2).sum().backward()
+    grads = [p.grad for p in model.interactions[0].parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().max() > 0 for g in grads)
+    state = model.state_dict()
+    clone = small_model()
+    clone.load_state_dict(state)
+    assert evaluate(clone, atoms)[0] == evaluate(model, atoms)[0]

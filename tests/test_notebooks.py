@@ -29,6 +29,13 @@ EXPECTED = {
         ],
     ),
     "03_layer_speed": (1, ["speed-up", "measured time ratio"]),
+    "04_network_equivariance": (
+        1,
+        [
+            "defects inside the bound on every rotation: True",
+            "mirror-invariant with parity even: True",
+        ],
+    ),
     "05_accuracy_vs_rank": (
         1,
         ["CP at 7L^2 vs dense force MAE ratio", "exact backend below 1e-9: True"],

@@ -121,6 +121,7 @@ def test_special_files_are_not_replaced(tmp_path, monkeypatch):
     os.mkfifo(fifo)
     cache.store("f", np.ones(3))
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert cache.load("f", (3,)) is None  # a miss, without opening (which would block)
     link = cache.entry_path("l")
     (tmp_path / "elsewhere").write_text("keep")
     link.symlink_to(tmp_path / "elsewhere")

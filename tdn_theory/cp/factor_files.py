@@ -21,7 +21,8 @@ Integrity (what loading verifies):
   :func:`target_id` of those parameters (a hash of the definition, which cannot change with
   floating-point rounding), and loading recomputes ``||M - A∘B∘C||_F / ||M||_F`` and compares it
   with the stored ``relative_error`` (tolerance ERROR_ATOL + ERROR_RTOL * stored). The re-check
-  is on by default when it is cheap (d^3 R <= RECHECK_LIMIT; about 0.05 s at L = 6, R = 1610).
+  is on by default when it is cheap (d^3 R <= RECHECK_LIMIT; L = 6, R = 1610: 0.43 s on a loaded
+  2-core machine, experiments/results/integrity.json).
 * Files of the previous format ("tdn_theory.cp/1", no content hash, ``target_sha256`` a byte
   hash of M) are accepted only when they name their tensor and pass the numeric re-check (always
   run for them, whatever its cost); others are refused with a one-line message that says how to

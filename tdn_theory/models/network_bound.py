@@ -40,9 +40,9 @@ __all__ = [
 ]
 
 
-def tensor_product_error(model: TDNPotential) -> tuple[float, float, float]:
-    """``(eps, S, relative Frobenius error)`` of the model's tensor product against the exact
-    ``so3.cg_tensor(L, normalization, parity)`` (see ``theory.network.tensor_product_constants``)."""
+def tensor_product_error(model: TDNPotential) -> tuple[np.ndarray, float, float]:
+    """``(eps_by_degree, S, relative Frobenius error)`` of the model's tensor product against the
+    exact ``so3.cg_tensor(L, normalization, parity)`` (``theory.network.tensor_product_constants``)."""
     T = so3.cg_tensor(model.L, model.normalization, model.parity)
     T_hat = model.tp.dense_tensor().detach().cpu().double().numpy()
     eps, S = tensor_product_constants(T, T_hat)
@@ -71,7 +71,8 @@ def bound_quantities(
     """Measure on the model at x what :func:`~tdn_theory.theory.network.network_bound` needs.
 
     Runs in the model's dtype; the Jacobians come from ``torch.func.jvp`` with one tangent per
-    atom and axis (3N forward-mode passes, batched with ``torch.func.vmap``).
+    atom and axis (3N forward-mode passes, batched with ``torch.func.vmap``). Memory grows like
+    N^2 K C d (all Jacobians at once): meant for configurations of tens of atoms.
     """
     saved = getattr(model.tp, "blocked_bytes", None)
     if saved is not None:
@@ -139,11 +140,8 @@ def _bound_quantities(model, positions, numbers, cell, pbc) -> NetworkQuantities
         h_in = rec["input"].cpu().double().numpy()  # (N, C, d)
         w = rec["weight"].cpu().double().numpy()  # (E, C)
         Jw = np.stack([c[1 + t].cpu().double().numpy() for c in jac_cols], -1)  # (E, C, 3)
-        grad_w = np.linalg.norm(Jw, axis=-1)  # (E, C)
-        h_norm = np.linalg.norm(h_in, axis=-1)[src]  # (E, C)
         u = rec["mixed"].cpu().double().numpy()
         gated = _block_norms(u, L)[..., 1:]
-        H_t = as_kai(feats_t[t]).reshape(N, N, C * model.d, 3)
         U_t = _block_op_norms(as_kai(mixed_t[t]), L)  # (k, N, C, L+1)
         if L > 0:
             Z_t = np.linalg.norm(as_kai(z_t[t]), axis=-1).max(axis=(-1, -2))
@@ -154,12 +152,11 @@ def _bound_quantities(model, positions, numbers, cell, pbc) -> NetworkQuantities
         mix = layer.mix.detach().cpu().double().numpy()
         layers.append(
             LayerQuantities(
-                weight_max=np.abs(w).max(axis=1),
-                weight_grad_max=grad_w.max(axis=1),
-                weighted_input=np.sqrt(((w * h_norm) ** 2).sum(axis=1)),
-                weighted_input_grad=np.sqrt(((grad_w * h_norm) ** 2).sum(axis=1)),
+                weight=w,
+                weight_grad=np.linalg.norm(Jw, axis=-1),
+                input_norms=_block_norms(h_in, L),
+                input_tangent=_block_op_norms(as_kai(feats_t[t]), L),
                 gated_max=gated.max(axis=(1, 2)) if L > 0 else np.zeros(N),
-                input_tangent=_op_norm(H_t),
                 mixed_tangent=U_t.max(axis=(-1, -2)),
                 gate_tangent=Z_t,
                 mix_norm=max(float(np.linalg.norm(m, 2)) for m in mix),
@@ -183,7 +180,17 @@ def _bound_quantities(model, positions, numbers, cell, pbc) -> NetworkQuantities
         readout_lipschitz=SILU_LIPSCHITZ * n1 * float(np.linalg.norm(w2)),
         readout_curvature=SILU_CURVATURE * n1**2 * float(np.abs(w2).max()),
         scalar_tangent=_op_norm(as_kai(scal_t)),
+        readout_gradient=_readout_gradient(model, out["scalars"]),
     )
+
+
+def _readout_gradient(model: TDNPotential, scalars: torch.Tensor) -> np.ndarray:
+    """|grad phi(s_i)| per atom at x (phi the readout MLP)."""
+    s = scalars.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        phi = torch.nn.functional.silu(s @ model.readout_1) @ model.readout_2
+        (grad,) = torch.autograd.grad(phi.sum(), s)
+    return torch.linalg.vector_norm(grad, dim=1).detach().cpu().double().numpy()
 
 
 def evaluate_bound(

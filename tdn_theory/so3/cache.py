@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import atomic_write
+from ._files import atomic_write, check_regular_or_absent
 
 #: Version 2: .npz entries with a SHA-256 checksum (version 1, bare .npy files, is ignored).
 FORMAT_VERSION = 2
@@ -62,11 +62,15 @@ def load(
 ) -> np.ndarray | None:
     """The cached array ``name`` if present and verified, else ``None``.
 
-    Verified means: a readable .npz with ``value`` (float64, of the expected ``shape``, finite)
+    Verified means: a regular file (a FIFO, link or device there is a miss, never opened), a
+    readable .npz with ``value`` (float64, of the expected ``shape``, finite)
     and ``sha256`` equal to :func:`checksum` of ``value``, and ``validate(value)`` true if given.
     """
+    path = entry_path(name)
     try:
-        with np.load(entry_path(name), allow_pickle=False) as data:
+        if check_regular_or_absent(path) is None:
+            return None
+        with np.load(path, allow_pickle=False) as data:
             array = np.array(data["value"])
             stored = str(data["sha256"].item())
     except Exception:  # any unreadable or malformed entry is a miss

@@ -3,7 +3,8 @@
 Modules: ``equivariance`` (errors, Thm 3.1 / a-posteriori bounds, exact Haar average, adversarial
 search, ``check_fit``), ``universality`` (Thm 3.2's constructive exact CP, random equivariant maps,
 rank study), ``weight_sharing`` (path-weight sharing with one W for all paths), ``rank``
-(certified lower and demonstrated upper bounds on the CP rank: ``rank_lower``, ``rank_upper``).
+(certified lower and demonstrated upper bounds on the CP rank: ``rank_lower``, ``rank_upper``),
+``network`` (how tensor-product errors propagate through a message-passing network: ``network_bound``).
 """
 
 from tdn_theory.theory.equivariance import (
@@ -17,6 +18,7 @@ from tdn_theory.theory.equivariance import (
     thm31_equivariance_bound,
     worst_case_equivariance_error,
 )
+from tdn_theory.theory.network import network_bound, tensor_product_constants
 from tdn_theory.theory.rank import (
     best_lower_bound,
     flattening_bound,
@@ -45,6 +47,7 @@ __all__ = [
     "flattening_bound",
     "koszul_young_bound",
     "lower_bounds",
+    "network_bound",
     "scaled_sphere_cp",
     "search_exact_rank",
     "try_rank",
@@ -59,6 +62,7 @@ __all__ = [
     "rank_scan",
     "sample_equivariance_errors",
     "shared_weight_product",
+    "tensor_product_constants",
     "thm31_bound",
     "thm31_equivariance_bound",
     "weight_sharing_bound",

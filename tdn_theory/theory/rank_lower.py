@@ -225,7 +225,7 @@ def koszul_young_matrix(slices: np.ndarray, p: int) -> np.ndarray:
                 continue
             sign = -1.0 if sum(1 for s in S if s < a) % 2 else 1.0
             i = rows[tuple(sorted(S + (a,)))]
-            M[i * dC : (i + 1) * dC, j * dB : (j + 1) * dB] = sign * slices[a].T
+            M[i * dC:(i + 1) * dC, j * dB:(j + 1) * dB] = sign * slices[a].T
     return M
 
 
