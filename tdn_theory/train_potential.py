@@ -22,14 +22,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tdn_theory.fit_cp import UsageError, _check_output_path, _OneLineParser, _parse_int
+from tdn_theory._cli import OneLineParser, UsageError, check_output_path, parse_int
 
 BACKEND_CHOICES = ("dense", "e3nn", "cp", "sphere")
 PROG = "train_potential"
 
 
-def build_parser() -> _OneLineParser:
-    p = _OneLineParser(
+def build_parser() -> OneLineParser:
+    p = OneLineParser(
         prog="python -m tdn_theory.train_potential",
         allow_abbrev=False,
         description="Train a TDN potential (message passing with a pluggable tensor product) on "
@@ -87,14 +87,14 @@ def _parse_float(text: str, name: str, *, positive: bool) -> float:
 def validate(args) -> dict[str, Any]:
     """Checked settings; UsageError (one line) on bad input."""
     s: dict[str, Any] = {"data": args.data, "backend": args.backend, "parity": args.parity}
-    s["L"] = _parse_int(args.L, "L", 0)
+    s["L"] = parse_int(args.L, "L", 0)
     if s["L"] > 6:
         raise UsageError(f"--L {s['L']} is beyond what this command trains (L <= 6)")
     for name in ("channels", "layers", "epochs", "batch-size", "patience", "rotations"):
-        s[name.replace("-", "_")] = _parse_int(getattr(args, name.replace("-", "_")), name, 1)
+        s[name.replace("-", "_")] = parse_int(getattr(args, name.replace("-", "_")), name, 1)
     for name in ("seed", "split-seed", "data-seed"):
-        s[name.replace("-", "_")] = _parse_int(getattr(args, name.replace("-", "_")), name, 0)
-    s["n_configs"] = None if args.n_configs is None else _parse_int(args.n_configs, "n-configs", 3)
+        s[name.replace("-", "_")] = parse_int(getattr(args, name.replace("-", "_")), name, 0)
+    s["n_configs"] = None if args.n_configs is None else parse_int(args.n_configs, "n-configs", 3)
     s["cutoff"] = _parse_float(args.cutoff, "cutoff", positive=True)
     s["lr"] = _parse_float(args.lr, "lr", positive=True)
     for name in ("weight-decay", "energy-weight", "force-weight"):
@@ -106,7 +106,7 @@ def validate(args) -> dict[str, Any]:
     if args.backend == "cp":
         if (args.rank is None) == (args.factors is None):
             raise UsageError("--backend cp needs exactly one of --rank R or --factors FILE")
-        s["rank"] = None if args.rank is None else _parse_int(args.rank, "rank", 1)
+        s["rank"] = None if args.rank is None else parse_int(args.rank, "rank", 1)
         s["factors"] = args.factors
         if args.factors is not None and not Path(args.factors).is_file():
             raise UsageError(f"--factors {args.factors!r}: no such file")
@@ -123,7 +123,7 @@ def validate(args) -> dict[str, Any]:
             )
     elif args.n_configs is not None:
         raise UsageError("--n-configs is for named sets; a file is used whole")
-    s["out"] = _check_output_path(args.out)
+    s["out"] = check_output_path(args.out)
     s["float32"] = bool(args.float32)
     s["json"], s["quiet"] = bool(args.json), bool(args.quiet)
     return s
