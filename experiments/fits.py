@@ -71,8 +71,8 @@ def experiment_keys(quick: bool) -> list[FitKey]:
 def import_factor_files(store: FitStore, folder: Path) -> list[str]:
     """Offer every factor file in `folder` with L/normalization/parity metadata to the store.
 
-    Also derives the "cg" fits from the "unit" ones: cg = unit with each output block l3 scaled
-    by sqrt(2 l3 + 1) (same rank), i.e. the rows of A scaled. Returns what was stored.
+    The "gaunt"/"even" files are offered as "gaunt"/"all" too (the same tensor: Gaunt
+    coefficients vanish on odd paths). Returns what was stored.
     """
     stored = []
     for path in sorted(folder.glob("*.npz")):
@@ -87,16 +87,6 @@ def import_factor_files(store: FitStore, folder: Path) -> list[str]:
         if (key.normalization, key.parity) == ("gaunt", "even"):  # gaunt/all is the same tensor
             if store.offer(FitKey("gaunt", "all", key.L, key.rank), fit, prov):
                 stored.append(f"gaunt/all/L={key.L}/R={key.rank} <- {path.name}")
-        if key.normalization == "unit" and fit.relative_error <= EXACT_TOL:
-            scale = np.concatenate(
-                [np.full(2 * l + 1, np.sqrt(2 * l + 1)) for l in range(key.L + 1)]
-            )
-            cg = CPFit(fit.A * scale[:, None], fit.B, fit.C, fit.relative_error)
-            cg_key = FitKey("cg", key.parity, key.L, key.rank)
-            prov = {"method": "unit factors, output rows scaled by sqrt(2 l3 + 1)",
-                    "source": f"{folder.name}/{path.name}"}  # fmt: skip
-            if store.offer(cg_key, cg, prov):
-                stored.append(f"{cg_key} <- {path.name} (scaled)")
     return stored
 
 
@@ -118,6 +108,29 @@ def refit(store: FitStore, key: FitKey, args: argparse.Namespace, run: _common.R
     kept = store.offer(key, fit, prov)
     print(f"[fits] refit {key}: {fit.relative_error:.4g} ({'kept' if kept else 'not better'})")
     return kept
+
+
+def derive_cg(store: FitStore) -> list[str]:
+    """Offer the "cg" fit derived from every exact "unit" fit of the store (same rank).
+
+    cg = unit with each output block l3 scaled by sqrt(2 l3 + 1) (tdn_theory.so3.normalization),
+    so scaling the rows of A turns an exact unit CP into an exact cg CP of the same rank.
+    """
+    stored = []
+    for key in store.keys():
+        if key.normalization != "unit":
+            continue
+        fit, _meta = store.get(key)
+        if fit.relative_error > EXACT_TOL:
+            continue
+        scale = np.concatenate([np.full(2 * l + 1, np.sqrt(2 * l + 1)) for l in range(key.L + 1)])
+        cg = CPFit(fit.A * scale[:, None], fit.B, fit.C, fit.relative_error)
+        cg_key = FitKey("cg", key.parity, key.L, key.rank)
+        prov = {"method": "unit factors, output rows scaled by sqrt(2 l3 + 1)",
+                "source": f"fit store {key.filename}"}  # fmt: skip
+        if store.offer(cg_key, cg, prov):
+            stored.append(f"{cg_key} <- {key.filename} (scaled)")
+    return stored
 
 
 def store_table(store: FitStore) -> list[dict]:
@@ -187,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--import: {args.import_dir} is not a folder")
         for line in import_factor_files(store, args.import_dir):
             print(f"[fits] stored {line}")
+        for line in derive_cg(store):
+            print(f"[fits] stored {line}")
     if args.refit:
         for text in args.refit:
             try:
@@ -203,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         for key in keys:
             print(f"{str(key):28s} {'stored' if store.path(key).exists() else 'missing'}")
         return 0
+    if not args.L:
+        for line in derive_cg(store):
+            print(f"[fits] stored {line}")
     fitted = []
     for key in keys:
         with run.timer() as t:
