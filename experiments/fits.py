@@ -38,6 +38,9 @@ from tdn_theory.cp import CPFit, FitKey, FitStore, FitStoreError, best_fit, load
 from tdn_theory.cp.store import EXACT_TOL, SHIPPED
 
 NAME = "fits"
+#: Largest L of the cg fits derived from exact unit fits (the rank atlas's other tensors stop at
+#: L = 4; the L = 5, 6 constructions would add 2.6 MB of package data for a row scaling).
+CG_MAX_L = 4
 #: Tensors of the rank atlas whose 7L^2 fit the atlas table quotes (L <= 4).
 ATLAS_TENSORS = (("unit", "even"), ("unit", "odd"), ("cg", "all"), ("cg", "even"),
                  ("cg", "odd"), ("gaunt", "even"), ("gaunt", "all"))  # fmt: skip
@@ -118,7 +121,7 @@ def derive_cg(store: FitStore) -> list[str]:
     """
     stored = []
     for key in store.keys():
-        if key.normalization != "unit":
+        if key.normalization != "unit" or key.L > CG_MAX_L:
             continue
         fit, _meta = store.get(key)
         if fit.relative_error > EXACT_TOL:
