@@ -36,14 +36,20 @@ def add_common_args(parser: Any) -> None:
     )
 
 
+def _usage_error(message: str) -> None:
+    """One line on stderr and exit status 2 (bad command-line input)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def output_dir(args: Any) -> Path:
     """--out, else experiments/results (experiments/results/quick with --quick)."""
     if getattr(args, "out", None) is not None:
         out = Path(args.out)
         if out.suffix == ".json":
-            raise SystemExit(f"--out takes a folder, got the file name {out}; pass its folder")
+            _usage_error(f"--out takes a folder, got the file name {out}; pass its folder")
         if out.exists() and not out.is_dir():
-            raise SystemExit(f"--out {out} exists and is not a folder")
+            _usage_error(f"--out {out} exists and is not a folder; pass a folder")
         return out
     return _io.RESULTS / "quick" if getattr(args, "quick", False) else _io.RESULTS
 

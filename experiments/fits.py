@@ -104,8 +104,13 @@ def refit(store: FitStore, key: FitKey, args: argparse.Namespace, run: _common.R
     if args.budget is not None:
         recipe["time_budget"] = args.budget
     T = so3.cg_tensor(key.L, key.normalization, key.parity)
-    fit = fit_cp(T, key.rank, seed=args.seed, **recipe)
-    prov = {"method": "fit_cp", "seed": args.seed, "restarts": recipe["restarts"],
+    if args.method == "try_rank":  # fit_cp on half the budget, then LM from Gaussian starts
+        from tdn_theory.theory.rank_upper import try_rank
+
+        fit, _attempt = try_rank(T, key.rank, seed=args.seed, **recipe)
+    else:
+        fit = fit_cp(T, key.rank, seed=args.seed, **recipe)
+    prov = {"method": args.method, "seed": args.seed, "restarts": recipe["restarts"],
             "time_budget_s": recipe["time_budget"], "command": run.command,
             "load_average": _common.load_average()}  # fmt: skip
     kept = store.offer(key, fit, prov)
@@ -192,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restarts", type=int, default=None, help="with --refit")
     parser.add_argument("--budget", type=float, default=None, help="seconds, with --refit")
     parser.add_argument("--seed", type=int, default=0, help="with --refit")
+    parser.add_argument("--method", choices=("fit_cp", "try_rank"), default="fit_cp",
+                        help="with --refit: tdn_theory.cp.fit_cp, or theory.rank_upper.try_rank "
+                             "(fit_cp, then Levenberg-Marquardt from random starts)")  # fmt: skip
     parser.add_argument("--store", type=Path, default=None,
                         help="store folder (default: the shipped store; quick: OUT/fits)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -219,7 +227,14 @@ def main(argv: list[str] | None = None) -> int:
         keys = [k for k in keys if k.L in args.L]
     if args.list:
         for key in keys:
-            print(f"{str(key):28s} {'stored' if store.path(key).exists() else 'missing'}")
+            try:
+                fit, meta = best_fit(key.L, key.rank, key.normalization, key.parity, store=store,
+                                     fit_missing=False)  # fmt: skip
+            except FitStoreError:
+                print(f"{str(key):28s} missing")
+                continue
+            how = f"exact rank {meta['padded_from_rank']} padded" if "padded_from_rank" in meta else "stored"
+            print(f"{str(key):28s} {fit.relative_error:.4g} ({how})")
         return 0
     if not args.L:
         for line in derive_cg(store):

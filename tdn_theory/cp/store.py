@@ -275,18 +275,21 @@ def _lookup(key: FitKey, stores: list[FitStore]) -> tuple[CPFit, dict[str, Any]]
             best = got
     if best is not None and best[0].relative_error <= EXACT_TOL:
         return best
-    for s in stores:
-        for k in s.keys():
-            if (k.normalization, k.parity, k.L) != (key.normalization, key.parity, key.L):
-                continue
-            if k.rank >= key.rank:
-                continue
-            got = s.get(k)
-            if got is None or got[0].relative_error > EXACT_TOL:
-                continue
-            if best is None or got[0].relative_error < best[0].relative_error:
+    # the smallest exact fit of a smaller rank, padded with zero columns
+    smaller = sorted(
+        (k.rank, i, k)
+        for i, s in enumerate(stores)
+        for k in s.keys()
+        if (k.normalization, k.parity, k.L) == (key.normalization, key.parity, key.L)
+        and k.rank < key.rank
+    )
+    for _rank, i, k in smaller:
+        got = stores[i].get(k)
+        if got is not None and got[0].relative_error <= EXACT_TOL:
+            if best is None or got[0].relative_error < max(best[0].relative_error, EXACT_TOL):
                 meta = dict(got[1], padded_from_rank=k.rank, rank=key.rank)
-                best = (_padded(got[0], key.rank), meta)
+                return _padded(got[0], key.rank), meta
+            break
     return best
 
 
