@@ -113,6 +113,7 @@ def refit(store: FitStore, key: FitKey, args: argparse.Namespace, run: _common.R
     prov = {"method": args.method, "seed": args.seed, "restarts": recipe["restarts"],
             "time_budget_s": recipe["time_budget"], "command": run.command,
             "load_average": _common.load_average()}  # fmt: skip
+    print(f"[fits] refit {key}: {fit.relative_error:.4g}, offering it to the store", flush=True)
     kept = store.offer(key, fit, prov)
     print(f"[fits] refit {key}: {fit.relative_error:.4g} ({'kept' if kept else 'not better'})")
     return kept

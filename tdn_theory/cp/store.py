@@ -215,6 +215,8 @@ class FitStore:
             return False
         fit = CPFit(fit.A, fit.B, fit.C, err, [], fit.seed, fit.seconds)
         meta = dict(provenance or {})
+        if "seed" in meta and meta["seed"] != fit.seed:  # e.g. a search whose best start had its own
+            meta["search_seed"] = meta.pop("seed")
         meta.update(
             L=key.L,
             normalization=key.normalization,
