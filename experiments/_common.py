@@ -11,7 +11,6 @@ and end, thread settings and the total seconds. ``Run.timer()`` is the one timin
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -82,16 +81,6 @@ def threads() -> dict[str, Any]:
     return info
 
 
-def machine() -> dict[str, Any]:
-    """Platform, processor, CPU count, Python version."""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-    }
-
-
 @dataclass
 class Timer:
     """Wall seconds of a `with run.timer() as t:` block (t.seconds once it ends)."""
@@ -135,7 +124,7 @@ class Run:
             "started": time.strftime(fmt, time.gmtime(self.started)),
             "finished": time.strftime(fmt, time.gmtime(now)),
             "seconds": round(now - self.started, 1),
-            "machine": machine(),
+            "machine": _io.machine(),
             "load_average_start": self.load_start,
             "load_average_end": load_average(),
             "threads": threads(),

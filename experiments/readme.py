@@ -183,6 +183,21 @@ def sphere(results: Path) -> str:
             f"{ms(t['unit_cp_7L2'])} | {ms(t['dense_cg'])} | {ms(t['e3nn_uvu'])} | "
             f"{e['sphere_cp']:.1e} / {'–' if unit is None else f'{unit:.1e}'} |"
         )
+    comp = [r for r in data["rows"] if r.get("compressed")]
+    prov = data["provenance"]
+    lines += [
+        "",
+        _wrap(
+            "Compression from the construction (`tdn_theory.cp.compress_exact`, "
+            f"{data['settings']['compress_budget']:g} s per tensor) finds smaller exact ranks (upper "
+            "bounds; time-limited, so they vary with the machine's load): Gaunt part "
+            f"{' / '.join(str(r['ranks']['smallest_exact_even']) for r in comp)} and full tensor "
+            f"{' / '.join(str(r['ranks']['smallest_exact_all']) for r in comp)} for L = "
+            f"{' / '.join(str(r['L']) for r in comp)}. Timings: one run, load average "
+            f"{prov['load_average_start'][0]:.1f} at start and {prov['load_average_end'][0]:.1f} at end "
+            "on the shared 2-core VM, so they are noisy."
+        ),
+    ]
     fitted = [r for r in data["rows"] if r["unit_cp"].get("fitted")]
     eq = [r["equivariance"]["unit_cp_7L2"] for r in fitted]
     sph = [r["equivariance"]["sphere_cp"] for r in data["rows"]]
