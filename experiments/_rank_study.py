@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tdn_theory.cp import fit_cp, rank_lower_bound
+from tdn_theory.cp import rank_lower_bound
 from tdn_theory.so3 import block_wigner_D, cg_tensor, random_rotations
 from tdn_theory.theory import check_fit, thm31_bound
 from tdn_theory.theory.universality import constructive_cp
@@ -74,19 +74,13 @@ def equivariance_samples(
 
 
 def fit_rank(
-    T: np.ndarray,
-    rank: int,
-    *,
-    seed: int,
-    restarts: int,
-    time_budget: float | None,
+    T: np.ndarray, rank: int, *, store: Any, quick: bool = False
 ) -> tuple[Factors, dict[str, Any]]:
-    """Best rank-`rank` CP of T we can get: fit_cp, or Thm 3.2's exact construction when R >= d^2.
+    """The best known rank-`rank` CP of the unit tensor T: from the fit store, or Thm 3.2.
 
     rank >= d1 d2: tdn_theory.theory.universality.constructive_cp (exact, rank d1 d2, zero columns
-    added up to `rank`). Otherwise tdn_theory.cp.fit_cp(T, rank, seed, restarts, time_budget);
-    if it stops on a singular ALS system (numpy LinAlgError, seen for some R > d), it is retried
-    once with init="random" and seed + 1 and the retry is recorded under "method".
+    added up to `rank`). Otherwise the store's fit (experiments._common.stored_fit: fitted with
+    tdn_theory.cp.best_fit only when the store lacks the key).
     """
     d3, d1, d2 = T.shape
     t0 = time.perf_counter()
@@ -97,19 +91,11 @@ def fit_rank(
             A, B, C = (np.concatenate([F, np.zeros((F.shape[0], pad))], axis=1) for F in (A, B, C))
         info = {"method": "constructive (Thm 3.2)", "seconds": time.perf_counter() - t0}
         return (A, B, C), info
-    kwargs = dict(restarts=restarts, time_budget=time_budget)
-    try:
-        fit = fit_cp(T, rank, seed=seed, **kwargs)
-        method = "fit_cp"
-    except np.linalg.LinAlgError:
-        fit = fit_cp(T, rank, seed=seed + 1, init="random", **kwargs)
-        method = "fit_cp (retry: init=random, seed+1, after a singular ALS system)"
-    info = {
-        "method": method,
-        "seconds": time.perf_counter() - t0,
-        "als_restarts_done": sum(1 for h in fit.history if h.get("stage") == "als"),
-    }
-    return fit.factors, info
+    from experiments._common import stored_fit
+
+    L = math.isqrt(d3) - 1
+    fit, info = stored_fit(L, rank, store, quick=quick)
+    return fit.factors, {"method": "fit store", **info, "seconds": time.perf_counter() - t0}
 
 
 def rank_record(
@@ -117,19 +103,19 @@ def rank_record(
     rank: int,
     *,
     seed: int,
-    restarts: int,
-    time_budget: float | None,
     n_samples: int,
+    store: Any = None,
+    quick: bool = False,
     factors: Factors | None = None,
     info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Fit rank `rank` and collect every figure of the rank study for it (one JSON row).
+    """Collect every figure of the rank study for the best known rank-`rank` CP (one JSON row).
 
-    With `factors` given (e.g. exact factors from the rank atlas) no fit is made; `info`
-    then describes where they come from.
+    Factors come from fit_rank (the fit store) unless `factors` are given; `info` then
+    describes where they come from.
     """
     if factors is None:
-        factors, info = fit_rank(T, rank, seed=seed, restarts=restarts, time_budget=time_budget)
+        factors, info = fit_rank(T, rank, store=store, quick=quick)
     info = dict(info or {})
     report = check_fit(T, factors, n_rotations=n_samples, seed=seed)
     eps = equivariance_samples(T, factors, n_samples, seed)
@@ -157,19 +143,6 @@ def unit_cg(L: int) -> np.ndarray:
     return cg_tensor(L, normalization="unit", parity="all")
 
 
-def add_output_args(parser: Any) -> None:
-    """--quick and --out, shared by the rank-study scripts."""
-    parser.add_argument(
-        "--quick", action="store_true", help="small grid and short fits (CI / a first look)"
-    )
-    parser.add_argument(
-        "--out",
-        default=None,
-        help="folder for the JSON and PNG (default: experiments/results, or "
-        "experiments/results/quick with --quick)",
-    )
-
-
 def add_max_L_arg(parser: Any) -> None:
     """--max-L, shared by the scripts that sweep L = 1..max_L (default 6; 3 with --quick)."""
     parser.add_argument("--max-L", type=int, default=None, help="largest L (default 6; quick 3)")
@@ -181,17 +154,6 @@ def resolve_max_L(args: Any, parser: Any) -> int:
     if not 1 <= max_L <= 6:
         parser.error(f"--max-L must lie in 1..6, got {max_L}")
     return max_L
-
-
-def output_dir(args: Any):
-    """The folder a script writes into: --out, else RESULTS (RESULTS/quick with --quick)."""
-    from pathlib import Path
-
-    from experiments import _io
-
-    if args.out is not None:
-        return Path(args.out)
-    return _io.RESULTS / "quick" if args.quick else _io.RESULTS
 
 
 def save_figure(fig: Any, path: Any) -> None:

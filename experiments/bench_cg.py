@@ -13,9 +13,8 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
-from experiments._io import RESULTS, machine, write_json_atomic
+from experiments import _common
 
 _CHILD = """
 import json, sys, time
@@ -57,24 +56,29 @@ def deviation_from_e3nn(L: int) -> float:
     return worst
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--max-L", type=int, default=8)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _common.add_common_args(parser)
+    parser.add_argument("--max-L", type=int, default=None, help="largest degree (8; quick 4)")
     args = parser.parse_args(argv)
+    max_L = args.max_L if args.max_L is not None else (4 if args.quick else 8)
+    if not 1 <= max_L <= 20:
+        parser.error(f"--max-L must lie in 1..20, got {max_L}")
+    out = _common.output_dir(args)
+    run = _common.Run("bench_cg", args, argv)
     with tempfile.TemporaryDirectory() as cache:
-        cold = _run(args.max_L, cache)
-        warm = _run(args.max_L, cache)
+        cold = _run(max_L, cache)
+        warm = _run(max_L, cache)
     result = {
-        "max_L": args.max_L,
+        "max_L": max_L,
         "cold": cold,
         "warm": warm,
-        "max_abs_deviation_from_e3nn": deviation_from_e3nn(args.max_L),
-        "machine": machine(),
-        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "max_abs_deviation_from_e3nn": deviation_from_e3nn(max_L),
     }
-    write_json_atomic(RESULTS / "bench_cg.json", result)
+    run.write(out, result)
     print(json.dumps(result, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

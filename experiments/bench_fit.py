@@ -4,7 +4,7 @@ Usage::
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m experiments.bench_fit
         [--cases 2:28,3:63,4:16,4:112] [--recipe-steps 50000] [--recipe-max-seconds 300]
-        [--out experiments/results/bench_fit.json] [--quick]
+        [--out DIR] [--quick]
 
 For each (L, R) the target is the "unit" CG tensor with all paths (tdn_theory.so3.cg_tensor)
 and three fits run one after the other:
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import _io
+from experiments import _common
 from experiments.baselines import tdn_recipe, tensorly_default
 from tdn_theory.cp import fit_cp, rank_lower_bound, relative_error
 from tdn_theory.fit_cp import DEFAULT_RESTARTS, DEFAULT_TIME_BUDGET
@@ -160,13 +160,14 @@ def time_cli(L: int, R: int) -> dict:
 
 def markdown(result: dict) -> str:
     """The table of relative errors, lower bounds and seconds."""
+    prov = result["provenance"]
     lines = [
         "# CP fit benchmark (unit CG tensor, all paths)",
         "",
-        f"Machine: {result['machine']['platform']}, {result['machine']['cpu_count']} cores "
-        f"(shared VM; load average {result['load_average_start'][0]:.1f} at start, "
-        f"{result['load_average_end'][0]:.1f} at end: timings are noisy). Threads: "
-        f"OMP_NUM_THREADS={result['threads']['OMP_NUM_THREADS']}, torch 1.",
+        f"Machine: {prov['machine']['platform']}, {prov['machine']['cpu_count']} cores "
+        f"(shared VM; load average {prov['load_average_start'][0]:.1f} at start, "
+        f"{prov['load_average_end'][0]:.1f} at end: timings are noisy). Threads: "
+        f"OMP_NUM_THREADS={prov['threads']['OMP_NUM_THREADS']}, torch 1.",
         "",
         "| L | R | lower bound | ours | s | tensorly default | s | TDN recipe | s (steps) |"
         " ours <= 1/2 default | ours <= recipe |",
@@ -205,8 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_TIME_BUDGET,
         help="our fit's time budget (default: the command line's)",
     )
-    p.add_argument("--out", type=Path, default=_io.RESULTS / "bench_fit.json")
-    p.add_argument("--quick", action="store_true", help="small cases, short runs (smoke test)")
+    _common.add_common_args(p)
     p.add_argument("--no-cli", action="store_true", help="skip timing the command line")
     args = p.parse_args(argv)
     if args.quick:
@@ -215,15 +215,13 @@ def main(argv: list[str] | None = None) -> int:
         args.time_budget = min(args.time_budget, 5.0)
     else:
         cases = parse_cases(args.cases) if args.cases else list(DEFAULT_CASES)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-
+    out = _common.output_dir(args)
+    run = _common.Run("bench_fit", args, argv)
     result = {
         "description": "relative error ||M - M_hat||_F / ||M||_F of rank-R CP fits of the unit "
-        "CG tensor (all paths); lower_bound = certified Eckart-Young bound (relative)",
-        "machine": _io.machine(),
-        "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")},
-        "load_average_start": list(os.getloadavg()),
-        "quick": bool(args.quick),
+        "CG tensor (all paths) by three methods under the budgets below; lower_bound = certified "
+        "Eckart-Young bound (relative). A comparison of fitting methods: the toolkit's best-known "
+        "fit of each key is in tdn_theory.cp.best_known (experiments/results/fits.md)",
         "recipe_note": (
             f"AdamW lr 1e-4 (torch defaults otherwise), loss = relative RMSE in its expectation "
             f"form ||T_hat - T||_F / ||T||_F (infinite batch of Gaussian inputs), up to "
@@ -256,9 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         result["cli"] = time_cli(*CLI_CASE)
-    result["load_average_end"] = list(os.getloadavg())
-    _io.write_json_atomic(args.out, result)
-    _io.write_text_atomic(args.out.with_suffix(".md"), markdown(result))
+    result["provenance"] = run.provenance()
+    run.write(out, result, markdown(result))
     print(markdown(result))
     return 0
 

@@ -1,7 +1,7 @@
 """Equivariance bounds versus CP rank for the unit CG tensor, L = 1..4 (issue #4).
 
-For each L and each rank R on a grid from 1 to beyond the exact rank, fit the "unit" CG tensor
-with ``tdn_theory.cp.fit_cp`` and record (``tdn_theory.theory.equivariance.check_fit``):
+For each L and each rank R on a grid from 1 to beyond the exact rank, take the best known CP of
+the "unit" CG tensor from the fit store (``tdn_theory.cp.best_fit``) and record (``tdn_theory.theory.equivariance.check_fit``):
 
 * tensor errors, relative to ||T||_F: the fitted error, the certified Eckart-Young lower bound
   for any rank-R CP, the paper's Thm 3.1 a-priori bound (HOSVD form; vacuous when >= 1);
@@ -15,9 +15,9 @@ increasing rank until the fit is exact (< 1e-10): the smallest rank found per L.
 measures the path-weight-sharing layer z_u = sum_v W_uv M(x_u, y_v) with the exact tensor and
 with the CP fit at R = 7 L^2.
 
-Writes experiments/results/bounds_vs_rank.json and .png (atomically). Run:
+Writes bounds_vs_rank.json and .png into --out (default experiments/results; atomically). Run:
 
-    OMP_NUM_THREADS=1 python -m experiments.bounds_vs_rank            # ~40 min on 2 cores
+    OMP_NUM_THREADS=1 python -m experiments.bounds_vs_rank            # fits from the store
     python -m experiments.bounds_vs_rank --quick                      # L = 1, 2 only, ~1 min
 """
 
@@ -25,16 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from experiments import _io
-from tdn_theory.cp import fit_cp
+from experiments import _common, _io
 from tdn_theory.so3 import cg_tensor, paths, random_rotations
 from tdn_theory.theory.equivariance import check_fit, thm31_bound
 from tdn_theory.theory.universality import constructive_cp, random_equivariant_map, rank_scan
@@ -44,7 +40,7 @@ from tdn_theory.theory.weight_sharing import (
     weight_sharing_equivariance_error,
 )
 
-RESULTS = Path(__file__).resolve().parent / "results"
+NAME = "bounds_vs_rank"
 
 RANK_GRID = {
     1: [1, 2, 3, 4, 5, 6, 7, 8, 9],
@@ -52,11 +48,21 @@ RANK_GRID = {
     3: [1, 4, 8, 12, 16, 24, 32, 40, 48, 56, 63, 70, 80, 90, 92, 100],
     4: [1, 8, 16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224],
 }
+QUICK_L = (1, 2)
+
+
+def rank_grid(quick: bool) -> dict[int, list[int]]:
+    """The unit/all ranks fitted per L (quick: L = 1, 2 only)."""
+    return {L: RANK_GRID[L] for L in (QUICK_L if quick else RANK_GRID)}
+
+
 # seconds per fit_cp call (the exact fits at L = 3, 4 need the longer budgets)
 BUDGET = {1: 10.0, 2: 30.0, 3: 45.0, 4: 60.0}
 # ranks tried for random equivariant maps (the scan stops at the first exact fit)
 RANDOM_MAP_RANKS = {1: list(range(1, 13)), 2: list(range(20, 40)), 3: [84, 92, 100, 110, 120]}
 EXACT_TOL = 1e-10
+#: method of the grid rows: the fit store's best known fit (tdn_theory.cp.best_fit)
+FITTED = "fit store"
 PLOT_FLOOR = 1e-17
 
 
@@ -92,7 +98,7 @@ def thm31_threshold(T: np.ndarray, L: int) -> dict:
 
 
 def bounds_part(
-    Ls: list[int], seed: int, budget: float | None, n_rotations: int, starts: int
+    Ls: list[int], seed: int, n_rotations: int, starts: int, store, quick: bool
 ) -> tuple[dict, dict]:
     """Returns (results per L, the fitted factors at the paper's rank 7 L^2 per L)."""
     out, paper_fits = {}, {}
@@ -101,7 +107,7 @@ def bounds_part(
         rows = []
         for rank in RANK_GRID[L]:
             t0 = time.perf_counter()
-            fit = fit_cp(T, rank, restarts=4, seed=seed, time_budget=budget or BUDGET[L])
+            fit, _info = _common.stored_fit(L, rank, store, quick=quick)
             seconds = time.perf_counter() - t0
             rep = check_fit(
                 T,
@@ -111,7 +117,7 @@ def bounds_part(
                 worst_case=True,
                 worst_case_starts=starts,
             )
-            rows.append(_row(rep, "fit_cp", seconds))
+            rows.append(_row(rep, FITTED, seconds))
             if rank == 7 * L * L:
                 paper_fits[L] = fit
             print(
@@ -129,7 +135,7 @@ def bounds_part(
         threshold = thm31_threshold(T, L)
         inexact = [r for r in rows if not r["exact"]]
         ratios = [r["tightness_spectral"] for r in inexact]
-        exact_ranks = [r["rank"] for r in rows if r["exact"] and r["method"] == "fit_cp"]
+        exact_ranks = [r["rank"] for r in rows if r["exact"] and r["method"] == FITTED]
         out[str(L)] = {
             "d": int(T.shape[0]),
             "paths": len(paths(L)),
@@ -218,7 +224,7 @@ def closing_note(bounds: dict, maps: dict, sharing: dict) -> str:
     lines = []
     for L, part in bounds.items():
         th = part["thm31"]
-        fitted = [r for r in part["rows"] if r["method"] == "fit_cp"]
+        fitted = [r for r in part["rows"] if r["method"] == FITTED]
         if part["smallest_exact_fitted_rank"] is not None:
             exact = f"the fitted CP is exact (< {EXACT_TOL:g}) from R = {part['smallest_exact_fitted_rank']}"
         else:
@@ -227,7 +233,7 @@ def closing_note(bounds: dict, maps: dict, sharing: dict) -> str:
                 f"no fitted rank up to {last['rank']} was exact within the time budget (error "
                 f"{last['relative_error']:.1e} there); exact only via Thm 3.2's construction"
             )
-        cons = [r["rank"] for r in part["rows"] if r["method"] != "fit_cp"]
+        cons = [r["rank"] for r in part["rows"] if r["method"] != FITTED]
         lines.append(
             f"L={L}: Thm 3.1 is vacuous (bound >= ||T||_F) for every R < {th['first_nonvacuous_rank']} "
             f"(relative bound {th['relative_bound_at_7L2']:.2f} at the paper's R = 7L^2), i.e. beyond "
@@ -264,8 +270,8 @@ def plot(bounds: dict, path: Path) -> None:
     fig, axes = plt.subplots(2, len(Ls), figsize=(4.0 * len(Ls) + 3.2, 8.5), squeeze=False)
     for col, L in enumerate(Ls):
         rows = bounds[L]["rows"]
-        fitted = [r for r in rows if r["method"] == "fit_cp"]
-        cons = [r for r in rows if r["method"] != "fit_cp"]
+        fitted = [r for r in rows if r["method"] == FITTED]
+        cons = [r for r in rows if r["method"] != FITTED]
         R = np.array([r["rank"] for r in fitted])
 
         def series(key, rs=fitted):
@@ -316,43 +322,55 @@ def plot(bounds: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--L", type=int, nargs="+", default=[1, 2, 3, 4])
-    parser.add_argument("--random-map-L", type=int, nargs="*", default=[1, 2, 3])
+    _common.add_common_args(parser)
+    _common.add_store_arg(parser)
+    parser.add_argument("--L", type=int, nargs="+", default=None, help="degrees (1..4; quick 1 2)")
+    parser.add_argument("--random-map-L", type=int, nargs="*", default=None,
+                        help="degrees of the random-map part (1 2 3; quick 1)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--budget", type=float, default=None, help="seconds per fit (default: per L, see BUDGET)"
-    )
-    parser.add_argument("--n-rotations", type=int, default=200)
+        "--budget", type=float, default=None,
+        help="seconds per random-map fit (default: per L, see BUDGET; quick 5)",
+    )  # fmt: skip
+    parser.add_argument("--n-rotations", type=int, default=None, help="(200; quick 50)")
     parser.add_argument("--starts", type=int, default=4, help="adversarial search starts")
-    parser.add_argument("--quick", action="store_true", help="L = 1, 2 only, small budgets")
-    parser.add_argument("--out", type=Path, default=RESULTS / "bounds_vs_rank.json")
     parser.add_argument(
         "--replot",
         action="store_true",
-        help="no fitting: redraw the PNG and rewrite the closing note from an existing --out JSON",
+        help="no fitting: redraw the PNG and rewrite the closing note from an existing JSON in --out",
     )
     args = parser.parse_args(argv)
+    out = _common.output_dir(args)
+    path = out / f"{NAME}.json"
     if args.replot:
-        if not args.out.is_file():
-            parser.exit(2, f"error: --replot needs an existing JSON; {args.out} not found\n")
-        result = json.loads(args.out.read_text())
+        if not path.is_file():
+            parser.exit(2, f"error: --replot needs an existing JSON; {path} not found\n")
+        result = json.loads(path.read_text())
         result["closing_note"] = closing_note(
             result["bounds"], result["random_maps"], result["weight_sharing"]
         )
-        _io.write_json_atomic(args.out, result, indent=1)
-        plot(result["bounds"], args.out.with_suffix(".png"))
+        _io.write_json_atomic(path, result, indent=1)
+        plot(result["bounds"], path.with_suffix(".png"))
         print(result["closing_note"])
-        print(f"rewrote the closing note of {args.out}; wrote {args.out.with_suffix('.png')}")
+        print(f"rewrote the closing note of {path}; wrote {path.with_suffix('.png')}")
         return 0
-    if args.quick:
-        args.L, args.random_map_L, args.budget, args.n_rotations = [1, 2], [1], 5.0, 50
+    if args.L is None:
+        args.L = list(QUICK_L) if args.quick else [1, 2, 3, 4]
+    if args.random_map_L is None:
+        args.random_map_L = [1] if args.quick else [1, 2, 3]
+    if args.n_rotations is None:
+        args.n_rotations = 50 if args.quick else 200
+    if args.quick and args.budget is None:
+        args.budget = 5.0
     bad = [L for L in args.L + args.random_map_L if L not in RANK_GRID]
     if bad:
         parser.exit(2, f"error: L must be among {sorted(RANK_GRID)}; got {bad}\n")
     if args.budget is not None and args.budget <= 0:
         parser.exit(2, "error: --budget must be a positive number of seconds\n")
-    start = time.perf_counter()
-    bounds, paper_fits = bounds_part(args.L, args.seed, args.budget, args.n_rotations, args.starts)
+    store = _common.fit_store(args, out)
+    run = _common.Run(NAME, args, argv)
+    bounds, paper_fits = bounds_part(args.L, args.seed, args.n_rotations, args.starts, store,
+                                     args.quick)  # fmt: skip
     sharing = weight_sharing_part(paper_fits, args.seed)
     maps = random_map_part(args.random_map_L, args.seed, args.budget)
     note = closing_note(bounds, maps, sharing)
@@ -360,30 +378,24 @@ def main(argv: list[str] | None = None) -> int:
         "description": __doc__.splitlines()[0],
         "settings": {
             "seed": args.seed,
-            "fit_cp": {"restarts": 4, "time_budget_s": args.budget or BUDGET},
+            "fits": "the fit store's best known (tdn_theory.cp.best_fit)",
+            "store": str(store.folder),
+            "random_map_fit_cp": {"restarts": 4, "time_budget_s": args.budget or BUDGET},
             "n_rotations": args.n_rotations,
             "worst_case_starts": args.starts,
             "exact_tol": EXACT_TOL,
             "normalization": "unit",
         },
-        "machine": {
-            "platform": platform.platform(),
-            "python": sys.version.split()[0],
-            "cpus": os.cpu_count(),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-            "note": "shared 2-core VM; timings noisy; time budgets make fits machine-dependent",
-        },
-        "seconds": None,
         "bounds": bounds,
         "random_maps": maps,
         "weight_sharing": sharing,
         "closing_note": note,
     }
-    result["seconds"] = time.perf_counter() - start
-    _io.write_json_atomic(args.out, result, indent=1)
-    plot(bounds, args.out.with_suffix(".png"))
+    out.mkdir(parents=True, exist_ok=True)
+    run.write(out, result)
+    plot(bounds, path.with_suffix(".png"))
     print(note)
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    print(f"wrote {path} and {path.with_suffix('.png')}")
     return 0
 
 

@@ -21,21 +21,20 @@ around 15 minutes on 2 shared cores; R >= d^2 uses Thm 3.2's exact construction)
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 
 from tqdm import tqdm
 
-from experiments._io import machine, write_json_atomic
+from experiments import _common
 from experiments._rank_study import (
     SCHEDULES,
     add_max_L_arg,
-    add_output_args,
-    output_dir,
     rank_record,
     resolve_max_L,
-    save_figure,
     unit_cg,
 )
+
+NAME = "error_vs_rank"
 
 #: Full-mode rank grids (each also gets the schedule ranks below d^2 added).
 FULL_GRID = {
@@ -46,10 +45,7 @@ FULL_GRID = {
     5: [25, 52, 100, 175, 250],
     6: [42, 61, 120, 252, 350],
 }
-#: Per-fit (restarts, time budget in seconds) in full mode; the fits at large L stop on the budget.
-FULL_FIT = {1: (8, 10.0), 2: (8, 15.0), 3: (4, 20.0), 4: (4, 25.0), 5: (3, 30.0), 6: (2, 40.0)}
 QUICK_GRID = {1: [2, 4, 6, 8, 16], 2: [5, 10, 20, 28, 81], 3: [8, 21, 31, 63]}
-QUICK_FIT = (2, 3.0)
 
 
 def rank_grid(L: int, quick: bool) -> list[int]:
@@ -61,7 +57,7 @@ def rank_grid(L: int, quick: bool) -> list[int]:
     return sorted(grid)
 
 
-def plot(result: dict, path) -> None:
+def figure(result: dict):
     """One panel per L: fit error, certified lower bound, Thm 3.1 bound, equivariance errors."""
     import matplotlib
 
@@ -106,23 +102,24 @@ def plot(result: dict, path) -> None:
     axes.flat[0].legend(fontsize=7, loc="lower left")
     fig.suptitle("CP approximation of the unit CG tensor: error and equivariance error vs rank")
     fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+    return fig
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_output_args(parser)
+    _common.add_common_args(parser)
+    _common.add_store_arg(parser)
     add_max_L_arg(parser)
     parser.add_argument("--samples", type=int, default=None, help="(R, x, y) samples per rank")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled rotations/inputs")
     args = parser.parse_args(argv)
     max_L = resolve_max_L(args, parser)
     if args.samples is not None and args.samples < 1:
         parser.error(f"--samples must be >= 1, got {args.samples}")
     samples = args.samples or (100 if args.quick else 500)
-    out = output_dir(args)
-    t0 = time.perf_counter()
+    out = _common.output_dir(args)
+    store = _common.fit_store(args, out)
+    run = _common.Run(NAME, args, argv)
     per_L = []
     jobs = [(L, R) for L in range(1, max_L + 1) for R in rank_grid(L, args.quick)]
     bar = tqdm(jobs, desc="error vs rank")
@@ -130,39 +127,31 @@ def main(argv: list[str] | None = None) -> dict:
     for L, R in bar:
         bar.set_postfix(L=L, R=R)
         if current is None or current["L"] != L:
-            restarts, budget = QUICK_FIT if args.quick else FULL_FIT[L]
             current = {
                 "L": L,
                 "d": (L + 1) ** 2,
-                "fit": {"restarts": restarts, "time_budget_s": budget, "seed": args.seed},
                 "schedule_ranks": {name: f(L) for name, f in SCHEDULES.items()},
                 "rows": [],
             }
             per_L.append(current)
             T = unit_cg(L)
         current["rows"].append(
-            rank_record(
-                T, R, seed=args.seed, restarts=restarts, time_budget=budget, n_samples=samples
-            )
+            rank_record(T, R, seed=args.seed, n_samples=samples, store=store, quick=args.quick)
         )
     result = {
-        "experiment": "error_vs_rank",
+        "experiment": NAME,
         "normalization": "unit",
         "parity": "all",
-        "mode": "quick" if args.quick else "full",
+        "store": str(store.folder),
         "note": (
-            "fit errors are upper bounds on the best rank-R error (fit_cp with a time budget; "
-            "large L stops on the budget); certified_lower_bound is a proof-grade lower bound"
+            "fits are the store's best known (tdn_theory.cp.best_known; upper bounds on the best "
+            "rank-R error); certified_lower_bound is the Eckart-Young bound (exact arithmetic)"
         ),
         "per_L": per_L,
-        "seconds": time.perf_counter() - t0,
-        "machine": machine(),
-        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    write_json_atomic(out / "error_vs_rank.json", result)
-    plot(result, out / "error_vs_rank.png")
-    return result
+    run.write(out, result, figure=figure(result))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m experiments.exact_vs_approximate [--max-L 8] [--fit-max-L 4] [--fit-budget 60]
+    python -m experiments.exact_vs_approximate [--quick] [--out DIR] [--max-L 8] [--fit-max-L 6]
         [--compress-max-L 3] [--compress-budget 150] [--batch 256] [--channels 16]
         [--repeats 5] [--threads 1] [--rotations 20] [--seed 0]
 
@@ -14,8 +14,8 @@ For L = 1..max-L it records (experiments/results/exact_vs_approximate.json, .png
   from the construction, for the Gaunt part, the curl part and the full tensor (each within
   compress-budget seconds; for the full tensor the table reports the smaller of its own result
   and the sum of the two parts' results; an upper bound on the CP rank, not a proof);
-* the approximate unit-normalized CP at R = 7 L^2 (the paper's rank), fitted with
-  ``cp.fit_cp`` for L <= fit-max-L within fit-budget seconds (larger L: timing only, with
+* the approximate unit-normalized CP at R = 7 L^2 (the paper's rank), the fit store's best known
+  (``tdn_theory.cp.best_fit``) for L <= fit-max-L (larger L: timing only, with
   random factors of the same shape, since the layer time does not depend on the values);
 * forward time (float32, ``torch.no_grad``, median of ``repeats`` after one warm-up) of
   ``nn.CPTensorProduct`` with the exact sphere factors (rank 3N), with the 7 L^2 factors, of the
@@ -31,15 +31,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from experiments._io import RESULTS, machine, save_figure_atomic, write_json_atomic
+from experiments import _common
 from tdn_theory import so3
-from tdn_theory.cp import fit_cp
 from tdn_theory.cp.compress import compress_exact
 from tdn_theory.cp.quadrature import sphere_cp, sphere_tensor
 from tdn_theory.nn import CGTensorProduct, CPTensorProduct
@@ -49,9 +50,6 @@ from tdn_theory.nn.irreps_layout import (
     from_e3nn_layout,
     to_e3nn_layout,
 )
-
-JSON_PATH = RESULTS / "exact_vs_approximate.json"
-PNG_PATH = RESULTS / "exact_vs_approximate.png"
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -140,8 +138,8 @@ def measure(L: int, args: argparse.Namespace) -> dict[str, Any]:
     T_unit = so3.cg_tensor(L, "unit")
     unit: dict[str, Any] = {"rank": rank, "fitted": L <= args.fit_max_L}
     if unit["fitted"]:
-        fit = fit_cp(T_unit, rank, restarts=4, seed=args.seed, time_budget=args.fit_budget)
-        unit.update(relative_error=fit.relative_error, fit_seconds=fit.seconds)
+        fit, info = _common.stored_fit(L, rank, args.store_obj, quick=args.quick)
+        unit.update(relative_error=fit.relative_error, **info)
         A, B, C = fit.A, fit.B, fit.C
     else:
         rng = np.random.default_rng(args.seed)
@@ -200,7 +198,7 @@ def _smallest_all(compressed: dict[str, Any] | None) -> int | None:
     return min(found["all"], found["even"] + found["odd"])
 
 
-def plot(rows: list[dict[str, Any]], path) -> None:
+def figure(rows: list[dict[str, Any]]):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -247,49 +245,58 @@ def plot(rows: list[dict[str, Any]], path) -> None:
            title="Equivariance error (float64, unit x, y)")  # fmt: skip
     ax.legend(fontsize=7)
     fig.tight_layout()
-    save_figure_atomic(fig, path)
-    plt.close(fig)
+    return fig
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--max-L", type=int, default=8)
-    parser.add_argument("--fit-max-L", type=int, default=4)
-    parser.add_argument("--fit-budget", type=float, default=60.0)
-    parser.add_argument("--compress-max-L", type=int, default=3)
-    parser.add_argument("--compress-budget", type=float, default=150.0)
+    _common.add_common_args(parser)
+    _common.add_store_arg(parser)
+    parser.add_argument("--max-L", type=int, default=None, help="largest L (8; quick 3)")
+    parser.add_argument("--fit-max-L", type=int, default=None,
+                        help="largest L of the 7L^2 unit CP from the fit store (6; quick 2)")
+    parser.add_argument("--compress-max-L", type=int, default=None, help="(3; quick 1)")
+    parser.add_argument("--compress-budget", type=float, default=None, help="seconds (150; quick 10)")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--channels", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=None, help="(5; quick 3)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rotations", type=int, default=20)
+    parser.add_argument("--rotations", type=int, default=None, help="(20; quick 5)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    defaults = {"max_L": (8, 3), "fit_max_L": (6, 2), "compress_max_L": (3, 1),
+                "compress_budget": (150.0, 10.0), "repeats": (5, 3), "rotations": (20, 5)}
+    for name, (full, quick) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     if args.max_L < 1:
         parser.error(f"--max-L must be >= 1, got {args.max_L}")
+    out = _common.output_dir(args)
+    args.store_obj = _common.fit_store(args, out)
+    run = _common.Run("exact_vs_approximate", args, argv)
     torch.set_num_threads(args.threads)
     rows = []
-    start = time.perf_counter()
     for L in range(1, args.max_L + 1):
         print(f"L = {L}", flush=True)
         rows.append(measure(L, args))
         r = rows[-1]
         print(f"  ranks {r['ranks']}\n  time_ms {r['time_ms']}\n  equivariance "
               f"{r['equivariance']}", flush=True)  # fmt: skip
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                if k != "store_obj"}  # fmt: skip
     result = {
-        "settings": vars(args),
+        "settings": settings,
+        "store": str(args.store_obj.folder),
         "rows": rows,
-        "seconds": time.perf_counter() - start,
-        "machine": machine(),
         "torch": torch.__version__,
-        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "note": "timings from a shared 2-core VM (noisy); ranks and errors are deterministic "
-        "except where a time budget cut a fit or compression short",
+        "except where a time budget cut a compression short; the 7L^2 unit CP is the fit "
+        "store's best known (tdn_theory.cp.best_known)",
     }
-    write_json_atomic(JSON_PATH, result)
-    plot(rows, PNG_PATH)
+    run.write(out, result, figure=figure(rows))
     print(json.dumps({r["L"]: r["ranks"] for r in rows}, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,7 +6,7 @@ experiments/results/quick with --quick).
 
 The paper (arXiv 2507.01131, n-body experiment) trains TDNs at L = 2 with CP ranks R = 10, 15, 20,
 28, 81 and reports equivariance errors 0.60, 0.42, 0.21, 0.02, < 0.01. Here the "unit" CG tensor
-(d = 9) is fitted at each rank with tdn_theory.cp.fit_cp (R = 81 = d^2: Thm 3.2's exact construction)
+(d = 9) is taken at each rank from the fit store (tdn_theory.cp.best_fit; R = 81 = d^2: Thm 3.2's exact construction)
 and the error of the CP tensor product itself is measured, no network around it: the relative
 Frobenius error of the fit, eps_rel and eps_abs (experiments/_rank_study.py) over seeded Haar
 rotations and uniform unit inputs, the exact Haar RMS and the a-posteriori bound.
@@ -15,25 +15,20 @@ rotations and uniform unit inputs, the exact Haar RMS and the a-posteriori bound
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 
 import numpy as np
 from tqdm import tqdm
 
-from experiments._io import machine, write_json_atomic
-from experiments._rank_study import (
-    add_output_args,
-    output_dir,
-    rank_record,
-    save_figure,
-    unit_cg,
-)
+from experiments import _common
+from experiments._rank_study import rank_record, unit_cg
 
+NAME = "nbody_ranks"
 L = 2
 PAPER = {10: 0.60, 15: 0.42, 20: 0.21, 28: 0.02, 81: "<0.01"}
 
 
-def plot(result: dict, path) -> None:
+def figure(result: dict):
     """Paper's numbers next to ours (log scale: the errors span decades)."""
     import matplotlib
 
@@ -63,37 +58,34 @@ def plot(result: dict, path) -> None:
     ax.set_title(f"L = {L}: equivariance error of the CP tensor product (values < 1e-17 clipped)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    save_figure(fig, path)
-    plt.close(fig)
+    return fig
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_output_args(parser)
+    _common.add_common_args(parser)
+    _common.add_store_arg(parser)
     parser.add_argument("--samples", type=int, default=None, help="(R, x, y) samples per rank")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled rotations/inputs")
     args = parser.parse_args(argv)
     if args.samples is not None and args.samples < 1:
         parser.error(f"--samples must be >= 1, got {args.samples}")
-    restarts, budget = (2, 4.0) if args.quick else (8, 60.0)
     samples = args.samples or (200 if args.quick else 2000)
-    out = output_dir(args)
+    out = _common.output_dir(args)
+    store = _common.fit_store(args, out)
+    run = _common.Run(NAME, args, argv)
     T = unit_cg(L)
-    t0 = time.perf_counter()
     rows = []
     for rank in tqdm(list(PAPER), desc="n-body ranks (L=2)"):
-        row = rank_record(
-            T, rank, seed=args.seed, restarts=restarts, time_budget=budget, n_samples=samples
-        )
+        row = rank_record(T, rank, seed=args.seed, n_samples=samples, store=store, quick=args.quick)
         row["paper"] = PAPER[rank]
         rows.append(row)
     result = {
-        "experiment": "nbody_ranks",
+        "experiment": NAME,
         "L": L,
         "normalization": "unit",
         "parity": "all",
-        "mode": "quick" if args.quick else "full",
-        "fit": {"restarts": restarts, "time_budget_s": budget, "seed": args.seed},
+        "store": str(store.folder),
         "definitions": {
             "relative_error": "||M - M_hat||_F / ||M||_F",
             "eps_abs": "||M_hat(Dx, Dy) - D M_hat(x, y)||, x, y uniform unit vectors, R Haar",
@@ -103,19 +95,15 @@ def main(argv: list[str] | None = None) -> dict:
             "paper": "the paper's reported equivariance error (formula not stated)",
         },
         "rows": rows,
-        "seconds": time.perf_counter() - t0,
-        "machine": machine(),
-        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    write_json_atomic(out / "nbody_ranks.json", result)
-    plot(result, out / "nbody_ranks.png")
+    run.write(out, result, figure=figure(result))
     for r in rows:
         print(
             f"R={r['rank']:3d} paper={r['paper']!s:>6} rel.err={r['relative_error']:.3g} "
             f"eps_rel mean={r['eps_rel_mean']:.3g} haar_rms={r['haar_rms']:.3g}"
         )
-    return result
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

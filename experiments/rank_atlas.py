@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from experiments import _io
+from experiments import _common, _io
 from tdn_theory import so3
 from tdn_theory.cp import CPFit, cp_to_tensor, load_factors, relative_error, save_factors
 from tdn_theory.cp.compress import compress_exact
@@ -252,7 +252,7 @@ def run_row(row: dict, norm: str, par: str, L: int, args: argparse.Namespace, st
     except RowBudgetSpent:
         row["search_done"] = "stopped: row budget spent"
         save()
-    finish_row(row, attempts)
+    finish_row(row, attempts, args.store_obj)
 
 
 def search_row(row, T, L, args, attempts, attempt, record, cons, start, lower, d, budget, bar,
@@ -300,19 +300,52 @@ def search_row(row, T, L, args, attempts, attempt, record, cons, start, lower, d
     save()
 
 
-def finish_row(row: dict, attempts: dict[int, RankAttempt]) -> None:
-    """Upper bound (smallest exact rank over fits and constructions), interval, 7L^2 verdict."""
+def store_exact_rank(store: Any, norm: str, par: str, L: int) -> tuple[int, str] | None:
+    """(rank, file name) of the smallest exact CP of the tensor in the fit store, or None."""
+    from tdn_theory.cp import available, best_known
+
+    for key in available(store, L=L, normalization=norm, parity=par):
+        if best_known(L, key.rank, norm, par, store=store).relative_error < EXACT_RTOL:
+            return key.rank, key.filename
+    return None
+
+
+def finish_row(row: dict, attempts: dict[int, RankAttempt], store: Any = None) -> None:
+    """Upper bound (smallest exact rank over fits, constructions and the fit store), interval,
+    7L^2 verdict; the error at 7L^2 is the fit store's best known when it holds that key."""
+    from tdn_theory.cp import best_known
     cands = [(c["rank"], c.get("file"), name) for name, c in row["constructions"].items()]
     best = row.get("best_exact_fit")
     if best:
         cands.append((best["rank"], best["file"], "fit"))
-    rank, file, source = min(cands, key=lambda c: (c[0], c[1] is None))
+    norm, par, L = row["normalization"], row["parity"], row["L"]
+    if store is not None:
+        found = store_exact_rank(store, norm, par, L)
+        if found is not None:
+            cands.append((found[0], None, f"fit store ({found[1]})"))
+    rank, file, source = min(cands, key=lambda c: (c[0], c[1] is None and "store" not in c[2]))
     row["upper"] = {"rank": rank, "file": file, "source": source}
+    if source.startswith("fit store"):
+        row["upper"]["store_file"] = source[len("fit store ("):-1]
+        if best is None or rank < best["rank"]:
+            row["best_exact_fit"] = {"rank": rank, "file": None,
+                                     "store_file": row["upper"]["store_file"],
+                                     "relative_error": best_known(L, rank, norm, par,
+                                                                 store=store).relative_error}
     misses = sorted(r for r, a in attempts.items() if not a.exact)
     row["largest_failed_fit"] = max((r for r in misses if r < rank), default=None)
     R7 = row["rank_7L2"]
     if R7 in attempts:
         row["error_7L2"] = attempts[R7].relative_error
+        row["error_7L2_source"] = "this search's fit"
+    if store is not None:
+        from tdn_theory.cp import FitStoreError, best_known
+
+        try:
+            row["error_7L2"] = best_known(L, R7, norm, par, store=store).relative_error
+            row["error_7L2_source"] = "fit store (tdn_theory.cp.best_known)"
+        except FitStoreError:
+            pass
     lo = row["lower"]["value"]
     if R7 < lo:
         verdict = "below"
@@ -363,9 +396,9 @@ def markdown(state: dict) -> str:
            "'quadrature rank': Lebedev points N for the Gaunt tensor; '(scaled)': the exact "
            "sum of degree-scaled sphere CPs (S_e N_e + 2 S_o N_o columns, "
            "theory.rank_upper.scaled_sphere_cp); cg rows reuse the unit factors (output rows "
-           "scaled by sqrt(2 l3 + 1), same rank). 'rel. error at 7 L^2': the best fit at that "
-           "rank within its time budget (where an exact CP exists at a smaller rank, the "
-           "over-parameterized fit can still stop short of 1e-10).", "",
+           "scaled by sqrt(2 l3 + 1), same rank). 'rel. error at 7 L^2': the best known fit at that "
+           "rank (tdn_theory.cp.best_known, the fit store; where an exact CP exists at a smaller "
+           "rank, that exact CP padded with zero columns).", "",
            "## unit normalization, all paths (the default tensor)", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     keyed = sorted(rows.values(), key=lambda r: (r["normalization"], r["parity"], r["L"]))
@@ -411,15 +444,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--redo-sphere", action="store_true",
                     help="recompute the scaled-sphere constructions of the selected rows")
     ap.add_argument("--fresh", action="store_true", help="ignore the recorded results")
-    ap.add_argument("--out", type=Path, default=None, help="results folder")
+    _common.add_common_args(ap)
+    _common.add_store_arg(ap)
+    ap.add_argument("--refresh", action="store_true",
+                    help="no fitting: recompute the upper ends and 7L^2 errors from the fit store "
+                         "and rewrite rank_atlas.json/.md")
     ap.add_argument("--merge", type=Path, default=None,
                     help="results folder of another run: copy its rows and factor files in")
     args = ap.parse_args(argv)
+    if args.quick:  # small rows and budgets (CI / a first look)
+        args.max_L, args.others_max_L = min(args.max_L, 2), min(args.others_max_L, 1)
+        args.budget_scale = min(args.budget_scale, 0.1)
     if not 1 <= args.max_L <= 6 or not 1 <= args.others_max_L <= 6:
         ap.error("--max-L and --others-max-L must lie in 1..6")
     if not args.budget_scale > 0:
         ap.error("--budget-scale must be positive")
-    out = args.out or _io.RESULTS
+    out = _common.output_dir(args)
+    args.store_obj = _common.fit_store(args, out)
+    run = _common.Run("rank_atlas", args, argv)
     args.factors = out / "factors"
     args.factors.mkdir(parents=True, exist_ok=True)
     json_path = out / "rank_atlas.json"
@@ -427,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     if json_path.exists() and not args.fresh:
         state = json.loads(json_path.read_text())
     runs = state.get("meta", {}).get("runs", [])
-    command = " ".join(["python -m experiments.rank_atlas", *sys.argv[1:]])
+    command = run.command
     now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     runs.append({"date": now, "command": command})
     state["meta"] = {"date": now, "machine": _io.machine(), "exact_rtol": EXACT_RTOL,
@@ -438,7 +480,22 @@ def main(argv: list[str] | None = None) -> int:
                              "rows computed in another folder come in with --merge"}
 
     def save() -> None:
+        state["provenance"] = run.provenance()
         _io.write_json_atomic(json_path, state)
+
+    if args.refresh:
+        for row in state["rows"].values():
+            if "interval" in row and not row.get("same_tensor_as"):
+                attempts = {int(r): RankAttempt(**a) for r, a in row["attempts"].items()}
+                finish_row(row, attempts, args.store_obj)
+        for row in state["rows"].values():  # gaunt/all copies gaunt/even
+            if row.get("same_tensor_as") in state["rows"]:
+                src = state["rows"][row["same_tensor_as"]]
+                row.update({k: v for k, v in src.items() if k not in ("parity", "paths")})
+        save()
+        _write_text_atomic(out / "rank_atlas.md", markdown(state))
+        print(f"refreshed {json_path} and {out / 'rank_atlas.md'} from {args.store_obj}")
+        return 0
 
     if args.merge is not None:
         other = json.loads((args.merge / "rank_atlas.json").read_text())

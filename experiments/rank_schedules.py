@@ -3,8 +3,9 @@
 Usage: ``python -m experiments.rank_schedules [--quick] [--out DIR] [--max-L L] [--seed S]``.
 Writes rank_schedules.json and rank_schedules.png into experiments/results (or DIR;
 experiments/results/quick with --quick). Reads error_vs_rank.json from the same folder when it
-exists (run experiments.error_vs_rank first, as run_all does) and fits only the ranks it lacks;
-reads rank_atlas.json and its factors/ from the same folder when they exist.
+exists (run experiments.error_vs_rank first, as run_all does); other ranks come from the fit store
+(tdn_theory.cp.store), whose smallest exact unit fit gives the "smallest exact rank" row; the
+certified rank lower bound is read from rank_atlas.json.
 
 The counterpart of the paper's Fig. 3: for L = 1..6 and the schedules R = 7L, 7L^2,
 ceil(16 ln^2(L+1)) and (L+1)^4 = d^2 (Thm 3.2's exact construction), plus "smallest exact rank"
@@ -24,23 +25,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
 from tqdm import tqdm
 
-from experiments._io import machine, write_json_atomic
+from experiments import _common, _io
 from experiments._rank_study import (
     SCHEDULES,
     add_max_L_arg,
-    add_output_args,
-    output_dir,
     rank_record,
     resolve_max_L,
-    save_figure,
     unit_cg,
 )
 
+NAME = "rank_schedules"
 EXACT_RTOL = 1e-10
 SMALLEST = "smallest exact rank found"
 
@@ -87,41 +87,33 @@ def known_rows(out_dir) -> dict[tuple[int, int], dict]:
     return {(b["L"], r["rank"]): r for b in data["per_L"] for r in b["rows"]}
 
 
-def smallest_exact(L: int, rows: dict[tuple[int, int], dict], out_dir) -> dict:
-    """The smallest rank known to give an exact CP of the unit CG tensor at degree L.
+def smallest_exact(L: int, store, out_dir) -> dict:
+    """The smallest rank of an exact CP (error < EXACT_RTOL) of the unit CG tensor in the store.
 
-    Sources, in order: the rank atlas (out_dir/rank_atlas.json, row "unit/all/L", with its
-    factor file under out_dir/factors), the smallest exact fit (< EXACT_RTOL) among `rows`
-    (error_vs_rank), Thm 3.2's construction R = d^2. Returns {"rank", "how", "factors" (or
-    None), "rank_lower_bound" (certified, from the atlas, or None)}.
+    The store (tdn_theory.cp.store) holds the rank atlas's exact fits and constructions; the
+    certified lower bound on the rank comes from out_dir/rank_atlas.json (None when missing).
+    Falls back to Thm 3.2's construction R = d^2. Returns {"rank", "how", "factors" (or None),
+    "rank_lower_bound"}.
     """
+    from tdn_theory.cp import available, best_known
+
     found: dict = {"factors": None, "rank_lower_bound": None}
     atlas_path = out_dir / "rank_atlas.json"
+    if not atlas_path.exists():
+        atlas_path = _io.RESULTS / "rank_atlas.json"
     if atlas_path.exists():
         row = json.loads(atlas_path.read_text()).get("rows", {}).get(f"unit/all/{L}", {})
-        lower = row.get("lower") or {}
-        found["rank_lower_bound"] = lower.get("value")
-        upper = row.get("upper") or {}
-        factor_file = out_dir / "factors" / str(upper.get("file", ""))
-        if upper.get("rank") and upper.get("file") and factor_file.is_file():
-            from tdn_theory.cp import load_factors
-
-            fit, _meta = load_factors(factor_file)
-            found.update(
-                rank=int(upper["rank"]),
-                how=f"rank atlas ({upper.get('source', '?')}; {factor_file.name})",
-                factors=fit.factors,
-            )
+        found["rank_lower_bound"] = (row.get("lower") or {}).get("value")
+    for key in available(store, L=L, normalization="unit", parity="all"):
+        fit = best_known(L, key.rank, store=store)
+        if fit.relative_error < EXACT_RTOL:
+            found.update(rank=key.rank, how=f"fit store ({key.filename})", factors=fit.factors)
             return found
-    exact = sorted(R for (l, R), r in rows.items() if l == L and r["relative_error"] < EXACT_RTOL)
-    if exact:
-        found.update(rank=exact[0], how="smallest exact fit on the error_vs_rank grid")
-    else:
-        found.update(rank=(L + 1) ** 4, how="Thm 3.2 construction d^2 (no smaller exact CP known)")
+    found.update(rank=(L + 1) ** 4, how="Thm 3.2 construction d^2 (no smaller exact CP known)")
     return found
 
 
-def plot(result: dict, path) -> None:
+def figure(result: dict):
     """Three panels versus L: relative error, equivariance error (Haar RMS), layer time."""
     import matplotlib
 
@@ -163,54 +155,40 @@ def plot(result: dict, path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7)
     axes[2].legend(fontsize=7)
-    fig.suptitle("The paper's rank schedules (unit CG tensor, CP fits by tdn_theory.cp.fit_cp)")
+    fig.suptitle("The paper's rank schedules (unit CG tensor, best known CP fits, tdn_theory.cp.best_known)")
     fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+    return fig
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_output_args(parser)
+    _common.add_common_args(parser)
+    _common.add_store_arg(parser)
     add_max_L_arg(parser)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the samples and timing data")
     args = parser.parse_args(argv)
     max_L = resolve_max_L(args, parser)
-    from experiments.error_vs_rank import FULL_FIT, QUICK_FIT
-
     batch, channels, repeats = (64, 8, 5) if args.quick else (256, 32, 15)
     samples = 100 if args.quick else 500
-    out = output_dir(args)
+    out = _common.output_dir(args)
+    store = _common.fit_store(args, out)
+    run = _common.Run(NAME, args, argv)
     rows = known_rows(out)
-    t0 = time.perf_counter()
     per_L = []
     for L in tqdm(range(1, max_L + 1), desc="rank schedules"):
         T = unit_cg(L)
         ranks = {name: f(L) for name, f in SCHEDULES.items()}
-        smallest = smallest_exact(L, rows, out)
+        smallest = smallest_exact(L, store, out)
         ranks[SMALLEST] = smallest["rank"]
-        restarts, budget = QUICK_FIT if args.quick else FULL_FIT[L]
         block: dict = {"L": L, "d": (L + 1) ** 2, "schedules": {}}
         for name, R in ranks.items():
-            if name == SMALLEST and smallest["factors"] is not None:
-                row = rank_record(
-                    T,
-                    R,
-                    seed=args.seed,
-                    restarts=restarts,
-                    time_budget=budget,
-                    n_samples=samples,
-                    factors=smallest["factors"],
-                    info={"method": "exact factors from the rank atlas"},
-                )
-                row["source"] = "rank_atlas.json"
-            elif (L, R) in rows:
+            if (L, R) in rows:
                 row = dict(rows[(L, R)], source="error_vs_rank.json")
             else:
-                row = rank_record(
-                    T, R, seed=args.seed, restarts=restarts, time_budget=budget, n_samples=samples
-                )
-                row["source"] = "fitted here"
+                row = rank_record(T, R, seed=args.seed, n_samples=samples, store=store,
+                                  quick=args.quick, factors=smallest["factors"] if name == SMALLEST else None,
+                                  info={"method": smallest["how"]} if name == SMALLEST else None)  # fmt: skip
+                row["source"] = "computed here"
                 rows[(L, R)] = row
             block["schedules"][name] = row
         block["schedules"][SMALLEST]["how"] = smallest["how"]
@@ -221,10 +199,9 @@ def main(argv: list[str] | None = None) -> dict:
         block["dense_cg_seconds"] = times["dense CG"]
         per_L.append(block)
     result = {
-        "experiment": "rank_schedules",
+        "experiment": NAME,
         "normalization": "unit",
         "parity": "all",
-        "mode": "quick" if args.quick else "full",
         "schedules": {
             "7L": "7 L",
             "7L^2": "7 L^2",
@@ -241,14 +218,10 @@ def main(argv: list[str] | None = None) -> dict:
             "note": "shared 2-core VM: timings are noisy",
         },
         "per_L": per_L,
-        "seconds": time.perf_counter() - t0,
-        "machine": machine(),
-        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    write_json_atomic(out / "rank_schedules.json", result)
-    plot(result, out / "rank_schedules.png")
-    return result
+    run.write(out, result, figure=figure(result))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

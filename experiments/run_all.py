@@ -6,22 +6,20 @@ Usage::
     python -m experiments.run_all --quick    # small L, short fits into experiments/results/quick/
     python -m experiments.run_all --list     # the tasks, their outputs and whether they are current
     python -m experiments.run_all --only error_vs_rank,rank_schedules --force
+    python -m experiments.readme             # then: README tables from the results files
 
-Each task runs one experiment script as a module (``python -m experiments.X`` with its own
-options) in a fresh process, in the order of TASKS (a task runs after the tasks it reads from).
+TASKS is a plain list. Every task is one experiment script under the shared command-line contract
+(experiments/_common.py): it runs as ``python -m experiments.<name> [--quick] --out DIR`` in a fresh
+process and writes ``<name>.json`` (and .png / .md) into DIR, experiments/results or, with --quick,
+experiments/results/quick. Tasks run in list order; ``after`` names the tasks whose outputs a task
+reads. The first task, ``fits``, fills the store of best-known fits (tdn_theory.cp.store) that the
+other tasks read, so every (tensor, L, R) is fitted once.
 
 Up to date. A task is skipped when its outputs exist and the inputs hash recorded for it in
 ``<results>/run_all_manifest.json`` equals the current one. The inputs hash is the SHA-256 of the
 task's command line (mode included), the source of every ``.py`` file in the tdn_theory package
-and in experiments/ (scripts and shared helpers), and the outputs of the tasks it reads from. So
-any edit of the package or of an experiment script makes every task stale (simple and safe; a
-fit-heavy task costs minutes, not hours). ``--force`` reruns regardless. The manifest is committed
-with the full results, so a fresh clone of an unchanged tree sees them as current.
-
-Quick mode writes into ``experiments/results/quick/`` and never into the committed full results:
-scripts with an output option get it; the others run with ``experiments._io.RESULTS`` (and the
-environment variable TDN_RESULTS_DIR) pointed at the quick folder, and run_all checks afterwards
-that the task's outputs in the full results folder did not change (an error otherwise).
+and in experiments/, and the outputs of the tasks it reads from. So any edit of the package or of
+an experiment script makes every task stale (simple and safe). ``--force`` reruns regardless.
 """
 
 from __future__ import annotations
@@ -33,8 +31,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from experiments import _io
@@ -42,133 +40,64 @@ from experiments import _io
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "run_all_manifest.json"
 
-#: Runs ``module`` as __main__ with experiments._io.RESULTS pointed at $TDN_RESULTS_DIR.
-_BOOT = (
-    "import os, runpy, sys; from pathlib import Path; import experiments._io as io; "
-    "io.RESULTS = Path(os.environ['TDN_RESULTS_DIR']); "
-    "sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
-)
-
 
 @dataclass(frozen=True)
 class Task:
-    """One experiment script: how to run it in each mode and what it writes.
+    """One experiment script, run as ``python -m <module> [--quick] --out DIR <args...>``.
 
-    args(quick, out) -> command line options; ``out`` is the results folder of the mode.
-    outputs: file names inside that folder. after: names of the tasks whose outputs it reads.
+    outputs: file names it writes inside DIR. after: names of the tasks whose outputs it reads.
+    args / quick_args: fixed extra options in full / quick mode. out_file: when set, the script
+    takes ``--out DIR/<out_file>`` (a file) instead of the folder (scripts not yet on the shared
+    contract).
     """
 
     name: str
-    module: str
-    args: Callable[[bool, Path], list[str]]
     outputs: tuple[str, ...]
     after: tuple[str, ...] = ()
     note: str = ""
-    extra_sources: tuple[str, ...] = field(default_factory=tuple)
+    args: tuple[str, ...] = ()
+    quick_args: tuple[str, ...] = ()
+    out_file: str | None = None
+    module: str = ""
 
+    def __post_init__(self) -> None:
+        if not self.module:
+            object.__setattr__(self, "module", f"experiments.{self.name}")
 
-def _own(quick: bool, out: Path) -> list[str]:
-    """Options of the rank-study scripts (experiments/_rank_study.py)."""
-    return (["--quick"] if quick else []) + ["--out", str(out)]
+    def argv(self, quick: bool, out: Path) -> list[str]:
+        """The options the task's script gets in a mode, writing into `out`."""
+        target = out / self.out_file if self.out_file else out
+        mode = ["--quick"] if quick and not self.out_file else []
+        return [*mode, "--out", str(target), *(self.quick_args if quick else self.args)]
 
 
 TASKS: tuple[Task, ...] = (
-    Task(
-        "bench_cg",
-        "experiments.bench_cg",
-        lambda quick, out: ["--max-L", "4"] if quick else [],
-        ("bench_cg.json",),
-        note="cold/warm cost of the CG blocks, deviation from e3nn",
-    ),
-    Task(
-        "bounds_vs_rank",
-        "experiments.bounds_vs_rank",
-        lambda quick, out: (
-            (["--quick"] if quick else []) + ["--out", str(out / "bounds_vs_rank.json")]
-        ),
-        ("bounds_vs_rank.json", "bounds_vs_rank.png"),
-        note="Thm 3.1 / a-posteriori bounds vs rank",
-    ),
-    Task(
-        "bench_fit",
-        "experiments.bench_fit",
-        lambda quick, out: (["--quick"] if quick else []) + ["--out", str(out / "bench_fit.json")],
-        ("bench_fit.json", "bench_fit.md"),
-        note="fit engine vs tensorly default and the published recipe",
-    ),
-    Task(
-        "exact_vs_approximate",
-        "experiments.exact_vs_approximate",
-        lambda quick, out: (
-            (
-                "--max-L 3 --fit-max-L 2 --fit-budget 5 --compress-max-L 1 "
-                "--compress-budget 10 --repeats 3 --rotations 5"
-            ).split()
-            if quick
-            else []
-        ),
-        ("exact_vs_approximate.json", "exact_vs_approximate.png"),
-        note="exact sphere CP vs approximate unit CP",
-    ),
-    Task(
-        "bench_layer",
-        "experiments.bench_layer",
-        lambda quick, out: (
-            ["--device", "cpu"]
-            + (
-                (
-                    "--L 1 2 3 --edges 2000 --channels 16 --rounds 2 --no-compile --matmul-size 512"
-                ).split()
-                if quick
-                else []
-            )
-            + ["--out", str(out / "bench_layer_cpu.json")]
-        ),
-        ("bench_layer_cpu.json", "bench_layer_cpu.png"),
-        note="CP layer vs e3nn uvu and dense CG on CPU",
-    ),
-    Task(
-        "rank_atlas",
-        "experiments.rank_atlas",
-        lambda quick, out: (
-            (["--max-L", "2", "--others-max-L", "1", "--budget-scale", "0.1"] if quick else [])
-            + ["--out", str(out)]
-        ),
-        ("rank_atlas.json", "rank_atlas.md"),
-        note="certified lower / demonstrated upper bounds on the CP rank (resumable)",
-    ),
-    Task(
-        "error_vs_rank",
-        "experiments.error_vs_rank",
-        _own,
-        ("error_vs_rank.json", "error_vs_rank.png"),
-        note="paper Fig. 2: error vs rank, L = 1..6",
-    ),
-    Task(
-        "rank_schedules",
-        "experiments.rank_schedules",
-        _own,
-        ("rank_schedules.json", "rank_schedules.png"),
-        after=("error_vs_rank", "rank_atlas"),
-        note="paper Fig. 3: the four rank schedules vs L",
-    ),
-    Task(
-        "nbody_ranks",
-        "experiments.nbody_ranks",
-        _own,
-        ("nbody_ranks.json", "nbody_ranks.png"),
-        note="n-body ranks at L = 2 vs the paper's equivariance errors",
-    ),
-    Task(
-        "network_equivariance",
-        "experiments.network_equivariance",
-        lambda quick, out: (
-            (["--quick"] if quick else []) + ["--out", str(out / "network_equivariance.json")]
-        ),
-        ("network_equivariance.json", "network_equivariance.png", "network_equivariance.md"),
-        note="TDN potential: energy/force equivariance vs the network bound, L = 1..4, depth 1..6",
-    ),
-)
+    Task("fits", ("fits.json", "fits.md"), note="fill the store of best-known CP fits"),
+    Task("bench_cg", ("bench_cg.json",), note="cold/warm cost of the CG blocks, deviation from e3nn"),
+    Task("bounds_vs_rank", ("bounds_vs_rank.json", "bounds_vs_rank.png"), after=("fits",),
+         note="Thm 3.1 / a-posteriori bounds vs rank"),
+    Task("bench_fit", ("bench_fit.json", "bench_fit.md"),
+         note="fit engine vs tensorly default and the published recipe"),
+    Task("exact_vs_approximate", ("exact_vs_approximate.json", "exact_vs_approximate.png"),
+         after=("fits",), note="exact sphere CP vs approximate unit CP"),
+    Task("bench_layer", ("bench_layer_cpu.json", "bench_layer_cpu.png"),
+         args=("--device", "cpu"),
+         quick_args=("--device", "cpu", "--L", "1", "2", "3", "--edges", "2000", "--channels",
+                     "16", "--rounds", "2", "--no-compile", "--matmul-size", "512"),
+         out_file="bench_layer_cpu.json", note="CP layer vs e3nn uvu and dense CG on CPU"),
+    Task("rank_atlas", ("rank_atlas.json", "rank_atlas.md"), after=("fits",),
+         note="certified lower / demonstrated upper bounds on the CP rank (resumable)"),
+    Task("error_vs_rank", ("error_vs_rank.json", "error_vs_rank.png"), after=("fits",),
+         note="paper Fig. 2: error vs rank, L = 1..6"),
+    Task("rank_schedules", ("rank_schedules.json", "rank_schedules.png"),
+         after=("error_vs_rank", "rank_atlas"), note="paper Fig. 3: the four rank schedules vs L"),
+    Task("nbody_ranks", ("nbody_ranks.json", "nbody_ranks.png"), after=("fits",),
+         note="n-body ranks at L = 2 vs the paper's equivariance errors"),
+    Task("network_equivariance",
+         ("network_equivariance.json", "network_equivariance.png", "network_equivariance.md"),
+         quick_args=("--quick",), out_file="network_equivariance.json",
+         note="TDN potential: energy/force equivariance vs the network bound, L = 1..4, depth 1..6"),
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,7 +121,7 @@ def inputs_hash(
 ) -> str:
     """SHA-256 of the task's command line, the sources and its upstream tasks' outputs."""
     h = hashlib.sha256()
-    h.update(json.dumps([task.module, task.args(quick, Path("<out>"))]).encode())
+    h.update(json.dumps([task.module, task.argv(quick, Path("<out>"))]).encode())
     for path in sources if sources is not None else source_files(root):
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
@@ -220,11 +149,6 @@ def is_current(task: Task, manifest: dict, digest: str, out: Path) -> bool:
     return entry.get("inputs_hash") == digest and all((out / n).exists() for n in task.outputs)
 
 
-def _snapshot(folder: Path, names: Sequence[str]) -> dict[str, int | None]:
-    """mtime of each named file inside folder (None when absent): a task's full-mode outputs."""
-    return {n: (folder / n).stat().st_mtime_ns if (folder / n).exists() else None for n in names}
-
-
 # --------------------------------------------------------------------------------------------
 # running
 # --------------------------------------------------------------------------------------------
@@ -232,7 +156,7 @@ def _snapshot(folder: Path, names: Sequence[str]) -> dict[str, int | None]:
 
 def command(task: Task, quick: bool, out: Path) -> list[str]:
     """The process run_all starts for a task."""
-    return [sys.executable, "-c", _BOOT, task.module, *task.args(quick, out)]
+    return [sys.executable, "-m", task.module, *task.argv(quick, out)]
 
 
 def module_exists(task: Task, root: Path = ROOT) -> bool:
@@ -270,12 +194,11 @@ def run(
     extra_env: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Run the tasks in order; returns {task name: status} with status one of
-    "ran", "up to date", "missing script", "failed (exit N)", "wrote into full results".
+    "ran", "up to date", "missing script", "failed (exit N)", "failed (did not write ...)".
     """
     from tqdm import tqdm
 
     out = results_dir(quick, base)
-    full = results_dir(False, base)
     out.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(out)
     sources = source_files(root)
@@ -296,16 +219,12 @@ def run(
         if not force and is_current(task, manifest, digest, out):
             status[task.name] = "up to date"
             continue
-        env = dict(os.environ, TDN_RESULTS_DIR=str(out), **(extra_env or {}))
+        env = dict(os.environ, **(extra_env or {}))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-        before = _snapshot(full, task.outputs) if quick else {}
         t0 = time.perf_counter()
-        bar.write(f"[run_all] {task.name}: {' '.join(command(task, quick, out)[3:])}")
+        bar.write(f"[run_all] {task.name}: {' '.join(command(task, quick, out)[1:])}")
         proc = subprocess.run(command(task, quick, out), cwd=root, env=env)
         seconds = time.perf_counter() - t0
-        if quick and _snapshot(full, task.outputs) != before:
-            status[task.name] = "wrote into full results"
-            continue
         if proc.returncode != 0:
             status[task.name] = f"failed (exit {proc.returncode})"
             continue
@@ -349,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                 state = "up to date"
             else:
                 state = "stale"
-            print(f"{task.name:16s} {state:14s} {', '.join(task.outputs)}  ({task.note})")
+            print(f"{task.name:22s} {state:14s} {', '.join(task.outputs)}  ({task.note})")
         return 0
     t0 = time.perf_counter()
     status = run(tasks, quick=args.quick, force=args.force)

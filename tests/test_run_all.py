@@ -17,35 +17,32 @@ from experiments.run_all import TASKS, Task
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: A fake experiment under the shared contract: [--quick] --out DIR; writes <name>.json.
 WRITER = """
 import os, sys
 from pathlib import Path
-from experiments._io import RESULTS, write_json_atomic
-name = sys.argv[1] if len(sys.argv) > 1 else "fake.json"
+from experiments._io import write_json_atomic
+name = Path(sys.argv[0]).stem
+args = sys.argv[1:]
+out = Path(args[args.index("--out") + 1])
 with open(os.environ["FAKE_LOG"], "a") as log:
-    log.write(__name__ + " " + name + "\\n")
+    log.write(name + " " + " ".join(args) + "\\n")
 if os.environ.get("FAKE_FAIL") == name:
     sys.exit(3)
-write_json_atomic(RESULTS / name, {"args": sys.argv[1:]})
-"""
-
-ROGUE = """
-from pathlib import Path
-from experiments._io import write_json_atomic
-write_json_atomic(Path(__file__).resolve().parent / "results" / "rogue.json", {"x": 1})
+write_json_atomic(out / (name + ".json"), {"args": args})
 """
 
 
 @pytest.fixture
 def tree(tmp_path, monkeypatch):
-    """A minimal source tree: experiments/{__init__,_io,writer,rogue}.py and tdn_theory/."""
+    """A minimal source tree: experiments/{__init__,_io,a,b}.py and tdn_theory/."""
     root = tmp_path / "src"
     (root / "experiments").mkdir(parents=True)
     (root / "tdn_theory").mkdir()
     (root / "experiments" / "__init__.py").write_text("")
     shutil.copy(REPO / "experiments" / "_io.py", root / "experiments" / "_io.py")
-    (root / "experiments" / "writer.py").write_text(WRITER)
-    (root / "experiments" / "rogue.py").write_text(ROGUE)
+    (root / "experiments" / "a.py").write_text(WRITER)
+    (root / "experiments" / "b.py").write_text(WRITER)
     (root / "tdn_theory" / "__init__.py").write_text("")
     log = tmp_path / "log.txt"
     log.write_text("")
@@ -54,10 +51,7 @@ def tree(tmp_path, monkeypatch):
 
 
 def _tasks():
-    return (
-        Task("a", "experiments.writer", lambda quick, out: ["a.json"], ("a.json",)),
-        Task("b", "experiments.writer", lambda quick, out: ["b.json"], ("b.json",), after=("a",)),
-    )
+    return (Task("a", ("a.json",)), Task("b", ("b.json",), after=("a",)))
 
 
 def _run(root, tasks, **kw):
@@ -126,8 +120,8 @@ def test_upstream_output_change_reruns_downstream(tree):
 
 def test_failure_missing_script_and_skipped_downstream(tree, monkeypatch):
     root, log = tree
-    monkeypatch.setenv("FAKE_FAIL", "a.json")
-    tasks = _tasks() + (Task("c", "experiments.nonexistent", lambda q, o: [], ("c.json",)),)
+    monkeypatch.setenv("FAKE_FAIL", "a")
+    tasks = _tasks() + (Task("c", ("c.json",)),)
     status = _run(root, tasks, quick=True)
     assert status["a"] == "failed (exit 3)"
     assert status["b"].startswith("skipped")
@@ -135,10 +129,11 @@ def test_failure_missing_script_and_skipped_downstream(tree, monkeypatch):
     assert not (root / "experiments" / "results" / "quick" / run_all.MANIFEST).exists()
 
 
-def test_quick_task_writing_into_full_results_is_caught(tree):
+def test_quick_flag_and_out_folder_are_passed(tree):
     root, log = tree
-    tasks = (Task("rogue", "experiments.rogue", lambda q, o: [], ("rogue.json",)),)
-    assert _run(root, tasks, quick=True) == {"rogue": "wrote into full results"}
+    _run(root, _tasks()[:1], quick=True)
+    quick = root / "experiments" / "results" / "quick"
+    assert log.read_text().splitlines() == [f"a --quick --out {quick}"]
 
 
 def test_select():
@@ -151,19 +146,18 @@ def test_select():
 def test_registry_is_consistent():
     names = [t.name for t in TASKS]
     assert len(names) == len(set(names))
+    assert names[0] == "fits"  # the store is filled before anything reads it
     for i, task in enumerate(TASKS):
         assert set(task.after) <= set(names[:i]), f"{task.name} runs before what it reads"
         assert task.outputs
+        assert run_all.module_exists(task), task.module
         for quick in (False, True):
-            args = task.args(quick, Path("/x"))
-            assert all(isinstance(a, str) for a in args)
-    own = {"error_vs_rank", "rank_schedules", "nbody_ranks"}
-    for task in TASKS:
-        if task.name in own:
-            assert run_all.module_exists(task), task.module
-            assert "--out" in task.args(True, Path("/x")) and "--quick" in task.args(
-                True, Path("/x")
-            )
+            argv = task.argv(quick, Path("/x"))
+            assert all(isinstance(a, str) for a in argv)
+            assert "--out" in argv
+            if task.out_file is None:
+                assert ("--quick" in argv) == quick
+                assert all(o.startswith(task.name + ".") for o in task.outputs)
 
 
 def test_main_list_and_bad_only(capsys):

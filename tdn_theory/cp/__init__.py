@@ -10,10 +10,17 @@ from .fit import CPFit, fit_cp
 from .lower_bound import rank_lower_bound, unfolding_singular_values
 from .polish import levenberg_marquardt
 from .quadrature import sphere_cp, sphere_rule
+from .store import FitKey, FitStore, FitStoreError, available, best_fit, best_known
 from .tensor_ops import cp_to_tensor, relative_error
 
 __all__ = [
     "CPFit",
+    "FitKey",
+    "FitStore",
+    "FitStoreError",
+    "available",
+    "best_fit",
+    "best_known",
     "compress_exact",
     "FactorFileError",
     "cp_to_tensor",

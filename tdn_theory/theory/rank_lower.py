@@ -35,8 +35,14 @@ Numerical rank, certified
         ``δ = 100 · max(m, n_cols) · ε · ||M||_F``,  ``ε = 2^-52``.
 
     By Weyl's inequality each counted singular value of the exact matrix is positive, so
-    ``rank(M_exact) >= r`` holds rigorously (a lower bound can only be weakened by the
-    tolerance, never made false). The gap ``(σ_r, σ_{r+1})`` is reported with every rank.
+    ``rank(M_exact) >= r`` holds provided ``δ`` really bounds the rounding, i.e. under the
+    assumption that the constants of the standard rounding analysis satisfy
+    ``c1 d + c2 max(m, n) <= 100 max(m, n)`` (proofs/rank_bounds.md; assumed, not
+    machine-checked). Given that, a tolerance can only weaken a lower bound, never make it false.
+
+    For the "all" CG tensor with L >= 2 the bounds reach exactly ``ceil(1.75 d)``, the generic
+    ceiling of p = 3 (every tensor of the format with full-rank maps gets it): they carry no
+    CG-specific information; p >= 4 or other flattenings would be needed for more. The gap ``(σ_r, σ_{r+1})`` is reported with every rank.
 """
 
 from __future__ import annotations
