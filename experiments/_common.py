@@ -11,7 +11,6 @@ and end, thread settings and the total seconds. ``Run.timer()`` is the one timin
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -36,14 +35,20 @@ def add_common_args(parser: Any) -> None:
     )
 
 
+def _usage_error(message: str) -> None:
+    """One line on stderr and exit status 2 (bad command-line input)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def output_dir(args: Any) -> Path:
     """--out, else experiments/results (experiments/results/quick with --quick)."""
     if getattr(args, "out", None) is not None:
         out = Path(args.out)
         if out.suffix == ".json":
-            raise SystemExit(f"--out takes a folder, got the file name {out}; pass its folder")
+            _usage_error(f"--out takes a folder, got the file name {out}; pass its folder")
         if out.exists() and not out.is_dir():
-            raise SystemExit(f"--out {out} exists and is not a folder")
+            _usage_error(f"--out {out} exists and is not a folder; pass a folder")
         return out
     return _io.RESULTS / "quick" if getattr(args, "quick", False) else _io.RESULTS
 
@@ -74,16 +79,6 @@ def threads() -> dict[str, Any]:
     if "torch" in sys.modules:
         info["torch_threads"] = sys.modules["torch"].get_num_threads()
     return info
-
-
-def machine() -> dict[str, Any]:
-    """Platform, processor, CPU count, Python version."""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-    }
 
 
 @dataclass
@@ -129,7 +124,7 @@ class Run:
             "started": time.strftime(fmt, time.gmtime(self.started)),
             "finished": time.strftime(fmt, time.gmtime(now)),
             "seconds": round(now - self.started, 1),
-            "machine": machine(),
+            "machine": _io.machine(),
             "load_average_start": self.load_start,
             "load_average_end": load_average(),
             "threads": threads(),

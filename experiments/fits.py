@@ -38,6 +38,9 @@ from tdn_theory.cp import CPFit, FitKey, FitStore, FitStoreError, best_fit, load
 from tdn_theory.cp.store import EXACT_TOL, SHIPPED
 
 NAME = "fits"
+#: Largest L of the cg fits derived from exact unit fits (the rank atlas's other tensors stop at
+#: L = 4; the L = 5, 6 constructions would add 2.6 MB of package data for a row scaling).
+CG_MAX_L = 4
 #: Tensors of the rank atlas whose 7L^2 fit the atlas table quotes (L <= 4).
 ATLAS_TENSORS = (("unit", "even"), ("unit", "odd"), ("cg", "all"), ("cg", "even"),
                  ("cg", "odd"), ("gaunt", "even"), ("gaunt", "all"))  # fmt: skip
@@ -71,8 +74,8 @@ def experiment_keys(quick: bool) -> list[FitKey]:
 def import_factor_files(store: FitStore, folder: Path) -> list[str]:
     """Offer every factor file in `folder` with L/normalization/parity metadata to the store.
 
-    Also derives the "cg" fits from the "unit" ones: cg = unit with each output block l3 scaled
-    by sqrt(2 l3 + 1) (same rank), i.e. the rows of A scaled. Returns what was stored.
+    The "gaunt"/"even" files are offered as "gaunt"/"all" too (the same tensor: Gaunt
+    coefficients vanish on odd paths). Returns what was stored.
     """
     stored = []
     for path in sorted(folder.glob("*.npz")):
@@ -87,16 +90,6 @@ def import_factor_files(store: FitStore, folder: Path) -> list[str]:
         if (key.normalization, key.parity) == ("gaunt", "even"):  # gaunt/all is the same tensor
             if store.offer(FitKey("gaunt", "all", key.L, key.rank), fit, prov):
                 stored.append(f"gaunt/all/L={key.L}/R={key.rank} <- {path.name}")
-        if key.normalization == "unit" and fit.relative_error <= EXACT_TOL:
-            scale = np.concatenate(
-                [np.full(2 * l + 1, np.sqrt(2 * l + 1)) for l in range(key.L + 1)]
-            )
-            cg = CPFit(fit.A * scale[:, None], fit.B, fit.C, fit.relative_error)
-            cg_key = FitKey("cg", key.parity, key.L, key.rank)
-            prov = {"method": "unit factors, output rows scaled by sqrt(2 l3 + 1)",
-                    "source": f"{folder.name}/{path.name}"}  # fmt: skip
-            if store.offer(cg_key, cg, prov):
-                stored.append(f"{cg_key} <- {path.name} (scaled)")
     return stored
 
 
@@ -111,13 +104,42 @@ def refit(store: FitStore, key: FitKey, args: argparse.Namespace, run: _common.R
     if args.budget is not None:
         recipe["time_budget"] = args.budget
     T = so3.cg_tensor(key.L, key.normalization, key.parity)
-    fit = fit_cp(T, key.rank, seed=args.seed, **recipe)
-    prov = {"method": "fit_cp", "seed": args.seed, "restarts": recipe["restarts"],
+    if args.method == "try_rank":  # fit_cp on half the budget, then LM from Gaussian starts
+        from tdn_theory.theory.rank_upper import try_rank
+
+        fit, _attempt = try_rank(T, key.rank, seed=args.seed, **recipe)
+    else:
+        fit = fit_cp(T, key.rank, seed=args.seed, **recipe)
+    prov = {"method": args.method, "seed": args.seed, "restarts": recipe["restarts"],
             "time_budget_s": recipe["time_budget"], "command": run.command,
             "load_average": _common.load_average()}  # fmt: skip
+    print(f"[fits] refit {key}: {fit.relative_error:.4g}, offering it to the store", flush=True)
     kept = store.offer(key, fit, prov)
     print(f"[fits] refit {key}: {fit.relative_error:.4g} ({'kept' if kept else 'not better'})")
     return kept
+
+
+def derive_cg(store: FitStore) -> list[str]:
+    """Offer the "cg" fit derived from every exact "unit" fit of the store (same rank).
+
+    cg = unit with each output block l3 scaled by sqrt(2 l3 + 1) (tdn_theory.so3.normalization),
+    so scaling the rows of A turns an exact unit CP into an exact cg CP of the same rank.
+    """
+    stored = []
+    for key in store.keys():
+        if key.normalization != "unit" or key.L > CG_MAX_L:
+            continue
+        fit, _meta = store.get(key)
+        if fit.relative_error > EXACT_TOL:
+            continue
+        scale = np.concatenate([np.full(2 * l + 1, np.sqrt(2 * l + 1)) for l in range(key.L + 1)])
+        cg = CPFit(fit.A * scale[:, None], fit.B, fit.C, fit.relative_error)
+        cg_key = FitKey("cg", key.parity, key.L, key.rank)
+        prov = {"method": "unit factors, output rows scaled by sqrt(2 l3 + 1)",
+                "source": f"fit store {key.filename}"}  # fmt: skip
+        if store.offer(cg_key, cg, prov):
+            stored.append(f"{cg_key} <- {key.filename} (scaled)")
+    return stored
 
 
 def store_table(store: FitStore) -> list[dict]:
@@ -176,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restarts", type=int, default=None, help="with --refit")
     parser.add_argument("--budget", type=float, default=None, help="seconds, with --refit")
     parser.add_argument("--seed", type=int, default=0, help="with --refit")
+    parser.add_argument("--method", choices=("fit_cp", "try_rank"), default="fit_cp",
+                        help="with --refit: tdn_theory.cp.fit_cp, or theory.rank_upper.try_rank "
+                             "(fit_cp, then Levenberg-Marquardt from random starts)")  # fmt: skip
     parser.add_argument("--store", type=Path, default=None,
                         help="store folder (default: the shipped store; quick: OUT/fits)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -186,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.import_dir.is_dir():
             parser.error(f"--import: {args.import_dir} is not a folder")
         for line in import_factor_files(store, args.import_dir):
+            print(f"[fits] stored {line}")
+        for line in derive_cg(store):
             print(f"[fits] stored {line}")
     if args.refit:
         for text in args.refit:
@@ -201,8 +228,18 @@ def main(argv: list[str] | None = None) -> int:
         keys = [k for k in keys if k.L in args.L]
     if args.list:
         for key in keys:
-            print(f"{str(key):28s} {'stored' if store.path(key).exists() else 'missing'}")
+            try:
+                fit, meta = best_fit(key.L, key.rank, key.normalization, key.parity, store=store,
+                                     fit_missing=False)  # fmt: skip
+            except FitStoreError:
+                print(f"{str(key):28s} missing")
+                continue
+            how = f"exact rank {meta['padded_from_rank']} padded" if "padded_from_rank" in meta else "stored"
+            print(f"{str(key):28s} {fit.relative_error:.4g} ({how})")
         return 0
+    if not args.L:
+        for line in derive_cg(store):
+            print(f"[fits] stored {line}")
     fitted = []
     for key in keys:
         with run.timer() as t:

@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                 state = "up to date"
             else:
                 state = "stale"
-            print(f"{task.name:16s} {state:14s} {', '.join(task.outputs)}  ({task.note})")
+            print(f"{task.name:22s} {state:14s} {', '.join(task.outputs)}  ({task.note})")
         return 0
     t0 = time.perf_counter()
     status = run(tasks, quick=args.quick, force=args.force)

@@ -69,7 +69,11 @@ if path.exists():
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     plt.show()
-    print(f"measured {data['measured_at']} on {data['machine']['processor']} ({data['machine']['cpu_count']} CPUs)")
+    prov = data["provenance"]
+    print(
+        f"measured {prov['finished']} on {prov['machine']['processor']} ({prov['machine']['cpu_count']} CPUs, "
+        f"load average {prov['load_average_start'][0]:.1f})"
+    )
     for b in data["per_L"]:
         s = b["schedules"]["7L^2"]
         print(

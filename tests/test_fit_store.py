@@ -24,6 +24,7 @@ from tdn_theory.cp import (
     best_fit,
     best_known,
     cp_to_tensor,
+    fit_cp,
     save_factors,
 )
 from tdn_theory.cp import store as store_mod
@@ -106,6 +107,11 @@ def test_offer_keeps_only_improvements(tmp_path):
     assert meta["method"] == "test" and "replaces_relative_error" in meta
     with pytest.raises(FitStoreError, match="rank-3 fit offered"):
         store.offer(key, _fit(1, 3), {})
+    best = fit_cp(cg_tensor(1), 2, restarts=1, seed=0)  # far better than random factors
+    best.seed = 7  # e.g. the start a search kept; the requested seed is recorded apart
+    assert store.offer(key, best, {"seed": 0})
+    _, meta = store.get(key)
+    assert meta["seed"] == 7 and meta["search_seed"] == 0
 
 
 def test_altered_file_is_refused(tmp_path):

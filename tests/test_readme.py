@@ -14,7 +14,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_readme_tables_are_current():
     text = README.read_text()
     names = [m["name"] for m in readme._BLOCK.finditer(text)]
-    assert {"atlas", "schedules", "nbody", "sphere", "measured"} <= set(names)
+    assert {"atlas", "schedules", "nbody", "sphere", "measured", "bounds"} <= set(names)
     assert readme.stale_sections(text) == [], "run: python -m experiments.readme"
 
 

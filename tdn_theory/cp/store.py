@@ -78,6 +78,11 @@ _ERR_ATOL = 1e-12
 _ERR_RTOL = 1e-6
 
 
+#: Files already verified in this process: (resolved path, mtime_ns, size) -> (fit, meta).
+#: A rewritten file has a new stamp and is verified again.
+_VERIFIED: dict[tuple[str, int, int], tuple[CPFit, dict[str, Any]]] = {}
+
+
 class FitStoreError(ValueError):
     """A store folder or one of its files is unusable, or a key is not available."""
 
@@ -164,6 +169,12 @@ class FitStore:
         path = self.path(key)
         if not path.exists():
             return None
+        stat = path.stat()
+        stamp = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        if stamp in _VERIFIED:
+            fit, meta = _VERIFIED[stamp]
+            return CPFit(fit.A.copy(), fit.B.copy(), fit.C.copy(), fit.relative_error, [],
+                         fit.seed, fit.seconds), dict(meta)  # fmt: skip
         expect = {
             "L": key.L,
             "normalization": key.normalization,
@@ -180,6 +191,7 @@ class FitStore:
                 f"fit store: refusing {path.name}: it records relative error "
                 f"{fit.relative_error:.6g} but its factors give {err:.6g} (altered file?)"
             )
+        _VERIFIED[stamp] = (fit, dict(meta))
         return fit, meta
 
     def offer(self, key: FitKey, fit: CPFit, provenance: dict[str, Any] | None = None) -> bool:
@@ -203,6 +215,8 @@ class FitStore:
             return False
         fit = CPFit(fit.A, fit.B, fit.C, err, [], fit.seed, fit.seconds)
         meta = dict(provenance or {})
+        if "seed" in meta and meta["seed"] != fit.seed:  # e.g. a search whose best start had its own
+            meta["search_seed"] = meta.pop("seed")
         meta.update(
             L=key.L,
             normalization=key.normalization,
@@ -263,18 +277,21 @@ def _lookup(key: FitKey, stores: list[FitStore]) -> tuple[CPFit, dict[str, Any]]
             best = got
     if best is not None and best[0].relative_error <= EXACT_TOL:
         return best
-    for s in stores:
-        for k in s.keys():
-            if (k.normalization, k.parity, k.L) != (key.normalization, key.parity, key.L):
-                continue
-            if k.rank >= key.rank:
-                continue
-            got = s.get(k)
-            if got is None or got[0].relative_error > EXACT_TOL:
-                continue
-            if best is None or got[0].relative_error < best[0].relative_error:
+    # the smallest exact fit of a smaller rank, padded with zero columns
+    smaller = sorted(
+        (k.rank, i, k)
+        for i, s in enumerate(stores)
+        for k in s.keys()
+        if (k.normalization, k.parity, k.L) == (key.normalization, key.parity, key.L)
+        and k.rank < key.rank
+    )
+    for _rank, i, k in smaller:
+        got = stores[i].get(k)
+        if got is not None and got[0].relative_error <= EXACT_TOL:
+            if best is None or got[0].relative_error < max(best[0].relative_error, EXACT_TOL):
                 meta = dict(got[1], padded_from_rank=k.rank, rank=key.rank)
-                best = (_padded(got[0], key.rank), meta)
+                return _padded(got[0], key.rank), meta
+            break
     return best
 
 
