@@ -130,7 +130,9 @@ class Run:
             "threads": threads(),
         }
 
-    def write(self, out: Path, result: dict, markdown: str | None = None, figure: Any = None) -> None:
+    def write(
+        self, out: Path, result: dict, markdown: str | None = None, figure: Any = None
+    ) -> None:
         """Write <name>.json (result + provenance), and <name>.md / <name>.png when given."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

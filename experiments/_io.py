@@ -40,7 +40,9 @@ def write_json_atomic(path: Path, data: object, *, indent: int = 2) -> None:
     write_text_atomic(path, json.dumps(data, indent=indent) + "\n")
 
 
-def save_figure_atomic(fig: object, path: Path, *, dpi: int = 120, **savefig_kwargs: object) -> None:
+def save_figure_atomic(
+    fig: object, path: Path, *, dpi: int = 120, **savefig_kwargs: object
+) -> None:
     """Render a matplotlib figure to PNG in memory, then write it atomically."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, **savefig_kwargs)

@@ -329,7 +329,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
                 points = [
                     (L, value(entry["forward"], L))
                     for L in Ls
-                    if "forward" in (entry := report["results"][str(L)]["methods"][method].get(mode_key, {}))
+                    if "forward"
+                    in (entry := report["results"][str(L)]["methods"][method].get(mode_key, {}))
                 ]
                 if points:
                     ax.plot(*zip(*points, strict=True), style, color=colors[method], marker="o",

@@ -253,10 +253,16 @@ def main(argv: list[str] | None = None) -> int:
     _common.add_common_args(parser)
     _common.add_store_arg(parser)
     parser.add_argument("--max-L", type=int, default=None, help="largest L (8; quick 3)")
-    parser.add_argument("--fit-max-L", type=int, default=None,
-                        help="largest L of the 7L^2 unit CP from the fit store (6; quick 2)")
+    parser.add_argument(
+        "--fit-max-L",
+        type=int,
+        default=None,
+        help="largest L of the 7L^2 unit CP from the fit store (6; quick 2)",
+    )
     parser.add_argument("--compress-max-L", type=int, default=None, help="(3; quick 1)")
-    parser.add_argument("--compress-budget", type=float, default=None, help="seconds (150; quick 10)")
+    parser.add_argument(
+        "--compress-budget", type=float, default=None, help="seconds (150; quick 10)"
+    )
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=None, help="(5; quick 3)")
@@ -264,8 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rotations", type=int, default=None, help="(20; quick 5)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    defaults = {"max_L": (8, 3), "fit_max_L": (6, 2), "compress_max_L": (3, 1),
-                "compress_budget": (150.0, 10.0), "repeats": (5, 3), "rotations": (20, 5)}
+    defaults = {
+        "max_L": (8, 3),
+        "fit_max_L": (6, 2),
+        "compress_max_L": (3, 1),
+        "compress_budget": (150.0, 10.0),
+        "repeats": (5, 3),
+        "rotations": (20, 5),
+    }
     for name, (full, quick) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)

@@ -85,8 +85,17 @@ class RowBudgetSpent(Exception):
 
 def specs(max_L: int, others_max_L: int, only: set[str] | None) -> list[tuple[str, str, int]]:
     """(normalization, parity, L) rows in the order they are computed (cheap first)."""
-    tensors = [("unit", "all"), ("unit", "even"), ("unit", "odd"), ("cg", "all"), ("cg", "even"),
-               ("cg", "odd"), ("gaunt", "even"), ("gaunt", "all"), ("gaunt", "odd")]
+    tensors = [
+        ("unit", "all"),
+        ("unit", "even"),
+        ("unit", "odd"),
+        ("cg", "all"),
+        ("cg", "even"),
+        ("cg", "odd"),
+        ("gaunt", "even"),
+        ("gaunt", "all"),
+        ("gaunt", "odd"),
+    ]
     out = []
     for L in range(1, max_L + 1):
         for norm, par in tensors:
@@ -98,8 +107,17 @@ def specs(max_L: int, others_max_L: int, only: set[str] | None) -> list[tuple[st
     return out
 
 
-def save_exact(folder: Path, fit: CPFit, T: np.ndarray, norm: str, par: str, L: int,
-               method: str, kind: str = "exact", **extra: Any) -> str:
+def save_exact(
+    folder: Path,
+    fit: CPFit,
+    T: np.ndarray,
+    norm: str,
+    par: str,
+    L: int,
+    method: str,
+    kind: str = "exact",
+    **extra: Any,
+) -> str:
     """Save exact factors (checked against T first) and return the file name."""
     err = relative_error(T, cp_to_tensor(fit.A, fit.B, fit.C))
     if not err < EXACT_RTOL:
@@ -119,28 +137,61 @@ def compute_lower(row: dict, T: np.ndarray, max_p: int, max_size: int) -> None:
         "best": best.to_dict(),
         "flattening": bounds[0].value,
         "all": [
-            {"kind": b.kind, "mode": b.mode, "p": b.p, "n": b.n, "seed": b.seed, "value": b.value,
-             "matrix_rank": b.matrix_rank.rank, "shape": list(b.matrix_rank.shape),
-             "relative_gap": list(b.matrix_rank.relative_gap)}
+            {
+                "kind": b.kind,
+                "mode": b.mode,
+                "p": b.p,
+                "n": b.n,
+                "seed": b.seed,
+                "value": b.value,
+                "matrix_rank": b.matrix_rank.rank,
+                "shape": list(b.matrix_rank.shape),
+                "relative_gap": list(b.matrix_rank.relative_gap),
+            }
             for b in bounds
         ],
         "parameters": {"max_p": max_p, "max_matrix_size": max_size},
     }
 
 
-def run_row(row: dict, norm: str, par: str, L: int, args: argparse.Namespace, state: dict,
-            save: Any, bar: tqdm) -> None:
+def run_row(
+    row: dict,
+    norm: str,
+    par: str,
+    L: int,
+    args: argparse.Namespace,
+    state: dict,
+    save: Any,
+    bar: tqdm,
+) -> None:
     folder = args.factors
     T = so3.cg_tensor(L, norm, par)
     d = so3.dim(L)
-    row.update({"L": L, "d": d, "normalization": norm, "parity": par,
-                "paths": len(so3.paths(L, par)), "rank_7L2": 7 * L * L, "thm32": d * d})
+    row.update(
+        {
+            "L": L,
+            "d": d,
+            "normalization": norm,
+            "parity": par,
+            "paths": len(so3.paths(L, par)),
+            "rank_7L2": 7 * L * L,
+            "thm32": d * d,
+        }
+    )
     row.setdefault("constructions", {})
     row.setdefault("attempts", {})
     if not np.any(T):
-        row.update({"zero_tensor": True, "lower": {"value": 0}, "upper": {"rank": 0,
-                    "source": "zero tensor (no admissible path of this parity is non-zero)"},
-                    "error_7L2": 0.0})
+        row.update(
+            {
+                "zero_tensor": True,
+                "lower": {"value": 0},
+                "upper": {
+                    "rank": 0,
+                    "source": "zero tensor (no admissible path of this parity is non-zero)",
+                },
+                "error_7L2": 0.0,
+            }
+        )
         return
     if norm == "gaunt" and par == "all":
         # Gaunt coefficients vanish on odd paths: the tensor is gaunt/even's, reuse that row.
@@ -163,10 +214,23 @@ def run_row(row: dict, norm: str, par: str, L: int, args: argparse.Namespace, st
     # Exact constructions.
     if norm == "gaunt" and par in ("all", "even") and "quadrature" not in cons:
         fit = sphere_cp(L, "even")
-        name = save_exact(folder, fit, T, norm, par, L, "quadrature", kind="quad",
-                          rule=fit.history[0]["rule"], rule_degree=fit.history[0]["degree"])
-        cons["quadrature"] = {"rank": fit.rank, "file": name,
-                              "source": f"Lebedev rule of degree {fit.history[0]['degree']}"}
+        name = save_exact(
+            folder,
+            fit,
+            T,
+            norm,
+            par,
+            L,
+            "quadrature",
+            kind="quad",
+            rule=fit.history[0]["rule"],
+            rule_degree=fit.history[0]["degree"],
+        )
+        cons["quadrature"] = {
+            "rank": fit.rank,
+            "file": name,
+            "source": f"Lebedev rule of degree {fit.history[0]['degree']}",
+        }
         save()
     if L == 1 and par == "odd" and norm in ("unit", "cg") and "levi_civita" not in cons:
         A, B, C = path_111_cp(1, norm)
@@ -174,24 +238,47 @@ def run_row(row: dict, norm: str, par: str, L: int, args: argparse.Namespace, st
         name = save_exact(folder, fit, T, norm, par, L, "levi-civita", kind="levi_civita")
         cons["levi_civita"] = {"rank": 5, "file": name, "source": "cp.levi_civita (rank 5)"}
         save()
-    if norm == "unit" and not args.no_constructions and (
-            "scaled_sphere" not in cons or args.redo_sphere):
+    if (
+        norm == "unit"
+        and not args.no_constructions
+        and ("scaled_sphere" not in cons or args.redo_sphere)
+    ):
         bar.set_postfix_str(f"{row_key(norm, par, L)} scaled sphere construction")
-        res = scaled_sphere_cp(L, norm, par, seed=args.seed, min_rank=max(1, (L + 1) // 2 - 1),
-                               restarts=args.sphere_restarts)
+        res = scaled_sphere_cp(
+            L,
+            norm,
+            par,
+            seed=args.seed,
+            min_rank=max(1, (L + 1) // 2 - 1),
+            restarts=args.sphere_restarts,
+        )
         old = cons.get("scaled_sphere")
         if old is None or res.fit.rank < old["rank"]:
-            entry = {"rank": res.fit.rank, "ranks": res.ranks, "points": res.points,
-                     "completion_error": res.completion_error, "file": None,
-                     "restarts": args.sphere_restarts,
-                     "source": "sum of degree-scaled Lebedev sphere CPs (theory.rank_upper."
-                               "scaled_sphere_cp)"}
+            entry = {
+                "rank": res.fit.rank,
+                "ranks": res.ranks,
+                "points": res.points,
+                "completion_error": res.completion_error,
+                "file": None,
+                "restarts": args.sphere_restarts,
+                "source": "sum of degree-scaled Lebedev sphere CPs (theory.rank_upper."
+                "scaled_sphere_cp)",
+            }
             others = [c["rank"] for k, c in cons.items() if c.get("file") and k != "scaled_sphere"]
             best_other = min(others + [row.get("best_exact_fit", {}).get("rank", d * d + 1)])
             if res.fit.rank < min(best_other, d * d):
-                entry["file"] = save_exact(folder, res.fit, T, norm, par, L, "scaled_sphere",
-                                           kind="scaled_sphere", ranks=res.ranks,
-                                           points=res.points)
+                entry["file"] = save_exact(
+                    folder,
+                    res.fit,
+                    T,
+                    norm,
+                    par,
+                    L,
+                    "scaled_sphere",
+                    kind="scaled_sphere",
+                    ranks=res.ranks,
+                    points=res.points,
+                )
             elif old is not None and old.get("file"):
                 (folder / old["file"]).unlink(missing_ok=True)
             cons["scaled_sphere"] = entry
@@ -207,10 +294,14 @@ def run_row(row: dict, norm: str, par: str, L: int, args: argparse.Namespace, st
                     raise RuntimeError("cg/unit path weight ratio is not sqrt(2 l3 + 1)")
                 scale[so3.degree_slices(L)[l3]] = ratio
             fit = CPFit(A=scale[:, None] * fit_u.A, B=fit_u.B, C=fit_u.C, relative_error=0.0)
-            name = save_exact(folder, fit, T, norm, par, L, "unit factors, output rows scaled",
-                              kind="scaled_unit")
-            cons["from_unit"] = {"rank": fit.rank, "file": name,
-                                 "source": "unit factors with A rows scaled by sqrt(2 l3 + 1)"}
+            name = save_exact(
+                folder, fit, T, norm, par, L, "unit factors, output rows scaled", kind="scaled_unit"
+            )
+            cons["from_unit"] = {
+                "rank": fit.rank,
+                "file": name,
+                "source": "unit factors with A rows scaled by sqrt(2 l3 + 1)",
+            }
             save()
 
     # Fits: 7 L^2 first (its error is a column), then the search for the smallest exact rank.
@@ -234,8 +325,11 @@ def run_row(row: dict, norm: str, par: str, L: int, args: argparse.Namespace, st
             better_than_constructions = not known or att.rank < min(known)
             if better_than_constructions and (best is None or att.rank < best["rank"]):
                 name = save_exact(folder, fit, T, norm, par, L, "fit", search_seed=args.seed)
-                row["best_exact_fit"] = {"rank": att.rank, "file": name,
-                                         "relative_error": att.relative_error}
+                row["best_exact_fit"] = {
+                    "rank": att.rank,
+                    "file": name,
+                    "relative_error": att.relative_error,
+                }
         save()
 
     R7 = 7 * L * L
@@ -243,31 +337,57 @@ def run_row(row: dict, norm: str, par: str, L: int, args: argparse.Namespace, st
         record(*attempt(R7))
     known_hits = [c["rank"] for c in cons.values() if c.get("file")]
     start = min(known_hits) if known_hits else START[L]
-    searchable = (norm != "cg" and not args.no_fits and "search_done" not in row
-                  and start is not None)
+    searchable = (
+        norm != "cg" and not args.no_fits and "search_done" not in row and start is not None
+    )
     try:
         if searchable:
-            search_row(row, T, L, args, attempts, attempt, record, cons, start, lower, d,
-                       budget, bar, norm, par, save)
+            search_row(
+                row,
+                T,
+                L,
+                args,
+                attempts,
+                attempt,
+                record,
+                cons,
+                start,
+                lower,
+                d,
+                budget,
+                bar,
+                norm,
+                par,
+                save,
+            )
     except RowBudgetSpent:
         row["search_done"] = "stopped: row budget spent"
         save()
     finish_row(row, attempts, args.store_obj)
 
 
-def search_row(row, T, L, args, attempts, attempt, record, cons, start, lower, d, budget, bar,
-               norm, par, save) -> None:
+def search_row(
+    row, T, L, args, attempts, attempt, record, cons, start, lower, d, budget, bar, norm, par, save
+) -> None:
     """Bisection for the smallest exact rank, then compress_exact from the smallest hit."""
     folder = args.factors
     construction_files = {c["rank"]: c["file"] for c in cons.values() if c.get("file")}
     if start in construction_files and start not in attempts:
         # A construction is exact at `start`: register it as a hit without fitting.
-        attempts[start] = RankAttempt(start, 0.0, True, 0.0, args.seed, 0, None,
-                                      "exact construction")
+        attempts[start] = RankAttempt(
+            start, 0.0, True, 0.0, args.seed, 0, None, "exact construction"
+        )
         row["attempts"][str(start)] = attempts[start].to_dict()
     if L <= SEARCH_MAX_L:
-        search_exact_rank(attempt, lower=lower, start=start, ceiling=d * d, known=attempts,
-                          on_result=record, resolution=RESOLUTION[L])
+        search_exact_rank(
+            attempt,
+            lower=lower,
+            start=start,
+            ceiling=d * d,
+            known=attempts,
+            on_result=record,
+            resolution=RESOLUTION[L],
+        )
     elif start not in attempts:
         record(*attempt(start))
     # Compress from the smallest exact factors (drop a column, re-polish).
@@ -282,17 +402,32 @@ def search_row(row, T, L, args, attempts, attempt, record, cons, start, lower, d
         if top > floor:
             fit_b, _ = load_factors(folder / files[top])
             bar.set_postfix_str(f"{row_key(norm, par, L)} compress from {top}")
-            comp = compress_exact(T, fit_b.A, fit_b.B, fit_b.C, tol=EXACT_RTOL,
-                                  attempt_budget=budget / 2, time_budget=2 * budget,
-                                  seed=args.seed)
-            row["compress"] = {"start": top, "smallest": comp.smallest_rank,
-                               "stopped": comp.stopped, "seconds": comp.seconds}
+            comp = compress_exact(
+                T,
+                fit_b.A,
+                fit_b.B,
+                fit_b.C,
+                tol=EXACT_RTOL,
+                attempt_budget=budget / 2,
+                time_budget=2 * budget,
+                seed=args.seed,
+            )
+            row["compress"] = {
+                "start": top,
+                "smallest": comp.smallest_rank,
+                "stopped": comp.stopped,
+                "seconds": comp.seconds,
+            }
             if comp.smallest_rank < top:
                 comp.fit = confirm_exact(T, comp.fit, max_iter=300)  # final high-precision polish
-                name = save_exact(folder, comp.fit, T, norm, par, L, "compress_exact",
-                                  search_seed=args.seed)
-                row["best_exact_fit"] = {"rank": comp.smallest_rank, "file": name,
-                                         "relative_error": comp.fit.relative_error}
+                name = save_exact(
+                    folder, comp.fit, T, norm, par, L, "compress_exact", search_seed=args.seed
+                )
+                row["best_exact_fit"] = {
+                    "rank": comp.smallest_rank,
+                    "file": name,
+                    "relative_error": comp.fit.relative_error,
+                }
         else:
             row["compress"] = {"skipped": "the smallest hit sits just above a miss"}
         save()
@@ -374,49 +509,88 @@ def markdown(state: dict) -> str:
         found = r.get("best_exact_fit", {}).get("rank")
         miss = r.get("largest_failed_fit")
         cells = ([f"{r['normalization']}/{r['parity']}"] if with_tensor else []) + [
-            str(r["L"]), str(r["d"]), str(r["paths"]),
-            f"{r['lower']['value']}" + (f" ({r['lower']['best']['kind'].replace('_', '-')})"
-                                        if r["lower"].get("best") else ""),
+            str(r["L"]),
+            str(r["d"]),
+            str(r["paths"]),
+            f"{r['lower']['value']}"
+            + (
+                f" ({r['lower']['best']['kind'].replace('_', '-')})"
+                if r["lower"].get("best")
+                else ""
+            ),
             (str(found) if found else "—") + (f" (miss at {miss})" if miss and found else ""),
             str(q) if lc is None else f"{lc} (Levi-Civita)",
-            str(r["rank_7L2"]), str(r["thm32"]), fmt_err(r),
+            str(r["rank_7L2"]),
+            str(r["thm32"]),
+            fmt_err(r),
             f"[{r['interval'][0]}, {up['rank']}]" if "interval" in r else "—",
             r.get("position_7L2", "—"),
         ]
         return "| " + " | ".join(cells) + " |"
 
-    head = ["L", "d", "paths", "lower bound", "best exact rank found", "quadrature rank",
-            "7 L^2", "(L+1)^4", "rel. error at 7 L^2", "rank interval", "7 L^2 vs interval"]
-    out = ["# Rank atlas of the real CG tensor", "",
-           "Lower bounds are certified (proofs/rank_bounds.md); 'best exact rank found' is the "
-           "smallest rank at which a fit reached relative error < 1e-10 (factors in "
-           "experiments/results/factors/); the interval's upper end also uses exact "
-           "constructions (quadrature, Levi-Civita, Thm 3.2's (L+1)^4). 'miss at R': the "
-           "largest smaller rank whose search failed (not a proof that it is impossible). "
-           "'quadrature rank': Lebedev points N for the Gaunt tensor; '(scaled)': the exact "
-           "sum of degree-scaled sphere CPs (S_e N_e + 2 S_o N_o columns, "
-           "theory.rank_upper.scaled_sphere_cp); cg rows reuse the unit factors (output rows "
-           "scaled by sqrt(2 l3 + 1), same rank). 'rel. error at 7 L^2': the best known fit at that "
-           "rank (tdn_theory.cp.best_known, the fit store; where an exact CP exists at a smaller "
-           "rank, that exact CP padded with zero columns).", "",
-           "## unit normalization, all paths (the default tensor)", "",
-           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head = [
+        "L",
+        "d",
+        "paths",
+        "lower bound",
+        "best exact rank found",
+        "quadrature rank",
+        "7 L^2",
+        "(L+1)^4",
+        "rel. error at 7 L^2",
+        "rank interval",
+        "7 L^2 vs interval",
+    ]
+    out = [
+        "# Rank atlas of the real CG tensor",
+        "",
+        "Lower bounds are certified (proofs/rank_bounds.md); 'best exact rank found' is the "
+        "smallest rank at which a fit reached relative error < 1e-10 (factors in "
+        "experiments/results/factors/); the interval's upper end also uses exact "
+        "constructions (quadrature, Levi-Civita, Thm 3.2's (L+1)^4). 'miss at R': the "
+        "largest smaller rank whose search failed (not a proof that it is impossible). "
+        "'quadrature rank': Lebedev points N for the Gaunt tensor; '(scaled)': the exact "
+        "sum of degree-scaled sphere CPs (S_e N_e + 2 S_o N_o columns, "
+        "theory.rank_upper.scaled_sphere_cp); cg rows reuse the unit factors (output rows "
+        "scaled by sqrt(2 l3 + 1), same rank). 'rel. error at 7 L^2': the best known fit at that "
+        "rank (tdn_theory.cp.best_known, the fit store; where an exact CP exists at a smaller "
+        "rank, that exact CP padded with zero columns).",
+        "",
+        "## unit normalization, all paths (the default tensor)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     keyed = sorted(rows.values(), key=lambda r: (r["normalization"], r["parity"], r["L"]))
-    out += [line(r, False) for r in keyed if (r["normalization"], r["parity"]) == ("unit", "all")
-            and "interval" in r]
-    out += ["", "## other normalizations and parities", "",
-            "| tensor | " + " | ".join(head) + " |", "|" + "---|" * (len(head) + 1)]
+    out += [
+        line(r, False)
+        for r in keyed
+        if (r["normalization"], r["parity"]) == ("unit", "all") and "interval" in r
+    ]
+    out += [
+        "",
+        "## other normalizations and parities",
+        "",
+        "| tensor | " + " | ".join(head) + " |",
+        "|" + "---|" * (len(head) + 1),
+    ]
     for r in keyed:
         if (r["normalization"], r["parity"]) == ("unit", "all"):
             continue
         if r.get("zero_tensor"):
-            out.append(f"| {r['normalization']}/{r['parity']} | {r['L']} | {r['d']} | "
-                       f"{r['paths']} | zero tensor (rank 0) |" + " |" * 7)
+            out.append(
+                f"| {r['normalization']}/{r['parity']} | {r['L']} | {r['d']} | "
+                f"{r['paths']} | zero tensor (rank 0) |" + " |" * 7
+            )
         elif "interval" in r:
             out.append(line(r, True))
-    out += ["", f"Generated by `python -m experiments.rank_atlas` ({state['meta']['date']}, "
-            f"{state['meta']['machine']['cpu_count']} CPUs, shared: timings and hence the "
-            "fitted upper bounds depend on load).", ""]
+    out += [
+        "",
+        f"Generated by `python -m experiments.rank_atlas` ({state['meta']['date']}, "
+        f"{state['meta']['machine']['cpu_count']} CPUs, shared: timings and hence the "
+        "fitted upper bounds depend on load).",
+        "",
+    ]
     return "\n".join(out)
 
 
@@ -434,23 +608,41 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-scale", type=float, default=1.0, help="multiplies the fit budgets")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-p", type=int, default=3, help="largest Koszul-Young exterior power")
-    ap.add_argument("--max-matrix-size", type=int, default=2000,
-                    help="largest side of a Koszul-Young matrix")
+    ap.add_argument(
+        "--max-matrix-size", type=int, default=2000, help="largest side of a Koszul-Young matrix"
+    )
     ap.add_argument("--no-fits", action="store_true", help="bounds and constructions only")
-    ap.add_argument("--no-constructions", action="store_true",
-                    help="skip the (slow, fit-free) scaled-sphere construction")
-    ap.add_argument("--sphere-restarts", type=int, default=3,
-                    help="random starts per rank of the scaled-sphere weight completion")
-    ap.add_argument("--redo-sphere", action="store_true",
-                    help="recompute the scaled-sphere constructions of the selected rows")
+    ap.add_argument(
+        "--no-constructions",
+        action="store_true",
+        help="skip the (slow, fit-free) scaled-sphere construction",
+    )
+    ap.add_argument(
+        "--sphere-restarts",
+        type=int,
+        default=3,
+        help="random starts per rank of the scaled-sphere weight completion",
+    )
+    ap.add_argument(
+        "--redo-sphere",
+        action="store_true",
+        help="recompute the scaled-sphere constructions of the selected rows",
+    )
     ap.add_argument("--fresh", action="store_true", help="ignore the recorded results")
     _common.add_common_args(ap)
     _common.add_store_arg(ap)
-    ap.add_argument("--refresh", action="store_true",
-                    help="no fitting: recompute the upper ends and 7L^2 errors from the fit store "
-                         "and rewrite rank_atlas.json/.md")
-    ap.add_argument("--merge", type=Path, default=None,
-                    help="results folder of another run: copy its rows and factor files in")
+    ap.add_argument(
+        "--refresh",
+        action="store_true",
+        help="no fitting: recompute the upper ends and 7L^2 errors from the fit store "
+        "and rewrite rank_atlas.json/.md",
+    )
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        default=None,
+        help="results folder of another run: copy its rows and factor files in",
+    )
     args = ap.parse_args(argv)
     if args.quick:  # small rows and budgets (CI / a first look)
         args.max_L, args.others_max_L = min(args.max_L, 2), min(args.others_max_L, 1)
@@ -472,12 +664,16 @@ def main(argv: list[str] | None = None) -> int:
     command = run.command
     now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     runs.append({"date": now, "command": command})
-    state["meta"] = {"date": now, "machine": _io.machine(), "exact_rtol": EXACT_RTOL,
-                     "runs": runs,
-                     "budget_seconds_per_rank": {str(k): v for k, v in BUDGET.items()},
-                     "row_budget_seconds": {str(k): v for k, v in ROW_BUDGET.items()},
-                     "note": "budgets are wall-clock seconds times each run's --budget-scale; "
-                             "rows computed in another folder come in with --merge"}
+    state["meta"] = {
+        "date": now,
+        "machine": _io.machine(),
+        "exact_rtol": EXACT_RTOL,
+        "runs": runs,
+        "budget_seconds_per_rank": {str(k): v for k, v in BUDGET.items()},
+        "row_budget_seconds": {str(k): v for k, v in ROW_BUDGET.items()},
+        "note": "budgets are wall-clock seconds times each run's --budget-scale; "
+        "rows computed in another folder come in with --merge",
+    }
 
     def save() -> None:
         state["provenance"] = run.provenance()
@@ -502,8 +698,9 @@ def main(argv: list[str] | None = None) -> int:
         for key, row in other["rows"].items():
             for entry in [row.get("best_exact_fit") or {}, *row.get("constructions", {}).values()]:
                 if entry.get("file"):
-                    shutil.copyfile(args.merge / "factors" / entry["file"],
-                                    args.factors / entry["file"])
+                    shutil.copyfile(
+                        args.merge / "factors" / entry["file"], args.factors / entry["file"]
+                    )
             state["rows"][key] = row
         save()
 

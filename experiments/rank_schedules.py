@@ -155,7 +155,9 @@ def figure(result: dict):
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7)
     axes[2].legend(fontsize=7)
-    fig.suptitle("The paper's rank schedules (unit CG tensor, best known CP fits, tdn_theory.cp.best_known)")
+    fig.suptitle(
+        "The paper's rank schedules (unit CG tensor, best known CP fits, tdn_theory.cp.best_known)"
+    )
     fig.tight_layout()
     return fig
 

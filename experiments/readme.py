@@ -103,7 +103,11 @@ def atlas(results: Path) -> str:
     ]
     for r in rows:
         up = r["upper"]
-        cons = "" if up["source"] == "fit" or up["source"].startswith("fit store") else " (construction)"
+        cons = (
+            ""
+            if up["source"] == "fit" or up["source"].startswith("fit store")
+            else " (construction)"
+        )
         lines.append(
             f"| {r['L']} | {r['d']} | {r['paths']} | {r['lower']['value']} | {up['rank']}{cons} | "
             f"{r['rank_7L2']} | {r['thm32']} | {_err(r['error_7L2'])} | "
@@ -114,13 +118,15 @@ def atlas(results: Path) -> str:
     errs = [r["error_7L2"] for r in rows]
     lines += [
         "",
-        _wrap("What it means for choosing a rank: the paper's R = 7L^2 lies inside every interval, so no "
-        "lower bound rules out an exact CP there, but none was found: every exact CP we could find "
-        f"needs more terms ({_join(fitted)} for L = 1..{len(fitted)} by fitting; "
-        f"{_join(R for R, c in exact if c)} for L = {len(fitted) + 1}..{len(exact)} by "
-        f"construction), and the best fits at 7L^2 (tdn_theory.cp.best_known) stop at "
-        f"{_span(errs, _pct)} relative error. So TDN layers at the published rank are "
-        "approximately, not exactly, equivariant (error <= 2 ||E_(1)||_2 ||x|| ||y||)."),
+        _wrap(
+            "What it means for choosing a rank: the paper's R = 7L^2 lies inside every interval, so no "
+            "lower bound rules out an exact CP there, but none was found: every exact CP we could find "
+            f"needs more terms ({_join(fitted)} for L = 1..{len(fitted)} by fitting; "
+            f"{_join(R for R, c in exact if c)} for L = {len(fitted) + 1}..{len(exact)} by "
+            f"construction), and the best fits at 7L^2 (tdn_theory.cp.best_known) stop at "
+            f"{_span(errs, _pct)} relative error. So TDN layers at the published rank are "
+            "approximately, not exactly, equivariant (error <= 2 ||E_(1)||_2 ||x|| ||y||)."
+        ),
     ]
     return "\n".join(lines)
 
@@ -203,9 +209,11 @@ def sphere(results: Path) -> str:
     sph = [r["equivariance"]["sphere_cp"] for r in data["rows"]]
     lines += [
         "",
-        _wrap(f"The layer built from the sphere factors is equivariant to rounding ({_span(sph, lambda x: f'{x:.0e}')} "
-        f"of ||M||_F), against {_span(eq, lambda x: f'{x:.0e}')} for the best known unit CP at 7L^2 "
-        f"(L = 1..{len(fitted)}; max over {data['settings']['rotations']} rotations)."),
+        _wrap(
+            f"The layer built from the sphere factors is equivariant to rounding ({_span(sph, lambda x: f'{x:.0e}')} "
+            f"of ||M||_F), against {_span(eq, lambda x: f'{x:.0e}')} for the best known unit CP at 7L^2 "
+            f"(L = 1..{len(fitted)}; max over {data['settings']['rotations']} rotations)."
+        ),
     ]
     return "\n".join(lines)
 
@@ -259,7 +267,7 @@ def measured(results: Path) -> str:
 
 def _exact_by_source(results: Path) -> list[str]:
     out = []
-    for (R, cons) in _exact_ranks(results):
+    for R, cons in _exact_ranks(results):
         out.append(f"{R} (construction)" if cons else str(R))
     return out
 
@@ -289,7 +297,11 @@ def proof_fitted(results: Path) -> str:
     ]
     for L, b in sorted(bounds.items(), key=lambda kv: int(kv[0])):
         L = int(L)
-        r = next(r for r in b["rows"] if r["rank"] == 7 * L * L and r["method"] in ("fit store", "fit_cp"))
+        r = next(
+            r
+            for r in b["rows"]
+            if r["rank"] == 7 * L * L and r["method"] in ("fit store", "fit_cp")
+        )
         lines.append(
             f"| {L}, {7 * L * L} | {r['thm31_relative']:.2f} | {r['hosvd_relative']:.3f} | "
             f"{_err(r['relative_error'])} |"
@@ -309,11 +321,17 @@ def proof_universality(results: Path) -> str:
     ]
     for L in range(1, 5):
         m = maps.get(str(L))
-        cell = "not run" if m is None else (
-            f"{m['smallest_exact_rank'] or 'none'} ({_join(m['ranks'])})")
+        cell = (
+            "not run"
+            if m is None
+            else (f"{m['smallest_exact_rank'] or 'none'} ({_join(m['ranks'])})")
+        )
         lines.append(f"| {L} | {(L + 1) ** 2} | {cell} | {exact[L - 1]} | {(L + 1) ** 4} |")
-    lines += ["", f"Random-map fits: `fit_cp`, {budgets.get('restarts', 4)} restarts, seed 0, time "
-              f"budget per fit {budgets.get('time_budget_s')} s by $L$."]
+    lines += [
+        "",
+        f"Random-map fits: `fit_cp`, {budgets.get('restarts', 4)} restarts, seed 0, time "
+        f"budget per fit {budgets.get('time_budget_s')} s by $L$.",
+    ]
     return "\n".join(lines)
 
 

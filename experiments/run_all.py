@@ -91,6 +91,8 @@ TASKS: tuple[Task, ...] = (
          note="paper Fig. 2: error vs rank, L = 1..6"),
     Task("rank_schedules", ("rank_schedules.json", "rank_schedules.png"),
          after=("error_vs_rank", "rank_atlas"), note="paper Fig. 3: the four rank schedules vs L"),
+    Task("accuracy_vs_rank", ("accuracy_vs_rank.json", "accuracy_vs_rank.md", "accuracy_vs_rank.png"),
+         after=("fits",), note="TDN potential on EMT data: accuracy, equivariance, speed per backend"),
     Task("nbody_ranks", ("nbody_ranks.json", "nbody_ranks.png"), after=("fits",),
          note="n-body ranks at L = 2 vs the paper's equivariance errors"),
     Task("network_equivariance",

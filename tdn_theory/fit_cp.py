@@ -42,17 +42,16 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tdn_theory._cli import OneLineParser, UsageError, check_output_path, parse_int
 from tdn_theory.cp import FactorFileError, fit_cp, load_factors, save_factors
 from tdn_theory.cp.factor_files import target_id
 from tdn_theory.cp.lower_bound import rank_lower_bound
 from tdn_theory.cp.tensor_ops import cp_to_tensor, relative_error
 from tdn_theory.so3 import MAX_L, NORMALIZATIONS, PARITIES, cg_tensor, dim, paths
-from tdn_theory.so3._files import NotRegularFileError, check_regular_or_absent
 
 __all__ = ["main", "build_parser", "run", "JSON_KEYS", "UsageError"]
 
@@ -91,24 +90,13 @@ DEFAULT_ROTATIONS = 100
 MEMORY_FRACTION = 0.5  # refuse a problem whose estimated working memory exceeds this share
 
 
-class UsageError(Exception):
-    """Bad command-line input: reported as one line on stderr, exit status 2."""
-
-
 class _Terminated(Exception):
     """Raised by the SIGTERM handler so that cleanups (temporary files) run before exit 143."""
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse that reports errors as a single line (no usage block) and exits with 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (kept separate so that options can be added by other modules)."""
-    p = _OneLineParser(
+    p = OneLineParser(
         prog="python -m tdn_theory.fit_cp",
         allow_abbrev=False,
         description="Fit a rank-R CP decomposition of the real Clebsch-Gordan tensor and report "
@@ -158,21 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse_int(text: str, name: str, low: int) -> int:
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise UsageError(f"--{name} must be an integer >= {low}, got {text!r}") from None
-    if value < low:
-        raise UsageError(f"--{name} must be an integer >= {low}, got {value}")
-    return value
-
-
 def parse_rank(text: str, args: argparse.Namespace) -> int:
     """The --rank value as an int >= 1; "auto" (only with --normalization sphere) gives the rank
     of the exact quadrature construction (tdn_theory.cp.quadrature.sphere_cp, Lebedev rule)."""
     if text.strip().lower() != "auto":
-        return _parse_int(text, "rank", 1)
+        return parse_int(text, "rank", 1)
     if args.normalization != "sphere":
         raise UsageError(
             "--rank auto needs --normalization sphere (exact quadrature factors); "
@@ -181,7 +159,7 @@ def parse_rank(text: str, args: argparse.Namespace) -> int:
     from tdn_theory.cp.quadrature import required_degree, sphere_rule
 
     try:
-        L = _parse_int(args.L, "L", 0)
+        L = parse_int(args.L, "L", 0)
         points, _ = sphere_rule(required_degree(L, args.parity), "lebedev")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -221,35 +199,13 @@ def estimated_memory(L: int, rank: int, rotations: int = 0) -> int:
     return max(fit, check)
 
 
-def _check_output_path(text: str) -> Path:
-    if text.endswith(("/", os.sep)):
-        raise UsageError(
-            f"--out {text!r} names a folder (trailing slash); give a file name such as model.npz"
-        )
-    out = Path(text)
-    if out.is_dir() and not out.is_symlink():
-        raise UsageError(f"--out {str(out)!r} is a folder; give a file name such as model.npz")
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"--out: folder {str(folder)!r} does not exist; create it first")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"--out: folder {str(folder)!r} is not writable; choose another --out")
-    try:
-        check_regular_or_absent(out)
-    except NotRegularFileError as exc:
-        raise UsageError(f"--out {exc}") from None
-    if out.exists() and not os.access(out, os.W_OK):
-        raise UsageError(f"--out {str(out)!r} exists and is not writable; choose another --out")
-    return out
-
-
 def validate(args: argparse.Namespace) -> dict[str, Any]:
     """Turn parsed arguments into checked settings; raise UsageError on bad input."""
-    L = _parse_int(args.L, "L", 0)
+    L = parse_int(args.L, "L", 0)
     if L > MAX_L:
         raise UsageError(f"--L {L} is larger than the supported maximum {MAX_L}")
     rank = parse_rank(args.rank, args)
-    rotations = _parse_int(args.rotations, "rotations", 1)
+    rotations = parse_int(args.rotations, "rotations", 1)
     have = _available_memory()
     need = estimated_memory(L, rank)
     if need > MEMORY_FRACTION * have:
@@ -269,15 +225,17 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
         "rank": rank,
         "normalization": args.normalization,
         "parity": args.parity,
-        "restarts": _parse_int(args.restarts, "restarts", 1),
-        "seed": _parse_int(args.seed, "seed", 0),
+        "restarts": parse_int(args.restarts, "restarts", 1),
+        "seed": parse_int(args.seed, "seed", 0),
         "time_budget": _parse_budget(args.time_budget),
         "rotations": rotations,
         "json": bool(args.json),
         "quiet": bool(args.quiet),
         "exact": args.rank.strip().lower() == "auto",
     }
-    settings["out"] = _check_output_path(args.out if args.out is not None else f"cp_L{L}_R{rank}.npz")
+    settings["out"] = check_output_path(
+        args.out if args.out is not None else f"cp_L{L}_R{rank}.npz"
+    )
     return settings
 
 
@@ -377,7 +335,9 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
         )
         rel = relative_error(T, cp_to_tensor(reread.A, reread.B, reread.C))
         figures = check_fit(
-            T, (reread.A, reread.B, reread.C), n_rotations=settings["rotations"],
+            T,
+            (reread.A, reread.B, reread.C),
+            n_rotations=settings["rotations"],
             seed=settings["seed"],
         )
         finished = True

@@ -25,6 +25,7 @@ from tdn_theory.cp import (
     best_known,
     cp_to_tensor,
     fit_cp,
+    relative_error,
     save_factors,
 )
 from tdn_theory.cp import store as store_mod
@@ -119,10 +120,14 @@ def test_altered_file_is_refused(tmp_path):
     folder.mkdir()
     key = FitKey("unit", "all", 1, 2)
     fit = _fit(1, 2)
-    lie = CPFit(fit.A, fit.B, fit.C, 0.001)  # claims an error its factors do not have
+    fit = CPFit(fit.A, fit.B, fit.C, relative_error(cg_tensor(1), cp_to_tensor(*fit.factors)))
     meta = {"L": 1, "normalization": "unit", "parity": "all"}
-    save_factors(folder / key.filename, lie, meta)
-    with pytest.raises(FitStoreError, match="records relative error 0.001 but its factors give"):
+    path = save_factors(folder / key.filename, fit, meta) or folder / key.filename
+    with np.load(path) as z:  # a hostile edit: factors changed after writing, metadata kept
+        arrays = {k: z[k] for k in z.files}
+    arrays["A"] = 2 * arrays["A"]
+    np.savez(path, **arrays)
+    with pytest.raises(FitStoreError, match="refusing unit_all_L1_R2.npz"):
         best_known(1, 2, store=folder)
     (folder / key.filename).write_bytes(b"not a zip")
     with pytest.raises(FitStoreError, match="refusing unit_all_L1_R2.npz"):

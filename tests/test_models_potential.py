@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tdn_theory import so3
+from tdn_theory.cp import FitStoreError, best_known
 from tdn_theory.models import TDNCalculator, TDNPotential
 from tdn_theory.testing import strategies as tst
 
@@ -186,27 +187,38 @@ def test_exact_backends_agree_on_identical_weights():
 
 
 def test_approximate_cp_is_close_but_not_exact(tmp_path, monkeypatch):
-    """A rank-7 fit at L = 1 (below the exact rank 8) is fitted, cached and verified on read."""
+    """rank= takes the best-known fit from the fit store (L = 1, R = 7: below the exact rank 8)."""
     monkeypatch.setenv("TDN_THEORY_CACHE", str(tmp_path))
     model = small_model("cp", L=1, layers=2, rank=7)
-    path = Path(model.tp.meta["path"])
-    assert path.is_file() and str(path).startswith(str(tmp_path))
     err = model.tp.meta["relative_error"]
+    assert err == pytest.approx(best_known(1, 7).relative_error, rel=1e-9)
     assert 1e-4 < err < 0.1
     dense = model.with_backend("dense")
     atoms = alloy()
     E, _ = evaluate(model, atoms)
     E_d, _ = evaluate(dense, atoms)
     assert 0 < abs(E - E_d) < 0.5 * abs(E_d)
-    again = small_model("cp", L=1, layers=2, rank=7)  # read from the cache
-    assert torch.equal(again.tp.A, model.tp.A)
-    # an altered cache entry is refused with one line
-    with np.load(path) as data:
+
+
+def test_a_rank_missing_from_the_store_is_fitted_once_into_the_user_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("TDN_THEORY_CACHE", str(tmp_path))
+    with pytest.raises(FitStoreError, match="no stored fit"):
+        best_known(1, 3, "gaunt", "all")
+    model = small_model("cp", L=1, layers=1, rank=3, normalization="gaunt")
+    stored = list((tmp_path / "fits").glob("*.npz"))
+    assert [p.name for p in stored] == ["gaunt_all_L1_R3.npz"]
+    stamp = stored[0].stat().st_mtime_ns
+    again = small_model("cp", L=1, layers=1, rank=3, normalization="gaunt")
+    assert torch.equal(model.tp.A, again.tp.A)  # read back from the user store, not refitted
+    assert stored[0].stat().st_mtime_ns == stamp
+    # an altered store entry is refused with one line
+    with np.load(stored[0]) as data:
         arrays = {k: data[k] for k in data.files}
     arrays["A"] = arrays["A"] * 1.01
-    np.savez(path, **arrays)
-    with pytest.raises(ValueError, match="altered"):
-        small_model("cp", L=1, layers=2, rank=7)
+    np.savez(stored[0], **arrays)
+    with pytest.raises(ValueError) as info:
+        small_model("cp", L=1, layers=1, rank=3, normalization="gaunt")
+    assert "gaunt_all_L1_R3.npz" in str(info.value) and "\n" not in str(info.value)
 
 
 # --------------------------------------------------------------------------------------------

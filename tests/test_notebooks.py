@@ -36,6 +36,10 @@ EXPECTED = {
             "mirror-invariant with parity even: True",
         ],
     ),
+    "05_accuracy_vs_rank": (
+        1,
+        ["CP at 7L^2 vs dense force MAE ratio", "exact backend below 1e-9: True"],
+    ),
 }
 
 

@@ -8,8 +8,8 @@ tensor it computes (for bounds and comparisons).
 
 - ``"dense"``: :class:`~tdn_theory.nn.CGTensorProduct`, the exact CG tensor.
 - ``"e3nn"``: e3nn's ``"uvu"`` TensorProduct over the same paths (the external reference).
-- ``"cp"``: :class:`~tdn_theory.nn.CPTensorProduct` from a factor file (``factors=``) or from a
-  fit at ``rank=`` made by ``tdn_theory.cp.fit_cp`` and cached (see :func:`fitted_factors`).
+- ``"cp"``: :class:`~tdn_theory.nn.CPTensorProduct` from a factor file (``factors=``) or the
+  best-known fit at ``rank=`` from the fit store (see :func:`fitted_factors`).
 - ``"sphere"``: the exact quadrature CP of the "sphere" tensor (``tdn_theory.cp.sphere_cp``).
 """
 
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from tdn_theory import so3
-from tdn_theory.cp import CPFit, fit_cp, load_factors, save_factors, sphere_cp
-from tdn_theory.cp.factor_files import FactorFileError, tensor_sha256
+from tdn_theory.cp import CPFit, best_fit, sphere_cp
+from tdn_theory.cp.factor_files import FactorFileError
 from tdn_theory.nn import (
     CGTensorProduct,
     CPTensorProduct,
@@ -34,12 +34,9 @@ from tdn_theory.nn import (
 )
 from tdn_theory.so3.cache import cache_dir
 
-__all__ = ["BACKENDS", "E3nnProduct", "fitted_factors", "make_tensor_product", "fit_cache_path"]
+__all__ = ["BACKENDS", "E3nnProduct", "fitted_factors", "make_tensor_product", "user_fit_store"]
 
 BACKENDS = ("dense", "e3nn", "cp", "sphere")
-
-#: fit_cp options used for ``rank=`` fits (deterministic: no time budget).
-FIT_OPTIONS = {"restarts": 8, "max_iter": 300, "polish_iter": 300}
 
 
 class E3nnProduct(torch.nn.Module):
@@ -67,52 +64,21 @@ class _Dense(CGTensorProduct):
         return self.M
 
 
-def fit_cache_path(L: int, rank: int, normalization: str, parity: str, seed: int) -> Path:
-    """Where a ``rank=`` fit is cached: ``<user cache>/fits/unit_all_L2_R28_s0.npz``."""
-    return cache_dir() / "fits" / f"{normalization}_{parity}_L{L}_R{rank}_s{seed}.npz"
-
-
 def fitted_factors(
     L: int, rank: int, normalization: str = "unit", parity: str = "all", seed: int = 0
-) -> tuple[CPFit, Path]:
-    """A rank-``rank`` CP fit of ``so3.cg_tensor(L, normalization, parity)``, cached on disk.
+) -> tuple[CPFit, dict]:
+    """The best known rank-``rank`` CP of ``so3.cg_tensor(L, normalization, parity)``.
 
-    The fit is ``tdn_theory.cp.fit_cp(T, rank, seed=seed, **FIT_OPTIONS)`` (deterministic for a
-    seed). It is stored with ``save_factors`` (atomic) in the user cache folder and verified on
-    every read: the metadata must match (L, normalization, parity, rank, target SHA-256) and the
-    factors must reproduce the stored relative error (to 1e-9); otherwise a one-line ValueError
-    names the file to delete.
+    Taken from :func:`tdn_theory.cp.best_fit`: the package's store of best-known fits, else the
+    user's store ``<user cache>/fits`` (filled on first use by ``fit_cp`` with ``seed`` and the
+    store's recipe for L). Every stored file is verified on read. Returns (fit, provenance).
     """
-    T = so3.cg_tensor(L, normalization, parity)
-    path = fit_cache_path(L, rank, normalization, parity, seed)
-    expect = {
-        "L": L,
-        "normalization": normalization,
-        "parity": parity,
-        "rank": rank,
-        "seed": seed,
-        "target_sha256": tensor_sha256(T),
-    }
-    if path.exists():
-        if not path.is_file():
-            raise ValueError(f"cached fit {path} is not a regular file; remove it")
-        try:
-            fit, meta = load_factors(path, expect=expect)
-        except FactorFileError as exc:
-            raise ValueError(f"{exc} (cached fit; delete {path} to refit)") from None
-        error = float(np.linalg.norm(fit.to_tensor() - T) / np.linalg.norm(T))
-        if not abs(error - float(meta["relative_error"])) <= 1e-9 + 1e-6 * error:
-            raise ValueError(
-                f"cached fit {path} gives relative error {error:.3g} but records "
-                f"{meta['relative_error']:.3g}; it was altered, delete it to refit"
-            )
-        return fit, path
-    fit = fit_cp(T, int(rank), seed=int(seed), **FIT_OPTIONS)
-    meta = {"L": L, "normalization": normalization, "parity": parity, "method": "fit_cp"}
-    meta["fit_options"] = FIT_OPTIONS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_factors(path, fit, meta, target=T)
-    return fit, path
+    return best_fit(L, rank, normalization, parity, store=user_fit_store(), seed=seed)
+
+
+def user_fit_store() -> Path:
+    """The user's fit store: ``fits/`` beside the versioned CG cache in the user cache folder."""
+    return cache_dir().parent / "fits"
 
 
 def _check_factor_file(factors: str | os.PathLike, L: int, normalization: str, parity: str):
@@ -178,6 +144,7 @@ def make_tensor_product(
         return CPTensorProduct(layer.A, layer.B, layer.C, dtype=dtype, meta=layer.meta)
     if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
         raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
-    fit, path = fitted_factors(L, int(rank), normalization, parity, seed)
-    meta = {"L": L, "rank": int(rank), "relative_error": fit.relative_error, "path": str(path)}
+    fit, provenance = fitted_factors(L, int(rank), normalization, parity, seed)
+    meta = {"L": L, "rank": int(rank), "relative_error": fit.relative_error}
+    meta.update({k: provenance[k] for k in ("method", "source") if k in provenance})
     return CPTensorProduct(fit.A, fit.B, fit.C, dtype=dtype, meta=meta)

@@ -401,8 +401,8 @@ class TDNPotential(torch.nn.Module):
             features.append(h)
         scalars = h[:, :, 0]
         atom_energy = torch.nn.functional.silu(scalars @ self.readout_1) @ self.readout_2
-        energy = atom_energy.sum() + self.reference_energy[species].sum()
-        out: dict[str, Any] = {"energy": energy}
+        atom_energies = atom_energy + self.reference_energy[species]
+        out: dict[str, Any] = {"energy": atom_energies.sum(), "atom_energies": atom_energies}
         if keep:
             out.update(features=features, layers=records, Y=Y, scalars=scalars)
         return out

@@ -1,0 +1,400 @@
+"""Atomistic data for training and testing potentials: EMT data sets and an extended-XYZ reader.
+
+A *configuration* is an :class:`ase.Atoms` whose calculator is an
+:class:`ase.calculators.singlepoint.SinglePointCalculator` holding the reference ``energy`` (eV) and
+``forces`` (eV/Å, shape (atoms, 3)): the convention of every ASE-based MLIP tool, so that
+``atoms.get_potential_energy()`` and ``atoms.get_forces()`` return the labels.
+
+Named data sets (generated with ASE's EMT calculator, a real many-body potential for fcc metals):
+
+``"cuau-fcc"``
+    Periodic fcc Cu-Au alloy, 32 atoms (2 x 2 x 2 conventional cells). Each trajectory draws an Au
+    fraction uniform in [0.2, 0.8] (random occupation), a lattice constant from Vegard's law
+    (Cu 3.61 Å, Au 4.08 Å) times an isotropic strain uniform in [-2 %, +2 %], and a temperature uniform
+    in [300, 1200] K; Langevin MD (4 fs steps, friction 0.01/fs) from Maxwell-Boltzmann velocities,
+    200 fs of equilibration, then one snapshot every 100 fs.
+``"agpd-cluster"``
+    Non-periodic Ag-Pd clusters with surfaces, 13-55 atoms (icosahedra, cuboctahedra/octahedra and
+    Ino decahedra of 13, 19, 38, 39 and 55 atoms), Pd fraction uniform in [0.2, 0.8], Vegard lattice
+    constant (Ag 4.09 Å, Pd 3.89 Å), temperature uniform in [300, 900] K, the same MD protocol.
+
+Generated sets are written as extended XYZ through :func:`ase.io.write` into the user cache folder
+(``$TDN_THEORY_CACHE``, else ``~/.cache/tdn_theory``) under ``datasets/``, keyed by the generator
+parameters and the seed, atomically, with a JSON sidecar that records the parameters and the SHA-256 of
+the file. A cached set is verified against its sidecar when read; a damaged or altered file is
+regenerated (with a warning), never used. Every random draw comes from ``numpy.random.default_rng(seed)``.
+
+Splits (:func:`split`) are a seeded permutation of the configurations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+#: Bumped whenever the generator changes what it produces for the same parameters.
+GENERATOR_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class EMTRecipe:
+    """How one named EMT data set is generated (all lengths Å, times fs, temperatures K)."""
+
+    kind: str  # "bulk" or "cluster"
+    elements: tuple[str, str]
+    lattice_constants: tuple[float, float]
+    fraction_range: tuple[float, float]  # fraction of the second element
+    temperature_range: tuple[float, float]
+    n_configs: int
+    strain: float = 0.0  # bulk only: isotropic strain drawn from [-strain, +strain]
+    repeat: int = 2  # bulk only: conventional cells per axis
+    timestep_fs: float = 4.0
+    friction_per_fs: float = 0.01
+    equilibration_steps: int = 50
+    snapshot_every: int = 25
+    snapshots_per_trajectory: int = 5
+
+
+DATASETS: dict[str, EMTRecipe] = {
+    "cuau-fcc": EMTRecipe(
+        kind="bulk",
+        elements=("Cu", "Au"),
+        lattice_constants=(3.61, 4.08),
+        fraction_range=(0.2, 0.8),
+        temperature_range=(300.0, 1200.0),
+        n_configs=400,
+        strain=0.02,
+    ),
+    "agpd-cluster": EMTRecipe(
+        kind="cluster",
+        elements=("Ag", "Pd"),
+        lattice_constants=(4.09, 3.89),
+        fraction_range=(0.2, 0.8),
+        temperature_range=(300.0, 900.0),
+        n_configs=400,
+    ),
+}
+
+
+def _dataset_folder() -> Path:
+    """``datasets/`` beside the versioned CG cache in the user cache folder."""
+    from tdn_theory.so3.cache import cache_dir
+
+    return cache_dir().parent / "datasets"
+
+
+def _check_count(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _initial_structure(recipe: EMTRecipe, rng: np.random.Generator):
+    """A new random-occupation structure for one trajectory (before MD)."""
+    from ase.build import bulk
+    from ase.cluster import Decahedron, Icosahedron, Octahedron
+
+    first, second = recipe.elements
+    fraction = rng.uniform(*recipe.fraction_range)
+    a = (1 - fraction) * recipe.lattice_constants[0] + fraction * recipe.lattice_constants[1]
+    if recipe.kind == "bulk":
+        a *= 1 + rng.uniform(-recipe.strain, recipe.strain)
+        atoms = bulk(first, "fcc", a=a, cubic=True).repeat(recipe.repeat)
+    else:
+        shapes = (
+            lambda: Icosahedron(first, 2, latticeconstant=a),  # 13
+            lambda: Icosahedron(first, 3, latticeconstant=a),  # 55
+            lambda: Octahedron(first, 3, 0, latticeconstant=a),  # 19
+            lambda: Octahedron(first, 4, 1, latticeconstant=a),  # 38
+            lambda: Octahedron(first, 5, 2, latticeconstant=a),  # 55
+            lambda: Decahedron(first, 2, 2, 0, latticeconstant=a),  # 13
+            lambda: Decahedron(first, 3, 2, 0, latticeconstant=a),  # 39
+            lambda: Decahedron(first, 3, 3, 0, latticeconstant=a),  # 55
+        )
+        atoms = shapes[int(rng.integers(len(shapes)))]()
+        atoms.center(vacuum=6.0)
+        atoms.pbc = False
+    n = len(atoms)
+    n_second = int(round(fraction * n))
+    symbols = np.array([first] * n, dtype=object)
+    symbols[rng.permutation(n)[:n_second]] = second
+    atoms.set_chemical_symbols(list(symbols))
+    return atoms
+
+
+def generate_emt(name: str, *, n_configs: int | None = None, seed: int = 0) -> list:
+    """Generate the named EMT data set: a list of labelled configurations (see the module docstring).
+
+    Deterministic for ``(name, n_configs, seed)`` on a given ASE version.
+    """
+    from ase import units
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.constraints import FixCom
+    from ase.md import velocitydistribution as velocities
+    from ase.md.langevin import Langevin
+
+    recipe = _recipe(name)
+    n_configs = recipe.n_configs if n_configs is None else _check_count(n_configs, "n_configs")
+    seed = _check_seed(seed)
+    rng = np.random.default_rng(seed)
+    configs: list = []
+    while len(configs) < n_configs:
+        atoms = _initial_structure(recipe, rng)
+        atoms.calc = EMT()
+        temperature = rng.uniform(*recipe.temperature_range)
+        # thermalize_momenta is ASE >= 3.29's name for MaxwellBoltzmannDistribution
+        thermalize = getattr(velocities, "thermalize_momenta", None)
+        thermalize = thermalize or velocities.MaxwellBoltzmannDistribution
+        thermalize(atoms, temperature_K=temperature, rng=rng)
+        velocities.Stationary(atoms)
+        atoms.set_constraint(FixCom())
+        md = Langevin(
+            atoms,
+            timestep=recipe.timestep_fs * units.fs,
+            temperature_K=temperature,
+            friction=recipe.friction_per_fs / units.fs,
+            fixcm=False,
+            rng=rng,
+        )
+        md.run(recipe.equilibration_steps)
+        for _ in range(recipe.snapshots_per_trajectory):
+            md.run(recipe.snapshot_every)
+            snapshot = atoms.copy()
+            snapshot.set_constraint()
+            snapshot.calc = SinglePointCalculator(
+                snapshot,
+                energy=float(atoms.get_potential_energy()),
+                forces=atoms.get_forces(apply_constraint=False).copy(),
+            )
+            snapshot.info["temperature_K"] = float(temperature)
+            configs.append(snapshot)
+            if len(configs) == n_configs:
+                break
+    return configs
+
+
+def _recipe(name: str) -> EMTRecipe:
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; named sets are {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
+
+
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
+def _key(name: str, n_configs: int, seed: int) -> dict:
+    recipe = dataclasses.asdict(_recipe(name))
+    return {
+        "name": name,
+        "n_configs": n_configs,
+        "seed": seed,
+        "recipe": recipe,
+        "generator_version": GENERATOR_VERSION,
+    }
+
+
+def dataset_path(name: str, *, n_configs: int | None = None, seed: int = 0) -> Path:
+    """Path of the cached extxyz file of a named set, generating (and verifying) it as needed."""
+    recipe = _recipe(name)
+    n_configs = recipe.n_configs if n_configs is None else _check_count(n_configs, "n_configs")
+    seed = _check_seed(seed)
+    key = _key(name, n_configs, seed)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    folder = _dataset_folder()
+    path = folder / f"{name}-n{n_configs}-seed{seed}-{digest}.extxyz"
+    sidecar = path.with_suffix(".json")
+    problem = _cached_problem(path, sidecar, key)
+    if problem is None:
+        return path
+    if problem != "missing":
+        warnings.warn(f"regenerating {path.name}: {problem}", RuntimeWarning, stacklevel=2)
+    configs = generate_emt(name, n_configs=n_configs, seed=seed)
+    buffer = io.StringIO()
+    from ase.io import write
+
+    write(buffer, configs, format="extxyz")
+    data = buffer.getvalue().encode()
+    import ase
+
+    meta = dict(key, sha256=hashlib.sha256(data).hexdigest(), ase_version=ase.__version__)
+    _write_atomic(path, data)
+    _write_atomic(sidecar, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    return path
+
+
+def _cached_problem(path: Path, sidecar: Path, key: dict) -> str | None:
+    """None when the cached set matches its sidecar and key; else what is wrong ("missing" if absent)."""
+    if not path.exists() and not sidecar.exists():
+        return "missing"
+    try:
+        meta = json.loads(sidecar.read_text())
+        data = path.read_bytes()
+    except (OSError, ValueError) as exc:
+        return f"unreadable cache entry ({exc.__class__.__name__})"
+    key = json.loads(json.dumps(key))  # tuples -> lists, as read back from the sidecar
+    if not isinstance(meta, dict) or any(meta.get(k) != v for k, v in key.items()):
+        return "sidecar does not match the generator parameters"
+    if meta.get("sha256") != hashlib.sha256(data).hexdigest():
+        return "file content does not match its recorded SHA-256"
+    return None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_file():
+        raise ValueError(
+            f"{path} exists and is not a regular file; remove it or choose another cache folder"
+        )
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def read_extxyz(
+    path: str | os.PathLike,
+    *,
+    species: Sequence[str] | None = None,
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+) -> list:
+    """Read labelled configurations from any extended-XYZ file with energies and forces.
+
+    Labels are taken from the file's calculator results (what :func:`ase.io.write` stores), else from
+    ``atoms.info[energy_key]`` and ``atoms.arrays[forces_key]`` (for files that name them otherwise,
+    e.g. ``REF_energy``). Raises a one-line ``ValueError`` for a missing or unreadable file, a file
+    without configurations, a configuration without a finite energy or without finite forces of shape
+    (atoms, 3), and, when ``species`` is given, elements outside it.
+    """
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import read
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(
+            f"{path}: no such data file; give an extended-XYZ file or a named set ({', '.join(sorted(DATASETS))})"
+        )
+    try:
+        frames = read(path, index=":", format="extxyz")
+    except Exception as exc:  # ase raises many types for malformed files
+        raise ValueError(
+            f"{path}: not a readable extended-XYZ file ({exc.__class__.__name__}: {exc})"
+        ) from None
+    if not frames:
+        raise ValueError(f"{path}: holds no configurations")
+    allowed = None if species is None else set(species)
+    configs = []
+    for index, atoms in enumerate(frames):
+        where = f"{path}: configuration {index}"
+        results = dict(atoms.calc.results) if atoms.calc is not None else {}
+        energy = results.get("energy", atoms.info.get(energy_key))
+        forces = results.get("forces", atoms.arrays.get(forces_key))
+        if energy is None:
+            raise ValueError(
+                f"{where} has no energy (looked for calculator results and info[{energy_key!r}])"
+            )
+        if forces is None:
+            raise ValueError(
+                f"{where} has no forces (looked for calculator results and arrays[{forces_key!r}])"
+            )
+        try:
+            energy = float(energy)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where} has a non-numeric energy {energy!r}") from None
+        forces = np.asarray(forces, dtype=np.float64)
+        if forces.shape != (len(atoms), 3):
+            raise ValueError(
+                f"{where}: forces have shape {forces.shape}, expected ({len(atoms)}, 3)"
+            )
+        if not np.isfinite(energy) or not np.all(np.isfinite(forces)):
+            raise ValueError(f"{where} has a non-finite energy or force")
+        if not np.all(np.isfinite(atoms.positions)):
+            raise ValueError(f"{where} has non-finite positions")
+        if allowed is not None:
+            unknown = sorted(set(atoms.get_chemical_symbols()) - allowed)
+            if unknown:
+                raise ValueError(
+                    f"{where} contains elements {unknown} outside the model's species {sorted(allowed)}"
+                )
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        configs.append(atoms)
+    return configs
+
+
+def load_dataset(
+    source: str | os.PathLike,
+    *,
+    n_configs: int | None = None,
+    seed: int = 0,
+    species: Sequence[str] | None = None,
+) -> list:
+    """Configurations of a named EMT set (generated or read from the cache) or of an extxyz file."""
+    if isinstance(source, str) and source in DATASETS:
+        return read_extxyz(dataset_path(source, n_configs=n_configs, seed=seed), species=species)
+    return read_extxyz(source, species=species)
+
+
+def species_of(configs: Sequence) -> list[str]:
+    """The chemical symbols present in ``configs``, sorted by atomic number."""
+    from ase.data import atomic_numbers
+
+    symbols = {s for atoms in configs for s in atoms.get_chemical_symbols()}
+    return sorted(symbols, key=atomic_numbers.__getitem__)
+
+
+def split(
+    configs: Sequence, *, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+) -> tuple[list, list, list]:
+    """Train / validation / test lists from a seeded permutation of ``configs``.
+
+    ``fractions`` are normalised; the test split gets what rounding leaves. Raises a one-line
+    ``ValueError`` when any split would be empty.
+    """
+    seed = _check_seed(seed)
+    weights = np.asarray(fractions, dtype=np.float64)
+    if weights.shape != (3,) or not np.all(np.isfinite(weights)) or np.any(weights <= 0):
+        raise ValueError(f"fractions must be three positive numbers, got {fractions!r}")
+    n = len(configs)
+    counts = np.floor(weights / weights.sum() * n).astype(int)
+    n_train, n_val = int(counts[0]), int(counts[1])
+    n_test = n - n_train - n_val
+    if min(n_train, n_val, n_test) < 1:
+        raise ValueError(
+            f"{n} configurations give an empty split (train {n_train}, validation {n_val}, test {n_test}); "
+            "use more configurations or other fractions"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    picked = [configs[i] for i in order]
+    return picked[:n_train], picked[n_train : n_train + n_val], picked[n_train + n_val :]
+
+
+def force_std(configs: Sequence) -> float:
+    """Standard deviation of all force components (eV/Å): the data's own scale for force errors."""
+    forces = np.concatenate([np.asarray(atoms.get_forces()).ravel() for atoms in configs])
+    return float(forces.std())

@@ -1,0 +1,364 @@
+r"""Training a :class:`~tdn_theory.models.TDNPotential` on energies and forces.
+
+Loss of a mini-batch ``B`` of configurations (``n_s`` atoms in configuration ``s``)::
+
+    loss = w_E * mean_s ((E_s - E_s^ref) / n_s)^2  +  w_F * mean_{s, i, a} (F_sia - F_sia^ref)^2
+
+(energies in eV per atom, forces in eV/Å; forces ``F = -dE/dx`` by autograd with
+``create_graph=True`` so that the force term is trained through the double backward).
+
+Protocol (:func:`train`): the per-species reference energies are initialised by least squares of the
+training energies on the composition (a linear model ``E ≈ sum_Z n_Z e_Z``), then AdamW over shuffled
+mini-batches (order from ``numpy.random.default_rng(seed)``), ``ReduceLROnPlateau`` on the validation
+loss (factor 0.5, patience 3), early stopping after ``patience`` epochs without a better validation
+loss; the best-validation weights are restored at the end. On CPU the run is deterministic for a
+seed (model initialisation, batch order and every reduction are seeded or ordered).
+
+Mini-batches are one disjoint graph: the neighbour list of every configuration is built once
+(:meth:`TDNPotential.prepare`), and a batch concatenates atoms and edges, with each periodic image
+shift turned into its Cartesian offset ``S @ cell`` so that a batch needs no per-structure cell.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from tdn_theory.models.graph import Graph
+from tdn_theory.models.potential import TDNPotential
+
+__all__ = [
+    "Batch",
+    "TrainResult",
+    "TrainSettings",
+    "collate",
+    "errors",
+    "fit_reference_energies",
+    "predict",
+    "symmetry_errors",
+    "train",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """Several configurations as one disjoint graph (atoms concatenated in order)."""
+
+    positions: torch.Tensor  # (N, 3)
+    species: torch.Tensor  # (N,) row of each atom in the model's embedding
+    graph: Graph  # shifts are Cartesian offsets (cell = identity)
+    structure: torch.Tensor  # (N,) index of each atom's configuration
+    n_atoms: torch.Tensor  # (B,)
+    energy: torch.Tensor  # (B,) reference energies, eV
+    forces: torch.Tensor  # (N, 3) reference forces, eV/Å
+
+    @property
+    def size(self) -> int:
+        return int(self.n_atoms.shape[0])
+
+
+def _prepared(model: TDNPotential, atoms) -> dict[str, torch.Tensor]:
+    """One configuration checked and turned into tensors (neighbour list included)."""
+    pos, cell, species, graph = model.prepare(
+        atoms.get_positions(), atoms.get_atomic_numbers(), np.asarray(atoms.get_cell()), atoms.pbc
+    )
+    as_float = {"dtype": model.dtype, "device": model.device}
+    return {
+        "positions": pos.detach(),
+        "species": species,
+        "dst": graph.dst,
+        "src": graph.src,
+        "offsets": (graph.shifts @ cell).detach(),
+        "energy": torch.tensor(float(atoms.get_potential_energy()), **as_float),
+        "forces": torch.as_tensor(np.asarray(atoms.get_forces()), **as_float),
+    }
+
+
+def collate(model: TDNPotential, configs: Sequence, prepared: list | None = None) -> Batch:
+    """One :class:`Batch` of ``configs`` (or of already prepared configurations)."""
+    items = prepared if prepared is not None else [_prepared(model, atoms) for atoms in configs]
+    if not items:
+        raise ValueError("a batch needs at least one configuration")
+    sizes = [int(item["positions"].shape[0]) for item in items]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    device = model.device
+    graph = Graph(
+        dst=torch.cat([item["dst"] + int(s) for item, s in zip(items, starts, strict=True)]),
+        src=torch.cat([item["src"] + int(s) for item, s in zip(items, starts, strict=True)]),
+        shifts=torch.cat([item["offsets"] for item in items]),
+        n_atoms=int(sum(sizes)),
+    )
+    return Batch(
+        positions=torch.cat([item["positions"] for item in items]),
+        species=torch.cat([item["species"] for item in items]),
+        graph=graph,
+        structure=torch.repeat_interleave(
+            torch.arange(len(items), device=device), torch.as_tensor(sizes, device=device)
+        ),
+        n_atoms=torch.as_tensor(sizes, dtype=model.dtype, device=device),
+        energy=torch.stack([item["energy"] for item in items]),
+        forces=torch.cat([item["forces"] for item in items]),
+    )
+
+
+def predict(
+    model: TDNPotential, batch: Batch, *, create_graph: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Energies (B,) and forces (N, 3) of every configuration of ``batch``."""
+    positions = batch.positions.detach().requires_grad_(True)
+    eye = torch.eye(3, dtype=model.dtype, device=model.device)
+    out = model.evaluate(positions, eye, batch.species, batch.graph)
+    energies = (
+        out["atom_energies"]
+        .new_zeros(batch.size)
+        .index_add(0, batch.structure, out["atom_energies"])
+    )
+    (grad,) = torch.autograd.grad(energies.sum(), positions, create_graph=create_graph)
+    return energies, -grad
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """Hyperparameters of :func:`train` (see the module docstring)."""
+
+    epochs: int = 50
+    batch_size: int = 8
+    lr: float = 5e-3
+    weight_decay: float = 0.0
+    energy_weight: float = 10.0
+    force_weight: float = 1.0
+    patience: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        for name in ("lr", "weight_decay", "energy_weight", "force_weight"):
+            value = getattr(self, name)
+            low_ok = value > 0 if name == "lr" else value >= 0
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or not low_ok:
+                raise ValueError(
+                    f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, got {value!r}"
+                )
+        if self.energy_weight == 0 and self.force_weight == 0:
+            raise ValueError("energy_weight and force_weight are both 0: nothing to train")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """History of a training run (one entry per epoch) and the epoch whose weights were kept."""
+
+    history: list[dict[str, float]]
+    best_epoch: int
+    stopped_early: bool
+    seconds: float
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        return float(np.median([h["seconds"] for h in self.history]))
+
+
+def _loss(model, batch, settings: TrainSettings, create_graph: bool) -> torch.Tensor:
+    energies, forces = predict(model, batch, create_graph=create_graph)
+    e_term = (((energies - batch.energy) / batch.n_atoms) ** 2).mean()
+    f_term = ((forces - batch.forces) ** 2).mean()
+    return settings.energy_weight * e_term + settings.force_weight * f_term
+
+
+def fit_reference_energies(model: TDNPotential, configs: Sequence) -> None:
+    """Set ``model.reference_energy`` to the least-squares per-species energies of ``configs``."""
+    counts = np.zeros((len(configs), len(model.species)))
+    rows = {z: k for k, z in enumerate(model.species)}
+    for s, atoms in enumerate(configs):
+        for z in atoms.get_atomic_numbers():
+            counts[s, rows[int(z)]] += 1
+    energies = np.array([atoms.get_potential_energy() for atoms in configs])
+    solution, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    with torch.no_grad():
+        model.reference_energy.copy_(torch.as_tensor(solution, dtype=model.dtype))
+
+
+def _batches(items: list, size: int, order: np.ndarray | None = None):
+    index = np.arange(len(items)) if order is None else order
+    for start in range(0, len(items), size):
+        yield [items[i] for i in index[start : start + size]]
+
+
+def errors(
+    model: TDNPotential, configs: Sequence, *, batch_size: int = 8, prepared: list | None = None
+) -> dict[str, float]:
+    """Mean absolute errors: energy in meV/atom, forces in meV/Å (per component), and the loss
+    terms' RMS values (eV/atom, eV/Å)."""
+    items = prepared if prepared is not None else [_prepared(model, a) for a in configs]
+    e_abs, f_abs, e_sq, f_sq, n_f = 0.0, 0.0, 0.0, 0.0, 0
+    for chunk in _batches(items, batch_size):
+        batch = collate(model, (), chunk)
+        energies, forces = predict(model, batch)
+        de = ((energies.detach() - batch.energy) / batch.n_atoms).double()
+        df = (forces.detach() - batch.forces).double()
+        e_abs += float(de.abs().sum())
+        e_sq += float((de**2).sum())
+        f_abs += float(df.abs().sum())
+        f_sq += float((df**2).sum())
+        n_f += df.numel()
+    n = len(items)
+    return {
+        "energy_mae_mev_per_atom": 1e3 * e_abs / n,
+        "force_mae_mev_per_A": 1e3 * f_abs / n_f,
+        "energy_rmse_ev_per_atom": math.sqrt(e_sq / n),
+        "force_rmse_ev_per_A": math.sqrt(f_sq / n_f),
+    }
+
+
+def train(
+    model: TDNPotential,
+    train_configs: Sequence,
+    val_configs: Sequence,
+    settings: TrainSettings = TrainSettings(),
+    *,
+    on_epoch: Callable[[dict[str, float], bool], None] | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Train ``model`` in place (see the module docstring); the best-validation weights are kept.
+
+    ``on_epoch(record, improved)`` is called after every epoch (e.g. to write a checkpoint).
+    """
+    if not train_configs or not val_configs:
+        raise ValueError("training needs at least one training and one validation configuration")
+    train_items = [_prepared(model, a) for a in train_configs]
+    val_items = [_prepared(model, a) for a in val_configs]
+    fit_reference_energies(model, train_configs)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
+    rng = np.random.default_rng(settings.seed)
+    best_loss, best_state, best_epoch, since_best = math.inf, None, 0, 0
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    bar = _progress_bar(settings.epochs, progress)
+    stopped_early = False
+    for epoch in range(1, settings.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        total, count = 0.0, 0
+        for chunk in _batches(train_items, settings.batch_size, rng.permutation(len(train_items))):
+            batch = collate(model, (), chunk)
+            loss = _loss(model, batch, settings, create_graph=True)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * batch.size
+            count += batch.size
+        model.eval()
+        val = errors(model, (), batch_size=settings.batch_size, prepared=val_items)
+        val_loss = (
+            settings.energy_weight * val["energy_rmse_ev_per_atom"] ** 2
+            + settings.force_weight * val["force_rmse_ev_per_A"] ** 2
+        )
+        if not math.isfinite(val_loss):
+            raise FloatingPointError(
+                f"validation loss became {val_loss} at epoch {epoch}; lower the learning rate"
+            )
+        scheduler.step(val_loss)
+        improved = val_loss < best_loss
+        if improved:
+            best_loss, best_epoch, since_best = val_loss, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            since_best += 1
+        record = {
+            "epoch": epoch,
+            "train_loss": total / count,
+            "val_loss": val_loss,
+            "val_energy_mae_mev_per_atom": val["energy_mae_mev_per_atom"],
+            "val_force_mae_mev_per_A": val["force_mae_mev_per_A"],
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(record)
+        if on_epoch is not None:
+            if improved:
+                model.load_state_dict(best_state)
+            on_epoch(record, improved)
+        if bar is not None:
+            bar.set_postfix(
+                val_E=f"{val['energy_mae_mev_per_atom']:.1f}",
+                val_F=f"{val['force_mae_mev_per_A']:.0f}",
+            )
+            bar.update(1)
+        if since_best >= settings.patience:
+            stopped_early = True
+            break
+    if bar is not None:
+        bar.close()
+    model.load_state_dict(best_state)
+    return TrainResult(history, best_epoch, stopped_early, time.perf_counter() - start)
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    # disable=None: tqdm's convention, no bar when stderr is not a terminal (logs stay clean)
+    return tqdm(total=total, desc="epochs", unit="epoch", leave=False, disable=None)
+
+
+def symmetry_errors(
+    model: TDNPotential,
+    configs: Sequence,
+    *,
+    rotations: int = 8,
+    seed: int = 0,
+    iterations: int = 40,
+) -> dict[str, float]:
+    """Rotational consistency of a (trained) model on ``configs``.
+
+    ``force_equivariance_mean``: mean over ``rotations`` Haar rotations (``scipy`` ``Rotation.random``
+    with ``seed``) and over the configurations of ``|F(Rx) - R F(x)|_F / |F(x)|_F``;
+    ``force_equivariance_max``: the largest value found, after a Nelder-Mead search
+    (:func:`~tdn_theory.models.network_bound.adversarial_rotation`, ``iterations`` evaluations)
+    started from the worst Haar rotation of each configuration; ``energy_invariance_mev_per_atom``:
+    mean ``|E(Rx) - E(x)| / n_atoms`` in meV/atom over the Haar rotations.
+    """
+    from scipy.spatial.transform import Rotation
+
+    from tdn_theory.models.network_bound import adversarial_rotation, measure_defects
+
+    if not configs:
+        raise ValueError("symmetry_errors needs at least one configuration")
+    haar = Rotation.random(rotations, random_state=seed).as_matrix()
+    means, worst, energy = [], [], []
+    for atoms in configs:
+        args = (
+            atoms.get_positions(),
+            atoms.get_atomic_numbers(),
+            np.asarray(atoms.cell),
+            atoms.pbc,
+        )
+        defects = measure_defects(model, *args, haar)
+        scale = defects["force_scale"]
+        relative = defects["forces"] / scale
+        means.append(float(relative.mean()))
+        energy.append(1e3 * float(defects["energy"].mean()) / len(atoms))
+        _, found = adversarial_rotation(
+            model, *args, start=haar[int(np.argmax(relative))], iterations=iterations
+        )
+        worst.append(max(float(relative.max()), found / scale))
+    return {
+        "force_equivariance_mean": float(np.mean(means)),
+        "force_equivariance_max": float(np.max(worst)),
+        "energy_invariance_mev_per_atom": float(np.mean(energy)),
+    }
