@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CPTensorProduct", "check_layer_inputs"]
+__all__ = ["CPTensorProduct", "check_layer_inputs", "check_tensor_argument"]
 
 
 def _as_factor(value: Any, name: str, dtype: torch.dtype | None, device: Any) -> torch.Tensor:
@@ -51,6 +51,32 @@ def _as_factor(value: Any, name: str, dtype: torch.dtype | None, device: Any) ->
     return tensor.contiguous().clone()
 
 
+def check_tensor_argument(t: Any, name: str, reference: torch.Tensor, layer: str) -> None:
+    """Raise a one-line ValueError unless ``t`` is a tensor with ``reference``'s dtype and device.
+
+    A floating input of another precision is told to cast the input or the layer; an integer,
+    boolean or complex input is told to cast the input (a layer cannot hold such a dtype).
+    """
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{layer}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype != reference.dtype:
+        if t.is_floating_point():
+            advice = f"cast the input to {reference.dtype} or call layer.to({t.dtype})"
+        else:
+            advice = (
+                f"cast the input with .to({reference.dtype}) (the layer works in floating "
+                "point only)"
+            )
+        raise ValueError(
+            f"{layer}: {name} has dtype {t.dtype} but the layer holds {reference.dtype}; {advice}"
+        )
+    if t.device != reference.device:
+        raise ValueError(
+            f"{layer}: {name} is on {t.device} but the layer is on {reference.device}; "
+            f"move the input or call layer.to('{t.device}')"
+        )
+
+
 def check_layer_inputs(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -69,18 +95,7 @@ def check_layer_inputs(
     for name, t in (("x", x), ("y", y), ("weight", weight)):
         if t is None and name == "weight":
             continue
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{layer}: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dtype != reference.dtype:
-            raise ValueError(
-                f"{layer}: {name} has dtype {t.dtype} but the layer holds {reference.dtype}; "
-                f"cast the input to {reference.dtype} or call layer.to({t.dtype})"
-            )
-        if t.device != reference.device:
-            raise ValueError(
-                f"{layer}: {name} is on {t.device} but the layer is on {reference.device}; "
-                f"move the input or call layer.to('{t.device}')"
-            )
+        check_tensor_argument(t, name, reference, layer)
     if x.ndim < 2:
         raise ValueError(
             f"{layer}: x must have shape (..., channels, {d_in1}), got {tuple(x.shape)}"
