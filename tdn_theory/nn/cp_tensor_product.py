@@ -262,8 +262,10 @@ class CPTensorProduct(torch.nn.Module):
         return out
 
     def _use_blocked(self, x: torch.Tensor) -> bool:
-        """On CPU, outside torch.compile and with fixed factors, take the blocked path."""
+        """On CPU, outside torch.compile, with fixed factors and a non-empty x: the blocked path."""
         if self.blocked_bytes <= 0 or x.device.type != "cpu":
+            return False
+        if x.numel() == 0:  # no samples or no channels: nothing to block (empty output)
             return False
         if torch.compiler.is_compiling():
             return False
