@@ -234,6 +234,27 @@ def test_blocked_path_gradcheck_and_gradgradcheck():
     assert torch.autograd.gradgradcheck(blocked, args, eps=1e-6, atol=1e-6)
 
 
+def test_padded_factor_cache_follows_in_place_changes_and_dtype():
+    """The blocked path pads R to 64 bytes; a changed factor (load_state_dict) is picked up."""
+    L = 2
+    T = so3.cg_tensor(L)
+    exact = CPTensorProduct(*constructive_factors(T))  # R = 81: padded to 88 in float64
+    A, B, C = exact._padded_factors()
+    assert A.shape == (9, 88) and float(A[:, 81:].abs().max()) == 0.0
+    x, y, w = inputs(L, 3, (4,), seed=3)
+    with torch.no_grad():
+        before = exact(x, y, w)
+        torch.testing.assert_close(before, CGTensorProduct(L)(x, y, w), rtol=0, atol=1e-12)
+        state = {k: 2 * v for k, v in exact.state_dict().items()}
+        exact.load_state_dict(state)  # in place: the cached padded copies are stale now
+        torch.testing.assert_close(exact(x, y, w), 8 * before, rtol=0, atol=1e-11)
+        f32 = exact.float()
+        assert f32._padded_factors()[0].shape == (9, 96)  # 16 float32 per 64 bytes
+        torch.testing.assert_close(
+            f32(x.float(), y.float(), w.float()), 8 * before.float(), rtol=1e-5, atol=1e-4
+        )
+
+
 def test_factors_are_buffers_that_follow_to():
     T = so3.cg_tensor(1)
     cp = CPTensorProduct(*constructive_factors(T))
