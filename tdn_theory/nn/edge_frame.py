@@ -161,8 +161,8 @@ class EdgeFrameTensorProduct(torch.nn.Module):
         self.register_buffer("_order", torch.from_numpy(order), persistent=False)
         self.register_buffer("_inverse", torch.from_numpy(np.argsort(order)), persistent=False)
         for b, comp in enumerate(comps):
-            # rows of (x' in block order) @ P_bᵀ
-            block = torch.from_numpy(np.ascontiguousarray(P[np.ix_(comp, comp)].T))
+            # z_b = P_b x'_b on the block's entries
+            block = torch.from_numpy(np.ascontiguousarray(P[np.ix_(comp, comp)]))
             self.register_buffer(f"_P{b}", block.to(dtype=dtype, device=device), persistent=False)
         for l in range(2, self.L + 1):
             V = so3.real_cg(l - 1, 1, l)  # standard normalization: an isometry
@@ -247,19 +247,24 @@ class EdgeFrameTensorProduct(torch.nn.Module):
         es = edge_vec.expand(*batch, 3).reshape(n, 3)
         D = self.wigner(es)
         slices = so3.degree_slices(self.L)
-        # into the edge frame: x'_l = D^l x_l, i.e. rows x_l @ D^lᵀ
-        rotated = torch.cat([xs[..., s] @ D[l].mT for l, s in enumerate(slices)], -1)
-        rotated = rotated.index_select(-1, self._order)
+        # Channels last, (n, d, C): each small matrix (a Wigner block, a block of P) then
+        # multiplies C-long rows, which batched GEMM does far faster than (C, m) @ (m, m).
+        # into the edge frame: x'_l = D^l x_l, then from degree order to block order
+        rotated = torch.cat(
+            [D[l] @ xs[..., s].transpose(1, 2).contiguous() for l, s in enumerate(slices)], 1
+        )
+        rotated = rotated.index_select(1, self._order)
         parts, start = [], 0
         for b, size in enumerate(self.block_sizes):
-            parts.append(rotated[..., start : start + size] @ getattr(self, f"_P{b}"))
+            parts.append(getattr(self, f"_P{b}") @ rotated[:, start : start + size])
             start += size
-        z = torch.cat(parts, -1).index_select(-1, self._inverse)
-        # back: out_l = D^lᵀ z_l, i.e. rows z_l @ D^l
-        out = torch.cat([z[..., s] @ D[l] for l, s in enumerate(slices)], -1)
+        z = torch.cat(parts, 1).index_select(1, self._inverse)
+        # back: out_l = D^lᵀ z_l
+        out = torch.cat([D[l].mT @ z[:, s] for l, s in enumerate(slices)], 1)
+        out = out.transpose(1, 2)  # (n, C, d)
         if weight is not None:
             out = out * weight.expand(*batch, channels).reshape(n, channels).unsqueeze(-1)
-        return out.reshape(*batch, channels, d)
+        return out.contiguous().reshape(*batch, channels, d)
 
     def extra_repr(self) -> str:
         return (
