@@ -422,6 +422,8 @@ def decision_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             methods = result["methods"]
             row: dict[str, Any] = {"L": int(L), "channels": int(C), "edges": result["edges"]}
             cp = timed(methods["cp_7L2"])
+            if not cp:
+                continue
             for phase in ("forward", "forward_backward"):
                 exact = {
                     m: timed(methods[m])[phase]["median_s"]
@@ -435,7 +437,7 @@ def decision_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                     "cp_7L2_ms_per_1k_edges": cp[phase]["median_s"] / result["edges"] * 1e6,
                     "cp_over_fastest_exact": cp[phase]["median_s"] / exact[best],
                 }
-            model = {m: methods[m]["forward_flops"] for m in EXACT_METHODS if timed(methods[m])}
+            model = {m: methods[m]["forward_flops"] for m in EXACT_METHODS}
             fewest = min(model, key=model.__getitem__)
             row["flop_model"] = {
                 "fewest_flops_exact": fewest,
@@ -473,18 +475,18 @@ def readme_tables(report: dict[str, Any]) -> str:
                 f"{entry['forward']['median_s'] / per_L[L]['edges'] * 1e6:.3g}" if entry else "–"
             )
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    for phase, label in (("forward", "fwd"), ("forward_backward", "fwd+bwd")):
-        cells = []
-        for L in Ls:
-            entry = timed(per_L[L]["methods"]["cp_7L2"])
-            cells.append(f"{entry[phase]['median_s'] / per_L[L]['edges'] * 1e6:.3g}")
-        lines.append(f"| cp_7L2 {label} (ms / 1000 edges) | " + " | ".join(cells) + " |")
-    fractions = [timed(per_L[L]["methods"]["cp_7L2"])["forward"]["fraction_of_matmul"] for L in Ls]
-    lines.append(
-        "| cp_7L2 forward GFLOP/s / same-run matmul GFLOP/s | "
-        + " | ".join(f"{v:.2f}" for v in fractions)
-        + " |"
-    )
+    cp = [timed(per_L[L]["methods"]["cp_7L2"]) for L in Ls]
+    if all(cp):
+        cells = [
+            f"{e['forward_backward']['median_s'] / per_L[L]['edges'] * 1e6:.3g}"
+            for e, L in zip(cp, Ls, strict=True)
+        ]
+        lines.append("| cp_7L2 forward+backward | " + " | ".join(cells) + " |")
+        lines.append(
+            "| cp_7L2 forward GFLOP/s / same-run matmul GFLOP/s | "
+            + " | ".join(f"{e['forward']['fraction_of_matmul']:.2f}" for e in cp)
+            + " |"
+        )
     missing = {
         m: per_L[Ls[0]]["methods"][m].get("missing")
         for m in METHODS
@@ -669,8 +671,8 @@ def benchmark_case(
             "forward_flops": flops(method, L, edges, channels, rank),
             **info.get(method, {}),
         }
-        if method in missing:
-            methods[method]["missing"] = missing[method]
+        if method in missing or method not in args.methods:
+            methods[method]["missing"] = missing.get(method, "not in --methods")
             continue
         inputs = make_inputs(method, L, edges, channels, dtype, device, seed=args.seed + 7)
         module = layers[method]
@@ -802,6 +804,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=240.0,
         help="stop compiling new modules once compiling took this long in total",
     )
+    p.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated methods to time (default all; the ratios need e3nn_uvu)",
+    )
+    p.add_argument(
+        "--edge-scale",
+        type=float,
+        default=None,
+        help="multiply the CPU edge schedule (default 1; --quick 0.1)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--out",
@@ -843,7 +856,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.exit(2, "bench_layer: --rounds must be >= 1\n")
     cuda = args.device == "cuda"
     args.rounds = args.rounds or (QUICK["rounds"] if args.quick else 5)
-    args.edge_scale = QUICK["edge_scale"] if args.quick else 1.0
+    if args.edge_scale is None:
+        args.edge_scale = QUICK["edge_scale"] if args.quick else 1.0
+    if args.edge_scale <= 0:
+        p.exit(2, "bench_layer: --edge-scale must be > 0\n")
+    args.methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        p.exit(2, f"bench_layer: unknown --methods {unknown}; choose from {METHODS}\n")
     if args.memory_gb is None:
         args.memory_gb = 8.0 if cuda else 1.0
     if args.edge_schedule is None:
@@ -942,6 +962,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "compile_methods": args.compile_methods,
+        "methods": args.methods,
         "compile_e3nn_max_L": args.compile_e3nn_max_L,
         "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
