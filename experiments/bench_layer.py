@@ -430,6 +430,8 @@ def decision_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                     for m in EXACT_METHODS
                     if timed(methods[m])
                 }
+                if not exact:
+                    break
                 best = min(exact, key=exact.__getitem__)
                 row[phase] = {
                     "fastest_exact": best,
@@ -437,6 +439,8 @@ def decision_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                     "cp_7L2_ms_per_1k_edges": cp[phase]["median_s"] / result["edges"] * 1e6,
                     "cp_over_fastest_exact": cp[phase]["median_s"] / exact[best],
                 }
+            if "forward_backward" not in row:
+                continue
             model = {m: methods[m]["forward_flops"] for m in EXACT_METHODS}
             fewest = min(model, key=model.__getitem__)
             row["flop_model"] = {
@@ -456,7 +460,7 @@ def readme_tables(report: dict[str, Any]) -> str:
     load = cfg.get("loadavg_start"), cfg.get("loadavg_end")
     lines = [
         f"Run of {cfg['started']} on {cfg['device_name']} ({cfg['device']}, "
-        f"{cfg['threads']} threads, {cfg['dtype']}, OMP_WAIT_POLICY={cfg['OMP_WAIT_POLICY']}); "
+        f"threads={cfg['threads']}, {cfg['dtype']}, OMP_WAIT_POLICY={cfg['OMP_WAIT_POLICY']}); "
         f"load average {load[0][0]:.1f} at the start, {load[1][0]:.1f} at the end"
         + (f"; {cfg['machine_note']}" if cfg.get("machine_note") else "")
         + f". Forward time in ms per 1000 edges, {main_c} channels, eager, median of "
@@ -758,6 +762,117 @@ def benchmark_case(
     return entry, compile_spent
 
 
+def page_fault_study(out: Path, repeats: int = 20) -> dict[str, Any]:
+    """The sphere layer's L = 4 anomaly: time and minor page faults of the CP forward.
+
+    The setting of experiments/exact_vs_approximate.py (256 samples x 16 channels, float32, one
+    thread, no weight) for the sphere factors (rank 3N) and random factors of rank 7 L^2, on the
+    plain path (``blocked_bytes = 0``: fresh (256 x 16 x R) temporaries per call) and on the
+    blocked path, in this fresh process. Writes ``bench_layer_cpu_page_faults.json``.
+    """
+    from tdn_theory.cp import sphere_cp
+
+    torch.set_num_threads(1)
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    for L in (3, 4, 5):
+        d = (L + 1) ** 2
+        x = torch.randn(256, 16, d, generator=gen)
+        y = torch.randn(256, d, generator=gen)
+        layers = {
+            "cp_sphere": CPTensorProduct(*sphere_cp(L).factors, dtype=torch.float32),
+            "cp_7L2": CPTensorProduct(*[torch.randn(d, 7 * L * L, generator=gen) for _ in "ABC"]),
+        }
+        for name, layer in layers.items():
+            for path, block_bytes in (("plain", 0), ("blocked", CPTensorProduct.blocked_bytes)):
+                layer.blocked_bytes = block_bytes
+                with torch.no_grad():
+                    layer(x, y)
+                    call = lambda m=layer, a=x, b=y: m(a, b)  # noqa: E731
+                    samples = [run_once(call, lambda: None) for _ in range(repeats)]
+                seconds = sorted(s for s, _ in samples)
+                rows.append({
+                    "L": L, "method": name, "rank": layer.rank, "path": path,
+                    "intermediate_MB": 256 * 16 * layer.rank * 4 / 1e6,
+                    "median_ms": seconds[len(seconds) // 2] * 1e3,
+                    "minor_faults_per_call": sum(f for _, f in samples) / repeats,
+                })  # fmt: skip
+                print(rows[-1], flush=True)
+    report = {
+        "config": {
+            "what": page_fault_study.__doc__,
+            "threads": 1,
+            "repeats": repeats,
+            "torch": torch.__version__,
+            "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "machine": _io.machine(),
+        },
+        "rows": rows,
+    }
+    _io.write_json_atomic(out, report, indent=1)
+    return report
+
+
+def page_fault_table(report: dict[str, Any]) -> str:
+    lines = [
+        "| L | layer | rank | (256 x 16 x R) float32 | plain path ms | faults / call | blocked path ms "
+        "| faults / call |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    rows = {(r["L"], r["method"], r["path"]): r for r in report["rows"]}
+    for L, method in sorted({(r["L"], r["method"]) for r in report["rows"]}):
+        plain, blocked = rows[(L, method, "plain")], rows[(L, method, "blocked")]
+        lines.append(
+            f"| {L} | {method} | {plain['rank']} | {plain['intermediate_MB']:.1f} MB | "
+            f"{plain['median_ms']:.2f} | {plain['minor_faults_per_call']:.0f} | "
+            f"{blocked['median_ms']:.2f} | {blocked['minor_faults_per_call']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def reconciliation_table(paths: list[Path]) -> str:
+    """CP forward fraction of the same-run matmul from the CP-only runs (threads x edges)."""
+    lines = []
+    for path in sorted(paths):
+        report = json.loads(path.read_text())
+        cfg, per_L = report["config"], report["results"][str(report["config"]["main_channels"])]
+        Ls = sorted(per_L, key=int)
+        if not lines:
+            lines = [
+                "| threads | edges (L = " + ", ".join(Ls) + ") | "
+                + " | ".join(f"L={L}" for L in Ls) + " | rounds | load average |",
+                "|---|---|" + "---|" * len(Ls) + "---|---|",
+            ]  # fmt: skip
+        cp = [per_L[L]["methods"]["cp_7L2"]["eager"]["forward"]["fraction_of_matmul"] for L in Ls]
+        lines.append(
+            f"| {cfg['threads']} | " + ", ".join(str(per_L[L]["edges"]) for L in Ls) + " | "
+            + " | ".join(f"{v:.2f}" for v in cp)
+            + f" | {cfg['rounds']} | {cfg['loadavg_start'][0]:.1f} |"
+        )  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def readme_block(report: dict[str, Any], results: Path) -> str:
+    """Everything between the README markers: the run's tables, then the CP and fault studies."""
+    block = readme_tables(report)
+    studies = sorted(results.glob(f"bench_layer_{report['config']['device']}_cp_threads*.json"))
+    if studies:
+        block += (
+            "\nCP at 7L^2 alone (`--methods cp_7L2 --L 3 4 6 --channels 64 --threads T "
+            "--edge-scale S`; rounds as in each JSON), forward GFLOP/s / same-run matmul "
+            "GFLOP/s:\n\n" + reconciliation_table(studies)
+        )
+    faults = results / f"bench_layer_{report['config']['device']}_page_faults.json"
+    if faults.is_file():
+        block += (
+            "\nThe CP forward at 256 samples x 16 channels, one thread, plain path (a fresh "
+            "(256 x 16 x R) temporary per call) and blocked path (`--page-faults`):\n\n"
+            + page_fault_table(json.loads(faults.read_text()))
+        )
+    return block
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -829,6 +944,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--resummarize",
         action="store_true",
         help="recompute the summary, tables and PNG of an existing JSON without timing",
+    )
+    p.add_argument(
+        "--page-faults",
+        action="store_true",
+        help="time the CP forward's plain and blocked paths with page faults (the sphere L = 4 "
+        "anomaly); writes bench_layer_cpu_page_faults.json next to --out",
     )
     p.add_argument(
         "--readme",
@@ -910,11 +1031,13 @@ def load_report(path: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.page_faults:
+        page_fault_study(args.out.with_name(f"bench_layer_{args.device}_page_faults.json"))
+        return {}
     if args.readme:
         report = load_report(args.out)
-        _io.write_text_atomic(
-            README, replace_readme_block(README.read_text(), readme_tables(report))
-        )
+        block = readme_block(report, args.out.parent)
+        _io.write_text_atomic(README, replace_readme_block(README.read_text(), block))
         print(f"rewrote the bench_layer tables in {README}")
         return report
     if args.resummarize:

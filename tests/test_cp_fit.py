@@ -141,9 +141,7 @@ def test_gauss_newton_products_match_explicit_jacobian():
     rng = np.random.default_rng(1)
     V = [rng.standard_normal(F.shape) for F in U]
     applied = np.concatenate([x.ravel() for x in lm._jtj_apply(U, G, H, third, V)])
-    np.testing.assert_allclose(
-        applied, J.T @ J @ np.concatenate([v.ravel() for v in V]), atol=1e-10
-    )
+    np.testing.assert_allclose(applied, J.T @ J @ np.concatenate([v.ravel() for v in V]), atol=1e-10)
     # gradient of 1/2 ||cp - T||^2 is Jᵀ F
     T = rng.standard_normal((3, 4, 5))
     f, g = lm._CPLeastSquares(T).value_and_grad(U)

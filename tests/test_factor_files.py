@@ -31,18 +31,8 @@ def test_round_trip(tmp_path, fitted):
     for a, b in zip(loaded.factors, fit.factors, strict=True):
         np.testing.assert_array_equal(a, b)
     assert loaded.relative_error == fit.relative_error and loaded.seed == 2
-    for key in (
-        "L",
-        "rank",
-        "normalization",
-        "parity",
-        "relative_error",
-        "seed",
-        "package_version",
-        "target_sha256",
-        "format",
-        "shape",
-    ):
+    for key in ("L", "rank", "normalization", "parity", "relative_error", "seed",
+                "package_version", "target_sha256", "format", "shape"):
         assert key in meta
     assert meta["rank"] == 5 and meta["shape"] == [4, 4, 4]
     assert meta["target_sha256"] == ff.tensor_sha256(T)

@@ -28,18 +28,8 @@ def test_json_report_and_independent_reproduction(tmp_path, capsys):
     assert code == 0, err
     report = json.loads(out)
     assert list(report) == list(cli.JSON_KEYS)
-    for key in (
-        "L",
-        "rank",
-        "relative_error",
-        "lower_bound",
-        "thm31_bound",
-        "aposteriori_bound",
-        "equivariance_mean",
-        "equivariance_max",
-        "seconds",
-        "out",
-    ):
+    for key in ("L", "rank", "relative_error", "lower_bound", "thm31_bound", "aposteriori_bound",
+                "equivariance_mean", "equivariance_max", "seconds", "out"):
         assert key in report
     assert report["out"] == str(out_path) and out_path.is_file()
     # independent check: reconstruct from the arrays, compare with the CG tensor
@@ -64,16 +54,8 @@ def test_json_report_and_independent_reproduction(tmp_path, capsys):
 def test_table_report(tmp_path, capsys):
     code, out, err = run_main([*SMALL, "--quiet", "--out", str(tmp_path / "t.npz")], capsys)
     assert code == 0, err
-    for label in (
-        "relative error",
-        "certified lower bound",
-        "Thm 3.1 bound",
-        "a-posteriori bound",
-        "equivariance error",
-        "time",
-        "factors written to",
-        "5 paths",
-    ):
+    for label in ("relative error", "certified lower bound", "Thm 3.1 bound", "a-posteriori bound",
+                  "equivariance error", "time", "factors written to", "5 paths"):
         assert label in out
     assert err == ""
 
@@ -88,20 +70,9 @@ def test_default_output_name(tmp_path, capsys, monkeypatch):
 def test_subprocess_json_stdout_is_clean_and_progress_goes_to_stderr(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tdn_theory.fit_cp",
-            *SMALL,
-            "--json",
-            "--out",
-            str(tmp_path / "s.npz"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
+        [sys.executable, "-m", "tdn_theory.fit_cp", *SMALL, "--json", "--out",
+         str(tmp_path / "s.npz")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["rank"] == 3  # exactly one JSON object on stdout
@@ -173,20 +144,8 @@ def test_memory_estimate_grows_with_L_and_rank():
 
 def test_rank_auto_writes_exact_sphere_factors(tmp_path, capsys):
     out_path = tmp_path / "s.npz"
-    argv = [
-        "--L",
-        "2",
-        "--rank",
-        "auto",
-        "--normalization",
-        "sphere",
-        "--rotations",
-        "10",
-        "--json",
-        "--quiet",
-        "--out",
-        str(out_path),
-    ]
+    argv = ["--L", "2", "--rank", "auto", "--normalization", "sphere", "--rotations", "10",
+            "--json", "--quiet", "--out", str(out_path)]
     code, out, err = run_main(argv, capsys)
     assert code == 0, err
     report = json.loads(out)

@@ -75,11 +75,13 @@ def test_bench_layer_tiny_run_writes_json_png_and_tables(tmp_path):
 def test_readme_block_is_generated_from_the_committed_json():
     """README's bench_layer tables equal what `--readme` makes from the committed JSON."""
     bench = load_bench()
-    report = json.loads(
-        (Path(bench.__file__).parent / "results" / "bench_layer_cpu.json").read_text()
-    )
+    results = Path(bench.__file__).parent / "results"
+    report = json.loads((results / "bench_layer_cpu.json").read_text())
     text = bench.README.read_text()
-    assert bench.replace_readme_block(text, bench.readme_tables(report)) == text, (
+    block = bench.readme_block(report, results)
+    assert bench.readme_tables(report) in block and "CP at 7L^2 alone" in block
+    assert "`--page-faults`" in block
+    assert bench.replace_readme_block(text, block) == text, (
         "README tables are stale: run python -m experiments.bench_layer --readme"
     )
 
@@ -117,3 +119,17 @@ def test_quick_defaults():
     args = bench.parse_args(["--quick", "--device", "cpu"])
     assert args.L == [1, 2, 3] and args.channels == [16, 64] and args.rounds == 2
     assert args.no_compile and args.out.name == "bench_layer_cpu.json"
+
+
+def test_page_fault_study_writes_rows_for_both_paths(tmp_path):
+    bench = load_bench()
+    out = tmp_path / "faults.json"
+    report = bench.page_fault_study(out, repeats=2)
+    assert json.loads(out.read_text())["rows"] == report["rows"]
+    keys = {(r["L"], r["method"], r["path"]) for r in report["rows"]}
+    assert keys == {
+        (L, m, p) for L in (3, 4, 5) for m in ("cp_sphere", "cp_7L2") for p in ("plain", "blocked")
+    }
+    sphere4 = next(r for r in report["rows"] if (r["L"], r["method"]) == (4, "cp_sphere"))
+    assert sphere4["rank"] == 222 and sphere4["intermediate_MB"] == 256 * 16 * 222 * 4 / 1e6
+    assert bench.page_fault_table(report).count("\n") == 2 + 6

@@ -73,11 +73,8 @@ def test_row_upper_bound_is_backed_by_its_evidence(key, row):
         assert (row["error_7L2"] < 1e-10) == row["attempts"][str(R7)]["exact"]
 
 
-@pytest.mark.parametrize(
-    "key,row",
-    [(k, r) for k, r in ROWS if "best" in r.get("lower", {})],
-    ids=[k for k, r in ROWS if "best" in r.get("lower", {})],
-)
+@pytest.mark.parametrize("key,row", [(k, r) for k, r in ROWS if "best" in r.get("lower", {})],
+                         ids=[k for k, r in ROWS if "best" in r.get("lower", {})])
 def test_row_lower_bound_recomputes(key, row):
     T = so3.cg_tensor(row["L"], row["normalization"], row["parity"])
     best = row["lower"]["best"]
