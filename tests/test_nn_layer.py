@@ -234,6 +234,27 @@ def test_blocked_path_gradcheck_and_gradgradcheck():
     assert torch.autograd.gradgradcheck(blocked, args, eps=1e-6, atol=1e-6)
 
 
+def test_padded_factor_cache_follows_in_place_changes_and_dtype():
+    """The blocked path pads R to 64 bytes; a changed factor (load_state_dict) is picked up."""
+    L = 2
+    T = so3.cg_tensor(L)
+    exact = CPTensorProduct(*constructive_factors(T))  # R = 81: padded to 88 in float64
+    A, B, C = exact._padded_factors()
+    assert A.shape == (9, 88) and float(A[:, 81:].abs().max()) == 0.0
+    x, y, w = inputs(L, 3, (4,), seed=3)
+    with torch.no_grad():
+        before = exact(x, y, w)
+        torch.testing.assert_close(before, CGTensorProduct(L)(x, y, w), rtol=0, atol=1e-12)
+        state = {k: 2 * v for k, v in exact.state_dict().items()}
+        exact.load_state_dict(state)  # in place: the cached padded copies are stale now
+        torch.testing.assert_close(exact(x, y, w), 8 * before, rtol=0, atol=1e-11)
+        f32 = exact.float()
+        assert f32._padded_factors()[0].shape == (9, 96)  # 16 float32 per 64 bytes
+        torch.testing.assert_close(
+            f32(x.float(), y.float(), w.float()), 8 * before.float(), rtol=1e-5, atol=1e-4
+        )
+
+
 def test_factors_are_buffers_that_follow_to():
     T = so3.cg_tensor(1)
     cp = CPTensorProduct(*constructive_factors(T))
@@ -279,6 +300,11 @@ def test_clear_errors_for_bad_inputs():
             layer(x, torch.zeros(3, 4, dtype=F64), w)
         with pytest.raises(ValueError, match="must be a torch.Tensor"):
             layer(x.numpy(), y, w)
+        # an integer input is told to cast the input, never layer.to(torch.int64) (issue 13, 13)
+        with pytest.raises(ValueError) as info:
+            layer(x.long(), y, w)
+        assert "cast the input with .to(torch.float64)" in str(info.value)
+        assert "layer.to" not in str(info.value)
     A, B, C = constructive_factors(T)
     with pytest.raises(ValueError, match="same number of columns"):
         CPTensorProduct(A[:, :5], B, C)
@@ -288,6 +314,27 @@ def test_clear_errors_for_bad_inputs():
         CPTensorProduct(A * np.nan, B, C)
     with pytest.raises(ValueError):
         CGTensorProduct(L, normalization="nonsense")
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (4, 0), (0, 0)])
+@pytest.mark.parametrize("blocked_bytes", [0, 1 << 19])
+def test_empty_batch_or_zero_channels_forward_and_backward(shape, blocked_bytes, monkeypatch):
+    """0 samples or 0 channels give empty outputs and zero gradients (issue 13, item 5)."""
+    L = 2
+    T = so3.cg_tensor(L)
+    cp = CPTensorProduct(*constructive_factors(T))
+    monkeypatch.setattr(cp, "blocked_bytes", blocked_bytes)
+    n, channels = shape
+    x = torch.randn(n, channels, 9, dtype=F64, requires_grad=True)
+    y = torch.randn(n, 9, dtype=F64, requires_grad=True)
+    w = torch.randn(n, channels, dtype=F64, requires_grad=True)
+    for layer in (cp, CGTensorProduct(L)):
+        out = layer(x, y, w)
+        assert out.shape == (n, channels, 9)
+        out.sum().backward()
+        assert x.grad.shape == x.shape and y.grad.shape == y.shape and w.grad.shape == w.shape
+        assert float(y.grad.abs().sum()) == 0.0
+        x.grad = y.grad = w.grad = None
 
 
 def test_from_file_roundtrip_and_metadata_check(tmp_path):
