@@ -209,3 +209,16 @@ def test_results_quote_the_store():
     for name, L, R, err in quoted:
         best = best_known(L, R).relative_error
         assert abs(err - best) <= 1e-9 + 1e-6 * best, f"{name}: L={L} R={R} quotes {err}, store {best}"
+
+
+def test_layer_from_the_store_computes_the_best_known_tensor():
+    import torch
+
+    from tdn_theory.nn import CPTensorProduct
+
+    layer = CPTensorProduct.best_known(2, 28, dtype=torch.float64)
+    fit = best_known(2, 28)
+    assert torch.equal(layer.A, torch.as_tensor(fit.A))
+    assert layer.meta["relative_error"] == pytest.approx(fit.relative_error, rel=1e-12)
+    with pytest.raises(FitStoreError, match="no stored fit"):
+        CPTensorProduct.best_known(2, 3)

@@ -182,6 +182,28 @@ class CPTensorProduct(torch.nn.Module):
         self.meta: dict[str, Any] = dict(meta) if meta is not None else {}
 
     @classmethod
+    def best_known(
+        cls,
+        L: int,
+        rank: int,
+        normalization: str = "unit",
+        parity: str = "all",
+        *,
+        store: Any = None,
+        dtype: torch.dtype | None = None,
+        device: Any = None,
+    ) -> CPTensorProduct:
+        """The layer from the best stored rank-``rank`` CP of ``cg_tensor(L, normalization, parity)``
+        (:func:`tdn_theory.cp.best_known`: the package's store, and ``store`` if given; never fits).
+
+        Raises ``tdn_theory.cp.FitStoreError`` (a ValueError) listing what is available otherwise.
+        """
+        from tdn_theory.cp import best_fit
+
+        fit, meta = best_fit(L, rank, normalization, parity, store=store, fit_missing=False)
+        return cls(fit.A, fit.B, fit.C, dtype=dtype, device=device, meta=meta)
+
+    @classmethod
     def from_file(
         cls,
         path: str | os.PathLike,
