@@ -209,3 +209,13 @@ def test_results_quote_the_store():
     for name, L, R, err in quoted:
         best = best_known(L, R).relative_error
         assert abs(err - best) <= 1e-9 + 1e-6 * best, f"{name}: L={L} R={R} quotes {err}, store {best}"
+
+
+def test_smallest_exact_rank_is_the_smallest_exact_stored_fit(tmp_path):
+    from tdn_theory.cp import smallest_exact_rank
+
+    R = smallest_exact_rank(2)
+    assert best_known(2, R).relative_error <= 1e-10
+    assert best_known(2, R - 1).relative_error > 1e-3  # the store holds rank R - 1: not exact
+    assert smallest_exact_rank(2, store=tmp_path / "empty") == R
+    assert smallest_exact_rank(3, "sphere", "odd", store=tmp_path / "empty") is None
