@@ -219,6 +219,50 @@ def network(results: Path) -> str:
     )
 
 
+def accuracy(results: Path) -> str:
+    """The accuracy-vs-rank table (experiments.accuracy_vs_rank) and its answers."""
+    from experiments.accuracy_vs_rank import markdown
+
+    data = _load(results, "accuracy_vs_rank")
+    rows = {r["name"]: r for r in data["summary"]}
+    speed = data["speed"]
+    L = data["L"]
+    r7 = rows[f"cp{7 * L * L}"]
+    exact_cp = rows[f"cp{data['ranks']['exact']}"]
+    dense, sph = rows["dense"], rows["sphere"]
+
+    def mae(r: dict) -> str:
+        std = r["test_force_mae_mev_per_A_std"]
+        return f"{r['test_force_mae_mev_per_A']:.1f}" + ("" if std is None else f" ± {std:.1f}")
+
+    bullets = [
+        f"CP at 7L^2 (R = {r7['rank']}, tensor error {_pct(r7['tensor_relative_error'])}) reaches a test "
+        f"force MAE of {mae(r7)} meV/Å against {mae(dense)} for the exact dense product and {mae(exact_cp)} "
+        f"for the exact CP (R = {exact_cp['rank']}); energy MAE {r7['test_energy_mae_mev_per_atom']:.2f} "
+        f"against {dense['test_energy_mae_mev_per_atom']:.2f} meV/atom.",
+        f"The trained CP model at 7L^2 is not equivariant: force-equivariance error "
+        f"{r7['force_equivariance_mean']:.1e} (Haar mean), {r7['force_equivariance_max']:.1e} (adversarial "
+        f"max), against {dense['force_equivariance_max']:.0e} for the exact backends (rounding).",
+        f"The exact sphere model (other fixed path weights) reaches {mae(sph)} meV/Å and "
+        f"{sph['test_energy_mae_mev_per_atom']:.2f} meV/atom.",
+        "Speed on CPU, whole model, one training step (energy, forces with create_graph, backward) "
+        "relative to dense, measured side by side: "
+        + ", ".join(
+            f"{rows[n]['label']} {speed[n]['train_step_vs_dense']:.2f}x"
+            for n in rows
+            if n != "dense"
+        )
+        + "; inference (energy and forces): "
+        + ", ".join(f"{n} {speed[n]['inference_vs_dense']:.2f}x" for n in rows if n != "dense")
+        + ".",
+    ]
+    return (
+        markdown(data).rstrip("\n")
+        + "\n\n"
+        + "\n".join(_wrap("- " + b, bullet=True) for b in bullets)
+    )
+
+
 def sphere(results: Path) -> str:
     data = _load(results, "exact_vs_approximate")
     lines = [
@@ -414,6 +458,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "sphere": sphere,
     "measured": measured,
     "network": network,
+    "accuracy": accuracy,
 }
 
 
