@@ -19,8 +19,8 @@ Grid. Full mode: depth 1..6 for the ranks 7L^2 and exact (the README table), the
 at depth 3; 12 Haar rotations and a 30-evaluation search per point. ``--quick``: L = 1, 2, depth
 1..3, the alloy only, 4 rotations, an 8-evaluation search (about a minute).
 
-Fits at ranks without a committed file are made with ``tdn_theory.cp.fit_cp`` (deterministic for
-the seed) and cached in the user cache folder (``tdn_theory.models.fitted_factors``).
+Every CP comes from the fit store (``tdn_theory.cp.best_fit`` through the model's ``rank=``): the
+best-known fit at each rank, the exact rank being the store's smallest exact one.
 
 Writes experiments/results/network_equivariance.{json,png,md} atomically. Run:
 
@@ -44,6 +44,7 @@ import torch
 
 from experiments import _io
 from tdn_theory import so3
+from tdn_theory.cp import smallest_exact_rank
 from tdn_theory.models import TDNPotential
 from tdn_theory.models.network_bound import (
     adversarial_rotation,
@@ -52,8 +53,6 @@ from tdn_theory.models.network_bound import (
     tensor_product_error,
 )
 
-FACTORS = Path(__file__).resolve().parent / "results" / "factors"
-EXACT_RANK = {1: 8, 2: 30, 3: 91, 4: 216}
 CHANNELS = 8
 CUTOFF = 4.0
 SPECIES = ["Cu", "Au"]
@@ -66,7 +65,7 @@ def schedules(L: int) -> dict[str, int]:
         "7L": 7 * L,
         "16ln^2(L+1)": math.ceil(16 * math.log(L + 1) ** 2),
         "7L^2": 7 * L * L,
-        "exact": EXACT_RANK[L],
+        "exact": smallest_exact_rank(L),
     }
 
 
@@ -117,9 +116,7 @@ def _args(atoms):
 
 
 def tensor_product(dense: TDNPotential, L: int, rank: int, schedule: str) -> TDNPotential:
-    """The CP model of the same weights: an exact committed file, else a cached fit."""
-    if schedule == "exact":
-        return dense.with_backend("cp", factors=FACTORS / f"exact_unit_all_L{L}.npz")
+    """The CP model of the same weights, its factors from the fit store (tdn_theory.cp.best_fit)."""
     return dense.with_backend("cp", rank=rank)
 
 
@@ -403,8 +400,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.exit(2, f"error: --table needs an existing JSON; {out} not found\n")
         print(markdown_table(json.loads(out.read_text())), end="")
         return 0
-    if any(L not in EXACT_RANK for L in args.L):
-        parser.exit(2, f"error: --L must be among {sorted(EXACT_RANK)}; got {args.L}\n")
+    if any(L not in (1, 2, 3, 4) for L in args.L):
+        parser.exit(2, f"error: --L must be among [1, 2, 3, 4]; got {args.L}\n")
     if args.rotations < 1 or args.search < 0 or args.seed < 0:
         parser.exit(2, "error: --rotations must be >= 1, --search and --seed >= 0\n")
     if out.exists() and not out.is_file():

@@ -82,7 +82,9 @@ def test_smallest_exact_ranks_and_padding():
 
 
 def test_missing_key_lists_what_is_available():
-    with pytest.raises(FitStoreError, match=r"no stored fit for unit/all/L=2/R=3; available: ranks \["):
+    with pytest.raises(
+        FitStoreError, match=r"no stored fit for unit/all/L=2/R=3; available: ranks \["
+    ):
         best_known(2, 3)
     with pytest.raises(FitStoreError, match="available: tensors"):
         best_known(2, 5, "sphere", "odd")
@@ -166,7 +168,7 @@ def test_store_path_must_be_a_folder(tmp_path):
 
 def test_package_data_declared_and_small():
     text = (REPO / "pyproject.toml").read_text()
-    section = text[text.index("[tool.setuptools.package-data]"):]
+    section = text[text.index("[tool.setuptools.package-data]") :]
     assert '"tdn_theory.cp" = ["best_known/*.npz"]' in section.split("\n[")[0]
     size = sum(p.stat().st_size for p in store_mod.SHIPPED.glob("*.npz"))
     assert 0 < size <= 10 * 2**20
@@ -208,7 +210,9 @@ def test_results_quote_the_store():
     assert len(quoted) > 50
     for name, L, R, err in quoted:
         best = best_known(L, R).relative_error
-        assert abs(err - best) <= 1e-9 + 1e-6 * best, f"{name}: L={L} R={R} quotes {err}, store {best}"
+        assert abs(err - best) <= 1e-9 + 1e-6 * best, (
+            f"{name}: L={L} R={R} quotes {err}, store {best}"
+        )
 
 
 def test_layer_from_the_store_computes_the_best_known_tensor():
@@ -222,3 +226,13 @@ def test_layer_from_the_store_computes_the_best_known_tensor():
     assert layer.meta["relative_error"] == pytest.approx(fit.relative_error, rel=1e-12)
     with pytest.raises(FitStoreError, match="no stored fit"):
         CPTensorProduct.best_known(2, 3)
+
+
+def test_smallest_exact_rank_is_the_smallest_exact_stored_fit(tmp_path):
+    from tdn_theory.cp import smallest_exact_rank
+
+    R = smallest_exact_rank(2)
+    assert best_known(2, R).relative_error <= 1e-10
+    assert best_known(2, R - 1).relative_error > 1e-3  # the store holds rank R - 1: not exact
+    assert smallest_exact_rank(2, store=tmp_path / "empty") == R
+    assert smallest_exact_rank(3, "sphere", "odd", store=tmp_path / "empty") is None

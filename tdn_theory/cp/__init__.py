@@ -10,7 +10,15 @@ from .fit import CPFit, fit_cp
 from .lower_bound import rank_lower_bound, unfolding_singular_values
 from .polish import levenberg_marquardt
 from .quadrature import sphere_cp, sphere_rule
-from .store import FitKey, FitStore, FitStoreError, available, best_fit, best_known
+from .store import (
+    FitKey,
+    FitStore,
+    FitStoreError,
+    available,
+    best_fit,
+    best_known,
+    smallest_exact_rank,
+)
 from .tensor_ops import cp_to_tensor, relative_error
 
 __all__ = [
@@ -33,4 +41,5 @@ __all__ = [
     "sphere_cp",
     "sphere_rule",
     "unfolding_singular_values",
+    "smallest_exact_rank",
 ]

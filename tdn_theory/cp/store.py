@@ -262,6 +262,27 @@ def available(
     )
 
 
+def smallest_exact_rank(
+    L: int,
+    normalization: str = "unit",
+    parity: str = "all",
+    *,
+    store: str | os.PathLike | FitStore | None = None,
+) -> int | None:
+    """The smallest rank whose stored fit of cg_tensor(L, normalization, parity) is exact
+    (relative error <= EXACT_TOL, recomputed on read); None when no stored fit is exact.
+
+    An upper bound on the CP rank found by search or construction, not the rank itself.
+    """
+    stores = _stores(store)
+    for key in available(store, L=L, normalization=normalization, parity=parity):
+        for s in stores:
+            got = s.get(key)
+            if got is not None and got[0].relative_error <= EXACT_TOL:
+                return key.rank
+    return None
+
+
 def _padded(fit: CPFit, rank: int) -> CPFit:
     pad = rank - fit.rank
     A, B, C = (np.concatenate([F, np.zeros((F.shape[0], pad))], axis=1) for F in fit.factors)
