@@ -34,12 +34,13 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from tdn_theory.so3._files import NotRegularFileError, atomic_write
 
 #: Bumped whenever the generator changes what it produces for the same parameters.
 GENERATOR_VERSION = 1
@@ -230,8 +231,13 @@ def dataset_path(name: str, *, n_configs: int | None = None, seed: int = 0) -> P
     import ase
 
     meta = dict(key, sha256=hashlib.sha256(data).hexdigest(), ase_version=ase.__version__)
-    _write_atomic(path, data)
-    _write_atomic(sidecar, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    folder.mkdir(parents=True, exist_ok=True)
+    text = (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()
+    try:
+        atomic_write(path, lambda handle: handle.write(data))
+        atomic_write(sidecar, lambda handle: handle.write(text))
+    except NotRegularFileError as exc:
+        raise ValueError(f"cannot cache the data set: {exc}") from None
     return path
 
 
@@ -250,31 +256,6 @@ def _cached_problem(path: Path, sidecar: Path, key: dict) -> str | None:
     if meta.get("sha256") != hashlib.sha256(data).hexdigest():
         return "file content does not match its recorded SHA-256"
     return None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and not path.is_file():
-        raise ValueError(
-            f"{path} exists and is not a regular file; remove it or choose another cache folder"
-        )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_extxyz(
