@@ -244,9 +244,11 @@ def accuracy(results: Path) -> str:
         f"{r7['force_equivariance_mean']:.1e} (Haar mean), {r7['force_equivariance_max']:.1e} (adversarial "
         f"max), against {dense['force_equivariance_max']:.0e} for the exact backends (rounding).",
         f"The exact sphere model (other fixed path weights) reaches {mae(sph)} meV/Å and "
-        f"{sph['test_energy_mae_mev_per_atom']:.2f} meV/atom.",
-        "Speed on CPU, whole model, one training step (energy, forces with create_graph, backward) "
-        "relative to dense, measured side by side: "
+        f"{sph['test_energy_mae_mev_per_atom']:.2f} meV/atom, against {mae(dense)} meV/Å and "
+        f"{dense['test_energy_mae_mev_per_atom']:.2f} meV/atom for dense (± is the spread over "
+        f"{len(dense['seeds'])} seeds).",
+        "Time on CPU, whole model, one training step (energy, forces with create_graph, backward) "
+        "relative to dense (> 1: slower), measured side by side: "
         + ", ".join(
             f"{rows[n]['label']} {speed[n]['train_step_vs_dense']:.2f}x"
             for n in rows
