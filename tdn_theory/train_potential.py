@@ -84,6 +84,24 @@ def _parse_float(text: str, name: str, *, positive: bool) -> float:
     return value
 
 
+def _check_factor_file(path: str, L: int) -> None:
+    """Refuse a missing, damaged or wrong-size factor file before any data is generated."""
+    from tdn_theory.cp import FactorFileError, load_factors
+
+    if not Path(path).is_file():
+        raise UsageError(f"--factors {path!r}: no such file")
+    try:
+        fit, _ = load_factors(path)
+    except FactorFileError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    d = (L + 1) ** 2
+    if fit.A.shape[0] != d:
+        raise UsageError(
+            f"--factors {path!r} is for d = {fit.A.shape[0]}, but --L {L} needs d = {d}; "
+            "use a factor file fitted for this L"
+        )
+
+
 def validate(args) -> dict[str, Any]:
     """Checked settings; UsageError (one line) on bad input."""
     s: dict[str, Any] = {"data": args.data, "backend": args.backend, "parity": args.parity}
@@ -94,7 +112,8 @@ def validate(args) -> dict[str, Any]:
         s[name.replace("-", "_")] = parse_int(getattr(args, name.replace("-", "_")), name, 1)
     for name in ("seed", "split-seed", "data-seed"):
         s[name.replace("-", "_")] = parse_int(getattr(args, name.replace("-", "_")), name, 0)
-    s["n_configs"] = None if args.n_configs is None else parse_int(args.n_configs, "n-configs", 3)
+    # 80/10/10 needs at least 10 configurations for a non-empty validation and test split
+    s["n_configs"] = None if args.n_configs is None else parse_int(args.n_configs, "n-configs", 10)
     s["cutoff"] = _parse_float(args.cutoff, "cutoff", positive=True)
     s["lr"] = _parse_float(args.lr, "lr", positive=True)
     for name in ("weight-decay", "energy-weight", "force-weight"):
@@ -108,8 +127,8 @@ def validate(args) -> dict[str, Any]:
             raise UsageError("--backend cp needs exactly one of --rank R or --factors FILE")
         s["rank"] = None if args.rank is None else parse_int(args.rank, "rank", 1)
         s["factors"] = args.factors
-        if args.factors is not None and not Path(args.factors).is_file():
-            raise UsageError(f"--factors {args.factors!r}: no such file")
+        if args.factors is not None:
+            _check_factor_file(args.factors, s["L"])
     elif args.rank is not None or args.factors is not None:
         raise UsageError(f"--rank and --factors are for --backend cp, not {args.backend}")
     else:

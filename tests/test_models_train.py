@@ -163,6 +163,14 @@ def test_cli_trains_and_writes_a_model_the_calculator_loads(configs, tmp_path, c
         (["--backend", "dense", "--L", "1", "--lr", "nan"], "--lr must be a finite number > 0"),
         (["--backend", "dense", "--L", "1", "--bogus"], "unrecognized arguments"),
         (["--backend", "tucker", "--L", "1"], "invalid choice"),
+        (
+            ["--backend", "dense", "--L", "1", "--n-configs", "9"],
+            "--n-configs must be an integer >= 10",
+        ),
+        (
+            ["--backend", "cp", "--L", "2", "--factors", str(FACTORS / "exact_unit_all_L1.npz")],
+            "is for d = 4, but --L 2 needs d = 9",
+        ),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
