@@ -34,7 +34,8 @@ from hypothesis import strategies as st
 from scipy import stats
 from scipy.spatial.transform import Rotation
 
-from experiments._io import RESULTS, machine, write_json_atomic
+from experiments import _common
+from experiments._io import RESULTS
 from tdn_theory.cp import load_factors
 from tdn_theory.testing import strategies
 
@@ -148,24 +149,24 @@ def rotation_stats(n: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.integrity")
-    parser.add_argument("--draws", type=int, default=3000)
-    parser.add_argument("--repeats", type=int, default=5)
+    _common.add_common_args(parser)
+    parser.add_argument("--draws", type=int, default=None, help="rotation draws (default 3000; quick 300)")
+    parser.add_argument("--repeats", type=int, default=None, help="timing repeats (default 5; quick 1)")
     args = parser.parse_args(argv)
-    if args.draws < 10 or args.repeats < 1:
+    draws = args.draws if args.draws is not None else (300 if args.quick else 3000)
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 5)
+    if draws < 10 or repeats < 1:
         parser.error("--draws must be >= 10 and --repeats >= 1")
+    out = _common.output_dir(args)
+    run = _common.Run("integrity", args, argv)
     result = {
-        "machine": machine(),
-        "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")},
-        "load_average_start": list(os.getloadavg()),
-        "factor_recheck": factor_recheck(args.repeats),
+        "factor_recheck": factor_recheck(repeats),
         "cache_verify": cache_verify(),
-        "rotations": rotation_stats(args.draws),
-        "load_average_end": list(os.getloadavg()),
+        "rotations": rotation_stats(draws),
     }
-    out = RESULTS / "integrity.json"
-    write_json_atomic(out, result)
+    run.write(out, result)
     print(json.dumps({k: result[k] for k in ("factor_recheck", "rotations")}, indent=1))
-    print(f"wrote {out}")
+    print(f"wrote {out / 'integrity.json'}")
     return 0
 
 

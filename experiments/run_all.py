@@ -95,6 +95,7 @@ TASKS: tuple[Task, ...] = (
          after=("fits",), note="TDN potential on EMT data: accuracy, equivariance, speed per backend"),
     Task("nbody_ranks", ("nbody_ranks.json", "nbody_ranks.png"), after=("fits",),
          note="n-body ranks at L = 2 vs the paper's equivariance errors"),
+    Task("integrity", ("integrity.json",), note="cost of the factor-file re-check and cache checks; Haar test"),
     Task("network_equivariance",
          ("network_equivariance.json", "network_equivariance.png", "network_equivariance.md"),
          quick_args=("--quick",), out_file="network_equivariance.json",
