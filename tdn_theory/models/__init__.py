@@ -17,7 +17,7 @@ from tdn_theory.models.checkpoint import CheckpointError, load_potential, save_p
 from tdn_theory.models.data import load_dataset, read_extxyz, split
 from tdn_theory.models.graph import Graph, build_graph, check_structure
 from tdn_theory.models.potential import TDNPotential
-from tdn_theory.models.train import TrainSettings, train
+from tdn_theory.models.train import TrainSettings
 
 __all__ = [
     "BACKENDS",
@@ -35,5 +35,4 @@ __all__ = [
     "read_extxyz",
     "save_potential",
     "split",
-    "train",
 ]
