@@ -18,11 +18,21 @@ checks on them are vacuous.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
-from e3nn import o3
 
 from tdn_theory import so3
+
+if TYPE_CHECKING:
+    from e3nn import o3
+
+
+def _o3():
+    """e3nn's ``o3``, imported on first use: ``import tdn_theory.nn`` does not load e3nn."""
+    from e3nn import o3
+
+    return o3
 
 
 def degree_from_dim(d: int) -> int:
@@ -42,7 +52,7 @@ def irreps(L: int, channels: int = 1) -> o3.Irreps:
         raise ValueError(f"L must be an integer >= 0, got {L!r}")
     if int(channels) != channels or channels < 1:
         raise ValueError(f"channels must be an integer >= 1, got {channels!r}")
-    return o3.Irreps([(int(channels), (l, 1)) for l in range(int(L) + 1)])
+    return _o3().Irreps([(int(channels), (l, 1)) for l in range(int(L) + 1)])
 
 
 def to_e3nn_layout(x: torch.Tensor) -> torch.Tensor:
@@ -103,7 +113,7 @@ def e3nn_tensor_product(
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype or previous)
     try:
-        return o3.TensorProduct(
+        return _o3().TensorProduct(
             ir1,
             ir2,
             ir1,
