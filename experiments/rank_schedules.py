@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     run = _common.Run(NAME, args, argv)
     rows = known_rows(out)
     per_L = []
-    for L in tqdm(range(1, max_L + 1), desc="rank schedules"):
+    for L in tqdm(range(1, max_L + 1), desc="rank schedules", disable=None):
         T = unit_cg(L)
         ranks = {name: f(L) for name, f in SCHEDULES.items()}
         smallest = smallest_exact(L, store, out)

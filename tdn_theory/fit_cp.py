@@ -240,11 +240,13 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class _Progress:
-    """tqdm bars on stderr: one over the ALS restarts, one over the polish iterations."""
+    """tqdm bars on stderr: one over the ALS restarts, one over the polish iterations.
 
-    def __init__(self, enabled: bool, restarts: int):
+    Only when stderr is a terminal (tqdm's ``disable=None``): a log file gets no progress updates.
+    """
+
+    def __init__(self, enabled: bool):
         self.enabled = enabled
-        self.restarts = restarts
         self.bar = None
         self.stage = None
 
@@ -263,6 +265,7 @@ class _Progress:
                 file=sys.stderr,
                 leave=False,
                 dynamic_ncols=True,
+                disable=None,
             )
         self.bar.n = min(done, total)
         self.bar.set_postfix_str(f"rel. error {err:.3e}", refresh=False)
@@ -300,7 +303,7 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
             "rule_points": record["points"],
         }
     else:
-        progress = _Progress(not settings["quiet"], settings["restarts"])
+        progress = _Progress(not settings["quiet"])
         try:
             fit = fit_cp(
                 T,
