@@ -1,4 +1,4 @@
-"""Equivariance bounds versus CP rank for the unit CG tensor, L = 1..4 (issue #4).
+"""Equivariance bounds versus CP rank for the unit CG tensor, L = 1..4.
 
 For each L and each rank R on a grid from 1 to beyond the exact rank, take the best known CP of
 the "unit" CG tensor from the fit store (``tdn_theory.cp.best_fit``) and record (``tdn_theory.theory.equivariance.check_fit``):

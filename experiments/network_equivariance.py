@@ -60,7 +60,7 @@ EXACT_TOL = 1e-10  # a tensor product this close to exact is "exact": defects ar
 
 
 def schedules(L: int) -> dict[str, int]:
-    """The four ranks of the issue for degree L."""
+    """The four rank schedules compared at degree L: 7L, 16 ln^2(L+1), 7L^2 and the exact rank."""
     return {
         "7L": 7 * L,
         "16ln^2(L+1)": math.ceil(16 * math.log(L + 1) ** 2),

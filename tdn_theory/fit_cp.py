@@ -49,7 +49,7 @@ import numpy as np
 from tdn_theory._cli import OneLineParser, UsageError, check_output_path, parse_int
 from tdn_theory.cp import FactorFileError, fit_cp, load_factors, save_factors
 from tdn_theory.cp.factor_files import target_id
-from tdn_theory.cp.lower_bound import rank_lower_bound
+from tdn_theory.cp.lower_bound import error_lower_bound
 from tdn_theory.cp.tensor_ops import cp_to_tensor, relative_error
 from tdn_theory.so3 import MAX_L, NORMALIZATIONS, PARITIES, cg_tensor, dim, paths
 
@@ -316,7 +316,7 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
         finally:
             progress.close()
     sha = target_id(L, settings["normalization"], settings["parity"])
-    lower = rank_lower_bound(T, rank)
+    lower = error_lower_bound(T, rank)
     meta = {
         "L": L,
         "normalization": settings["normalization"],

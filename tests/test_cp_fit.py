@@ -42,7 +42,7 @@ def test_cpfit_fields_and_reconstruction():
 
 def test_weights_live_in_the_factors_and_scale_is_restored():
     T = 7.5 * cg_tensor(1)
-    fit = fit_cp(T, 8, seed=0, **FAST)  # rank 8 is exact at L = 1 (DESIGN.md section 3)
+    fit = fit_cp(T, 8, seed=0, **FAST)  # rank 8 is exact at L = 1 (the rank atlas, proofs/rank_bounds.md)
     assert fit.relative_error <= 1e-10
     np.testing.assert_allclose(fit.to_tensor(), T, atol=1e-9)
 

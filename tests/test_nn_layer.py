@@ -300,7 +300,7 @@ def test_clear_errors_for_bad_inputs():
             layer(x, torch.zeros(3, 4, dtype=F64), w)
         with pytest.raises(ValueError, match="must be a torch.Tensor"):
             layer(x.numpy(), y, w)
-        # an integer input is told to cast the input, never layer.to(torch.int64) (issue 13, 13)
+        # an integer input is told to cast the input, never layer.to(torch.int64)
         with pytest.raises(ValueError) as info:
             layer(x.long(), y, w)
         assert "cast the input with .to(torch.float64)" in str(info.value)
@@ -319,7 +319,7 @@ def test_clear_errors_for_bad_inputs():
 @pytest.mark.parametrize("shape", [(0, 3), (4, 0), (0, 0)])
 @pytest.mark.parametrize("blocked_bytes", [0, 1 << 19])
 def test_empty_batch_or_zero_channels_forward_and_backward(shape, blocked_bytes, monkeypatch):
-    """0 samples or 0 channels give empty outputs and zero gradients (issue 13, item 5)."""
+    """0 samples or 0 channels give empty outputs and zero gradients."""
     L = 2
     T = so3.cg_tensor(L)
     cp = CPTensorProduct(*constructive_factors(T))

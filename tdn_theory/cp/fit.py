@@ -4,7 +4,7 @@ fit_cp(T, R) looks for factors A (d3, R), B (d1, R), C (d2, R) minimising
 
     ||T - einsum("kr,ir,jr->kij", A, B, C)||_F / ||T||_F,
 
-T indexed [k, i, j] = [output, input 1, input 2] (DESIGN.md section 2). The procedure:
+T indexed [k, i, j] = [output, input 1, input 2] (proofs/conventions.md, section 5). The procedure:
 
 1. T is scaled to unit Frobenius norm (the result is scaled back into A).
 2. `restarts` starts, each from its own child seed of `seed`: an HOSVD start (leading left

@@ -6,7 +6,7 @@ A store is a folder of factor files (tdn_theory.cp.factor_files), one per key, n
     cg_tensor(L, normalization, parity)[k, i, j] ≈ sum_r A[k, r] B[i, r] C[j, r]     (d = (L+1)^2)
 
 and a metadata block with its provenance: L, normalization, parity, rank, relative_error
-(||M - M_hat||_F / ||M||_F), lower_bound (tdn_theory.cp.rank_lower_bound, relative), method,
+(||M - M_hat||_F / ||M||_F), lower_bound (tdn_theory.cp.error_lower_bound, relative), method,
 command, seed, budget, date and package version (filled in by save_factors).
 
 The package ships one store (``SHIPPED``, package data ``tdn_theory/cp/best_known/``) with the best
@@ -37,7 +37,7 @@ import numpy as np
 from ..so3 import NORMALIZATIONS, PARITIES, cg_tensor
 from .factor_files import FactorFileError, load_factors, save_factors
 from .fit import CPFit, fit_cp
-from .lower_bound import rank_lower_bound
+from .lower_bound import error_lower_bound
 from .tensor_ops import cp_to_tensor
 
 __all__ = [
@@ -221,7 +221,7 @@ class FitStore:
             L=key.L,
             normalization=key.normalization,
             parity=key.parity,
-            lower_bound=float(rank_lower_bound(T, key.rank)),
+            lower_bound=float(error_lower_bound(T, key.rank)),
             stored_at=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         )
         if current is not None:

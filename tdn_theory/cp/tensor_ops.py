@@ -1,7 +1,7 @@
 """Basic operations on 3-way CP tensors in the project's convention.
 
 A rank-R CP tensor of shape (d3, d1, d2) is given by three factor matrices with the weights
-folded in (DESIGN.md section 2):
+folded in (proofs/conventions.md, section 5):
 
     A : (d3, R)  output mode k,
     B : (d1, R)  input-1 mode i,

@@ -1,6 +1,6 @@
 """Exact SO(3) group theory in e3nn's real basis (no torch): CG blocks, CG tensor, Wigner D.
 
-Conventions (``../shared/DESIGN.md`` section 2, ``proofs/conventions.md``): degrees ``l = 0..L``,
+Conventions (``proofs/conventions.md``): degrees ``l = 0..L``,
 feature vectors ``[l=0 | ... | l=L]`` of dimension ``d = (L+1)^2``, the CG tensor indexed
 ``[k (output), i (input 1), j (input 2)]``.
 """

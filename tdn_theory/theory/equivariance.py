@@ -1,6 +1,6 @@
 r"""Equivariance error of a CP-approximated Clebsch–Gordan product, and bounds on it.
 
-Conventions (DESIGN.md section 2). A bilinear map on features of degree <= L (d = (L+1)^2) is a
+Conventions (proofs/conventions.md). A bilinear map on features of degree <= L (d = (L+1)^2) is a
 tensor ``T`` of shape (d, d, d) indexed ``[k, i, j] = [output, input 1, input 2]``:
 
     M_T(x, y)_k = sum_{i,j} T[k, i, j] x_i y_j.

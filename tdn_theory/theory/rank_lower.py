@@ -1,6 +1,6 @@
 """Certified lower bounds on the CP rank of a 3-way tensor (flattening and Koszul–Young).
 
-Tensors are indexed ``T[k, i, j]`` (DESIGN.md section 2) and viewed as elements of
+Tensors are indexed ``T[k, i, j]`` (proofs/conventions.md, section 5) and viewed as elements of
 ``A ⊗ B ⊗ C`` with the *restricted* mode called ``A`` below (any of the three modes may play
 that role). All bounds hold over the complex numbers, so they bound the real CP rank too
 (real rank >= complex rank >= complex border rank). Proofs: ``proofs/rank_bounds.md``.

@@ -1,6 +1,6 @@
 r"""Theorem 3.2 (universality) made executable: every equivariant bilinear map has an exact CP form.
 
-Setting (DESIGN.md section 2): features on degrees 0..L, d = (L+1)^2, bilinear maps as tensors
+Setting (proofs/conventions.md): features on degrees 0..L, d = (L+1)^2, bilinear maps as tensors
 T (d, d, d) indexed [k, i, j] = [output, input 1, input 2], M_T(x, y)_k = sum_ij T[k,i,j] x_i y_j.
 
 * By Schur's lemma the SO(3)-equivariant bilinear maps are exactly
