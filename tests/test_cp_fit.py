@@ -86,7 +86,7 @@ def test_progress_callback_sees_every_stage():
     ("T", "rank", "kwargs", "match"),
     [
         (np.ones((3, 3, 3)), 2.5, {}, "rank must be an integer"),
-        (np.ones((3, 3, 3)), 0, {}, "rank must be >= 1"),
+        (np.ones((3, 3, 3)), 0, {}, "rank must be an integer >= 1; got 0"),
         (np.ones((3, 3, 3)), True, {}, "rank must be an integer"),
         (np.full((3, 3, 3), np.nan), 2, {}, "NaN"),
         (np.zeros((3, 3, 3)), 2, {}, "T is zero"),

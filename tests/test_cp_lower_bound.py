@@ -91,7 +91,7 @@ def test_monotone_in_rank():
 @pytest.mark.parametrize(
     ("rank", "T", "match"),
     [
-        (0, np.ones((2, 2, 2)), "rank must be >= 1"),
+        (0, np.ones((2, 2, 2)), "rank must be an integer >= 1; got 0"),
         (1.0, np.ones((2, 2, 2)), "rank must be an integer"),
         (1, np.full((2, 2, 2), np.inf), "NaN or infinite"),
         (1, np.zeros((2, 2, 2)), "T is zero"),

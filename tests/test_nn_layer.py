@@ -116,14 +116,19 @@ def test_e3nn_equivariance_error_of_exact_layer(float64_default):
     T = so3.cg_tensor(L)
     layer = E3nnLayout(CPTensorProduct(*constructive_factors(T)), L, channels)
     x, y, w = inputs(L, channels, (4,), seed=7)
-    errors = equivariance_error(
-        layer,
-        [to_e3nn_layout(x), y, w],
-        irreps_in=[irreps(L, channels), irreps(L, 1), None],
-        irreps_out=[irreps(L, channels)],
-        ntrials=3,
-        do_parity=False,  # all labels are "e": parity is the identity here (see irreps_layout)
-    )
+    # e3nn draws the rotations from torch's global generator: seed it here so that the result does
+    # not depend on which tests ran before (e3nn's own Wigner D loses accuracy near some angles,
+    # up to ~1e-9 in float64 for a few rotations in a hundred)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        errors = equivariance_error(
+            layer,
+            [to_e3nn_layout(x), y, w],
+            irreps_in=[irreps(L, channels), irreps(L, 1), None],
+            irreps_out=[irreps(L, channels)],
+            ntrials=3,
+            do_parity=False,  # all labels are "e": parity is the identity (see irreps_layout)
+        )
     worst = max(float(v.max()) for v in errors.values())
     assert worst < 1e-9
 

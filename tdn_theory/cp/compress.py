@@ -35,6 +35,8 @@ import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 from tensorly.decomposition import parafac
 
+from tdn_theory._checks import check_int
+
 from .fit import CPFit, fit_cp
 from .polish import balance_factors, levenberg_marquardt
 from .tensor_ops import check_target, cp_to_tensor, relative_error
@@ -174,8 +176,7 @@ def compress_exact(
         ("dense_limit", dense_limit, 0),
         ("seed", seed, 0),
     ):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"compress_exact: {name} must be an integer >= {low}; got {value!r}")
+        check_int(value, name, minimum=low, who="compress_exact")
     for name, value in (
         ("tol", tol),
         ("attempt_budget", attempt_budget),

@@ -37,6 +37,8 @@ import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 from tensorly.decomposition import parafac
 
+from tdn_theory._checks import check_int
+
 from .polish import DENSE_LIMIT, levenberg_marquardt
 from .tensor_ops import check_rank, check_target, cp_to_tensor, relative_error
 
@@ -190,12 +192,6 @@ def _als(
     return factors, iterations, state["reason"]
 
 
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"fit_cp: {name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def fit_cp(
     T: np.ndarray,
     rank: int,
@@ -253,17 +249,17 @@ def fit_cp(
     start_time = time.perf_counter()
     T = check_target(T, who="fit_cp")
     rank = check_rank(rank, who="fit_cp")
-    restarts = _check_int("restarts", restarts, 1)
-    max_iter = _check_int("max_iter", max_iter, 1)
+    restarts = check_int(restarts, "restarts", minimum=1, who="fit_cp")
+    max_iter = check_int(max_iter, "max_iter", minimum=1, who="fit_cp")
     small = sum(T.shape) * rank <= DENSE_LIMIT
     if refine_iter is None:
         refine_iter = 0 if small else REFINE_ITER
     if polish_starts is None:
         polish_starts = SMALL_POLISH_STARTS if small else 1
-    refine_iter = _check_int("refine_iter", refine_iter, 0)
-    polish_starts = _check_int("polish_starts", polish_starts, 1)
-    polish_iter = _check_int("polish_iter", polish_iter, 0)
-    seed = _check_int("seed", seed, 0)
+    refine_iter = check_int(refine_iter, "refine_iter", who="fit_cp")
+    polish_starts = check_int(polish_starts, "polish_starts", minimum=1, who="fit_cp")
+    polish_iter = check_int(polish_iter, "polish_iter", who="fit_cp")
+    seed = check_int(seed, "seed", who="fit_cp")
     if init not in INIT_METHODS:
         raise ValueError(f"fit_cp: init must be one of {INIT_METHODS}, got {init!r}")
     if not (np.isfinite(ridge) and ridge >= 0):

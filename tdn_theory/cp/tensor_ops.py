@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tdn_theory._checks import check_int
+
 __all__ = ["cp_to_tensor", "relative_error", "check_target", "check_rank"]
 
 
@@ -63,8 +65,4 @@ def check_target(T: np.ndarray, *, who: str = "fit_cp") -> np.ndarray:
 
 def check_rank(rank: object, *, who: str = "fit_cp") -> int:
     """Validate a CP rank: an integer >= 1 (a float is refused: tensorly reads it as a fraction)."""
-    if isinstance(rank, (bool, np.bool_)) or not isinstance(rank, (int, np.integer)):
-        raise ValueError(f"{who}: rank must be an integer >= 1, got {rank!r}")
-    if int(rank) < 1:
-        raise ValueError(f"{who}: rank must be >= 1, got {int(rank)}")
-    return int(rank)
+    return check_int(rank, "rank", minimum=1, who=who)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from tdn_theory import so3
+from tdn_theory._checks import check_degree, check_int
 
 if TYPE_CHECKING:
     from e3nn import o3
@@ -48,11 +49,9 @@ def degree_from_dim(d: int) -> int:
 
 def irreps(L: int, channels: int = 1) -> o3.Irreps:
     """e3nn irreps ``"C x 0e + C x 1e + ... + C x Le"``: ``channels`` copies of degrees 0..L."""
-    if int(L) != L or L < 0:
-        raise ValueError(f"L must be an integer >= 0, got {L!r}")
-    if int(channels) != channels or channels < 1:
-        raise ValueError(f"channels must be an integer >= 1, got {channels!r}")
-    return _o3().Irreps([(int(channels), (l, 1)) for l in range(int(L) + 1)])
+    L = check_degree(L)
+    channels = check_int(channels, "channels", minimum=1)
+    return _o3().Irreps([(channels, (l, 1)) for l in range(L + 1)])
 
 
 def to_e3nn_layout(x: torch.Tensor) -> torch.Tensor:

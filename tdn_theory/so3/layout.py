@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_degree
+from tdn_theory._checks import check_degree
 
 
 def dim(L: int) -> int:

@@ -41,6 +41,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.spatial.transform import Rotation
 
+from tdn_theory._checks import check_degree, check_int
 from tdn_theory.cp.lower_bound import absolute_lower_bound, unfolding_singular_values
 from tdn_theory.so3 import block_wigner_D, degree_slices, paths, random_rotations, unit_block
 
@@ -207,9 +208,7 @@ def sample_equivariance_errors(
     an array of shape (N,). For uniform unit x, y,
     E[eps^2 | R] = ||rho(R) T_hat - T_hat||_F^2 / d^2, so E[eps^2] = haar_mean_square(T_hat) / d^2.
     """
-    if int(n_rotations) != n_rotations or n_rotations < 1:
-        raise ValueError(f"n_rotations must be a positive integer, got {n_rotations!r}")
-    n = int(n_rotations)
+    n = check_int(n_rotations, "n_rotations", minimum=1)
     L = degree_of(factors)
     d = (L + 1) ** 2
     rng = np.random.default_rng(seed)
@@ -269,9 +268,7 @@ def invariant_path_basis(L: int) -> list[PathBlock]:
     index sets, so they are orthonormal; that they span all invariants is Schur's lemma (l1 x l2
     contains l3 at most once), checked numerically in tests/test_universality.py.
     """
-    if int(L) != L or L < 0:
-        raise ValueError(f"L must be a non-negative integer, got {L!r}")
-    return list(_invariant_basis_cached(int(L)))
+    return list(_invariant_basis_cached(check_degree(L)))
 
 
 def project_invariant(T_hat: Any, L: int | None = None) -> np.ndarray:
@@ -309,8 +306,7 @@ def monte_carlo_mean_square(
     Returns (mean, samples). Each sample lies in [0, 4 ||(I - P) T_hat||_F^2] (since
     rho(R) P T_hat = P T_hat), which gives the Hoeffding tolerance used in the tests.
     """
-    if int(n_rotations) != n_rotations or n_rotations < 1:
-        raise ValueError(f"n_rotations must be a positive integer, got {n_rotations!r}")
+    n_rotations = check_int(n_rotations, "n_rotations", minimum=1)
     T = to_dense(T_hat)
     L = _cube_degree(T)
     D = block_wigner_D(L, random_rotations(int(n_rotations), np.random.default_rng(seed)))
@@ -366,16 +362,14 @@ def mode_tail_energies(T: np.ndarray, r: int) -> np.ndarray:
     T = np.asarray(T, dtype=np.float64)
     if T.ndim != 3:
         raise ValueError(f"expected a 3-way tensor, got shape {T.shape}")
-    if int(r) != r or r < 0:
-        raise ValueError(f"truncation rank must be a non-negative integer, got {r!r}")
-    return np.array([float(np.sum(s[int(r) :] ** 2)) for s in unfolding_singular_values(T)])
+    r = check_int(r, "truncation rank")
+    return np.array([float(np.sum(s[r:] ** 2)) for s in unfolding_singular_values(T)])
 
 
 def thm31_truncation_rank(rank: int) -> int:
     """R_T = floor(R^(1/3)) computed in integers (no floating-point cube-root error)."""
-    if int(rank) != rank or rank < 1:
-        raise ValueError(f"rank must be a positive integer, got {rank!r}")
-    r = int(round(int(rank) ** (1.0 / 3.0)))
+    rank = check_int(rank, "rank", minimum=1)
+    r = int(round(rank ** (1.0 / 3.0)))
     while r**3 > rank:
         r -= 1
     while (r + 1) ** 3 <= rank:
@@ -476,8 +470,7 @@ def worst_case_equivariance_error(
     eps. Both steps never decrease eps. Returns {"value", "rotation" (3x3), "x", "y"} for the
     largest eps found; value is a lower bound on the true maximum, and value <= 2 ||E_(1)||_2.
     """
-    if int(starts) != starts or starts < 1:
-        raise ValueError(f"starts must be a positive integer, got {starts!r}")
+    starts = check_int(starts, "starts", minimum=1)
     T_hat = to_dense(factors)
     L = _cube_degree(T_hat)
     d = (L + 1) ** 2
