@@ -32,7 +32,7 @@ import numpy as np
 
 from experiments import _common, _io
 from tdn_theory.so3 import cg_tensor, paths, random_rotations
-from tdn_theory.theory.equivariance import check_fit, thm31_bound
+from tdn_theory.theory.equivariance import FitCheck, check_fit, thm31_bound
 from tdn_theory.theory.universality import constructive_cp, random_equivariant_map, rank_scan
 from tdn_theory.theory.weight_sharing import (
     shared_weight_product,
@@ -66,19 +66,19 @@ FITTED = "fit store"
 PLOT_FLOOR = 1e-17
 
 
-def _row(report: dict, method: str, seconds: float) -> dict:
-    norm = report["norm_T"]
+def _row(report: FitCheck, method: str, seconds: float) -> dict:
+    norm = report.norm_T
     keep = {
         k: v
-        for k, v in report.items()
+        for k, v in report.to_dict().items()
         if not k.startswith("worst_case_") or k == "worst_case_error"
     }
     keep.update(
         method=method,
         fit_seconds=seconds,
-        thm31_relative=report["thm31_bound"] / norm,
-        hosvd_relative=report["hosvd_error"] / norm,
-        exact=bool(report["relative_error"] < EXACT_TOL),
+        thm31_relative=report.thm31_bound / norm,
+        hosvd_relative=report.hosvd_error / norm,
+        exact=bool(report.relative_error < EXACT_TOL),
     )
     return keep
 
@@ -121,17 +121,17 @@ def bounds_part(
             if rank == 7 * L * L:
                 paper_fits[L] = fit
             print(
-                f"L={L} R={rank:4d} rel={rep['relative_error']:.3e} "
-                f"lower={rep['relative_lower_bound']:.3e} thm31={rep['thm31_bound'] / rep['norm_T']:.3f} "
-                f"post={rep['aposteriori_spectral']:.3e} worst={rep['worst_case_error']:.3e} "
-                f"mc={rep['mc_mean_error']:.3e} ({seconds:.1f}s)",
+                f"L={L} R={rank:4d} rel={rep.relative_error:.3e} "
+                f"lower={rep.relative_lower_bound:.3e} thm31={rep.thm31_bound / rep.norm_T:.3f} "
+                f"post={rep.aposteriori_spectral:.3e} worst={rep.worst_case_error:.3e} "
+                f"mc={rep.mc_mean_error:.3e} ({seconds:.1f}s)",
                 flush=True,
             )
         A, B, C = constructive_cp(T, prune=True)
         rep = check_fit(T, (A, B, C), n_rotations=n_rotations, seed=seed, worst_case=True,
                         worst_case_starts=starts)  # fmt: skip
         rows.append(_row(rep, "constructive (Thm 3.2, pruned)", 0.0))
-        print(f"L={L} constructive R={A.shape[1]} rel={rep['relative_error']:.1e}", flush=True)
+        print(f"L={L} constructive R={A.shape[1]} rel={rep.relative_error:.1e}", flush=True)
         threshold = thm31_threshold(T, L)
         inexact = [r for r in rows if not r["exact"]]
         ratios = [r["tightness_spectral"] for r in inexact]

@@ -71,17 +71,17 @@ for R in RANKS:
     except FitStoreError:
         fit, source = fit_cp(M, R, seed=SEED, restarts=RESTARTS, time_budget=TIME_BUDGET), "fitted"
     rep = check_fit(M, fit, n_rotations=N_ROTATIONS, seed=SEED)
-    norm = rep["norm_T"]
+    norm = rep.norm_T
     rows.append(
         {
             "R": R,
             "source": source,
             "fit": fit.relative_error,
             "lower": error_lower_bound(M, R),
-            "thm31": rep["thm31_bound"] / norm,
-            "post": rep["aposteriori_spectral"],
-            "haar": rep["haar_rms_error"],
-            "max": rep["mc_max_error"],
+            "thm31": rep.thm31_bound / norm,
+            "post": rep.aposteriori_spectral,
+            "haar": rep.haar_rms_error,
+            "max": rep.mc_max_error,
         }
     )
 

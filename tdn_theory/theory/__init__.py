@@ -11,6 +11,7 @@ the atlas is ``experiments/rank_atlas.py``, proofs in ``proofs/rank_bounds.md``)
 """
 
 from tdn_theory.theory.equivariance import (
+    FitCheck,
     aposteriori_bound,
     check_fit,
     equivariance_error,
@@ -43,6 +44,7 @@ from tdn_theory.theory.weight_sharing import (
 )
 
 __all__ = [
+    "FitCheck",
     "aposteriori_bound",
     "best_lower_bound",
     "flattening_bound",

@@ -33,7 +33,10 @@ Bounds implemented here (proofs in proofs/equivariance_bound.md):
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -50,6 +53,7 @@ __all__ = [
     "as_factors",
     "bilinear",
     "check_fit",
+    "FitCheck",
     "degree_from_dim",
     "degree_of",
     "equivariance_defect_tensor",
@@ -512,6 +516,76 @@ def _ratio(a: float, b: float) -> float:
     return float(a / b) if b > 0 else float("nan")
 
 
+#: the optional fields of FitCheck, present only after an adversarial search
+_WORST_CASE_EXTRAS = ("worst_case_rotation", "worst_case_x", "worst_case_y")
+
+
+@dataclass(frozen=True)
+class FitCheck:
+    """Every equivariance figure of one CP fit of an exactly equivariant tensor (see check_fit).
+
+    All figures are per unit inputs ``||x|| = ||y|| = 1`` where an eps is involved; absolute
+    figures are Frobenius norms of tensors indexed ``[k, i, j]``. :meth:`to_dict` gives the
+    plain dictionary (the field names as keys; the worst-case rotation and inputs only when an
+    adversarial search ran).
+    """
+
+    L: int
+    d: int
+    rank: int
+    norm_T: float  #: ||T||_F
+    fit_error: float  #: ||E||_F, E = T_hat - T
+    relative_error: float  #: ||E||_F / ||T||_F
+    lower_bound: float  #: certified lower bound on ||T - T'||_F over every rank-R CP T'
+    relative_lower_bound: float  #: lower_bound / ||T||_F
+    thm31_rank: int  #: R_T = floor(R^(1/3))
+    thm31_bound: float  #: Thm 3.1 a-priori absolute Frobenius bound (HOSVD truncation)
+    thm31_equivariance_bound: float  #: 2 * thm31_bound
+    thm31_vacuous: bool  #: thm31_bound >= ||T||_F
+    hosvd_error: float  #: actual ||T - T_R||_F of that truncation
+    aposteriori_spectral: float  #: 2 ||E_(1)||_2
+    aposteriori_frobenius: float  #: 2 ||E||_F
+    aposteriori_projected: float  #: 2 ||((I - P) E)_(1)||_2
+    haar_mean_square: float  #: 2 ||(I - P) T_hat||_F^2
+    haar_rms_error: float  #: sqrt(haar_mean_square) / d: exact RMS of eps (Haar R, unit x, y)
+    n_rotations: int
+    mc_mean_error: float  #: mean eps over n_rotations samples
+    mc_rms_error: float
+    mc_max_error: float
+    worst_case_error: float  #: adversarial search if worst_case else the sampled maximum
+    worst_case_method: str
+    tightness_spectral: float  #: worst_case_error / aposteriori_spectral
+    tightness_frobenius: float  #: worst_case_error / aposteriori_frobenius
+    tightness_projected: float  #: worst_case_error / aposteriori_projected
+    worst_case_rotation: list | None = None  #: 3x3, with worst_case=True only
+    worst_case_x: list | None = None
+    worst_case_y: list | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures as a dictionary, in field order, the worst-case rotation and inputs
+        (when present) right after ``worst_case_method``."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name in _WORST_CASE_EXTRAS:
+                continue
+            out[f.name] = getattr(self, f.name)
+            if f.name == "worst_case_method":
+                for extra in _WORST_CASE_EXTRAS:
+                    if getattr(self, extra) is not None:
+                        out[extra] = getattr(self, extra)
+        return out
+
+    def __getitem__(self, key: str) -> Any:
+        """Deprecated dictionary access (``check_fit`` returned a dict): use attributes or
+        :meth:`to_dict`."""
+        warnings.warn(
+            "check_fit now returns a FitCheck: use report.<name> or report.to_dict()[name]",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.to_dict()[key]
+
+
 def check_fit(
     T: np.ndarray,
     factors: Any,
@@ -520,22 +594,12 @@ def check_fit(
     seed: int = 0,
     worst_case: bool = False,
     worst_case_starts: int = 8,
-) -> dict[str, Any]:
+) -> FitCheck:
     """Every equivariance figure for one CP fit of an exactly equivariant tensor T (d, d, d).
 
-    Keys (all per unit inputs ||x|| = ||y|| = 1 where an eps is involved):
-      L, d, rank, norm_T, fit_error (||E||_F), relative_error, lower_bound (certified absolute
-      lower bound on ||T - T'||_F over every rank-R CP T'), relative_lower_bound, thm31_rank (R_T),
-      thm31_bound (a-priori absolute Frobenius bound for the HOSVD truncation),
-      thm31_equivariance_bound (2 * thm31_bound), thm31_vacuous (thm31_bound >= ||T||_F),
-      hosvd_error (actual ||T - T_R||_F of that truncation), aposteriori_spectral (2 ||E_(1)||_2),
-      aposteriori_frobenius (2 ||E||_F), aposteriori_projected (2 ||((I-P) E)_(1)||_2),
-      haar_mean_square (2 ||(I-P) T_hat||_F^2),
-      haar_rms_error (sqrt(haar_mean_square) / d: the exact RMS of eps over Haar R and uniform
-      unit x, y), mc_mean_error, mc_rms_error, mc_max_error (over n_rotations samples),
-      worst_case_error (adversarial search if worst_case else the sampled maximum),
-      worst_case_method, tightness_spectral (worst / aposteriori_spectral), tightness_frobenius
-      (worst / aposteriori_frobenius), tightness_projected (worst / aposteriori_projected), and, if worst_case, worst_case_rotation / _x / _y (lists).
+    Returns a :class:`FitCheck` (its fields document each figure); ``worst_case=True`` runs the
+    adversarial search (:func:`worst_case_equivariance_error`, ``worst_case_starts`` starts) and
+    records the rotation and inputs it found, otherwise the worst case is the sampled maximum.
     """
     T = np.asarray(T, dtype=np.float64)
     L = _cube_degree(T)
@@ -551,42 +615,46 @@ def check_fit(
     hosvd_err = float(np.linalg.norm(to_dense(hosvd_cp(T, rank)) - T))
     hms = haar_mean_square(T_hat, L)
     errs = sample_equivariance_errors((A, B, C), n_rotations, seed)
-    out: dict[str, Any] = {
-        "L": L,
-        "d": int(T.shape[0]),
-        "rank": rank,
-        "norm_T": norm_T,
-        "fit_error": fit_error,
-        "relative_error": _ratio(fit_error, norm_T),
-        "lower_bound": float(absolute_lower_bound(T, rank)),
-        "relative_lower_bound": _ratio(float(absolute_lower_bound(T, rank)), norm_T),
-        "thm31_rank": thm31_truncation_rank(rank),
-        "thm31_bound": t31,
-        "thm31_equivariance_bound": 2.0 * t31,
-        "thm31_vacuous": bool(t31 >= norm_T),
-        "hosvd_error": hosvd_err,
-        "aposteriori_spectral": post["spectral"],
-        "aposteriori_frobenius": post["frobenius"],
-        "aposteriori_projected": post["projected_spectral"],
-        "haar_mean_square": hms,
-        "haar_rms_error": float(np.sqrt(hms)) / T.shape[0],
-        "n_rotations": int(n_rotations),
-        "mc_mean_error": float(errs.mean()),
-        "mc_rms_error": float(np.sqrt(np.mean(errs**2))),
-        "mc_max_error": float(errs.max()),
-    }
+    lower = float(absolute_lower_bound(T, rank))
+    mc_max = float(errs.max())
+    extras: dict[str, Any] = {}
     if worst_case:
         wc = worst_case_equivariance_error(T_hat, starts=worst_case_starts, seed=seed)
-        out.update(
-            worst_case_error=wc["value"],
-            worst_case_method=f"adversarial search ({worst_case_starts} starts)",
-            worst_case_rotation=np.asarray(wc["rotation"]).tolist(),
-            worst_case_x=np.asarray(wc["x"]).tolist(),
-            worst_case_y=np.asarray(wc["y"]).tolist(),
-        )
+        worst, method = wc["value"], f"adversarial search ({worst_case_starts} starts)"
+        extras = {
+            "worst_case_rotation": np.asarray(wc["rotation"]).tolist(),
+            "worst_case_x": np.asarray(wc["x"]).tolist(),
+            "worst_case_y": np.asarray(wc["y"]).tolist(),
+        }
     else:
-        out.update(worst_case_error=out["mc_max_error"], worst_case_method="max over samples")
-    out["tightness_spectral"] = _ratio(out["worst_case_error"], post["spectral"])
-    out["tightness_frobenius"] = _ratio(out["worst_case_error"], post["frobenius"])
-    out["tightness_projected"] = _ratio(out["worst_case_error"], post["projected_spectral"])
-    return out
+        worst, method = mc_max, "max over samples"
+    return FitCheck(
+        L=L,
+        d=int(T.shape[0]),
+        rank=rank,
+        norm_T=norm_T,
+        fit_error=fit_error,
+        relative_error=_ratio(fit_error, norm_T),
+        lower_bound=lower,
+        relative_lower_bound=_ratio(lower, norm_T),
+        thm31_rank=thm31_truncation_rank(rank),
+        thm31_bound=t31,
+        thm31_equivariance_bound=2.0 * t31,
+        thm31_vacuous=bool(t31 >= norm_T),
+        hosvd_error=hosvd_err,
+        aposteriori_spectral=post["spectral"],
+        aposteriori_frobenius=post["frobenius"],
+        aposteriori_projected=post["projected_spectral"],
+        haar_mean_square=hms,
+        haar_rms_error=float(np.sqrt(hms)) / T.shape[0],
+        n_rotations=int(n_rotations),
+        mc_mean_error=float(errs.mean()),
+        mc_rms_error=float(np.sqrt(np.mean(errs**2))),
+        mc_max_error=mc_max,
+        worst_case_error=worst,
+        worst_case_method=method,
+        tightness_spectral=_ratio(worst, post["spectral"]),
+        tightness_frobenius=_ratio(worst, post["frobenius"]),
+        tightness_projected=_ratio(worst, post["projected_spectral"]),
+        **extras,
+    )
