@@ -14,8 +14,9 @@ import pytest
 
 from tdn_theory import so3
 from tdn_theory._checks import check_degree, check_int
-from tdn_theory.cp import compress_exact, error_lower_bound, fit_cp, sphere_rule
+from tdn_theory.cp import FitKey, compress_exact, error_lower_bound, fit_cp, sphere_rule
 from tdn_theory.cp.quadrature import required_degree
+from tdn_theory.models.train import TrainSettings
 from tdn_theory.nn import irreps
 from tdn_theory.theory import sample_equivariance_errors, thm31_bound
 from tdn_theory.theory.equivariance import (
@@ -25,6 +26,7 @@ from tdn_theory.theory.equivariance import (
     monte_carlo_mean_square,
     worst_case_equivariance_error,
 )
+from tdn_theory.theory.rank_lower import koszul_young_bound
 from tdn_theory.theory.universality import equivariant_map, equivariant_space_dimension
 
 #: the one message style: "[who: ]name must be an integer >= minimum; got value ..."
@@ -50,6 +52,10 @@ CALLS = {
     "mode_tail_energies r": lambda v: mode_tail_energies(T1, v),
     "worst_case starts": lambda v: worst_case_equivariance_error(F1, starts=v),
     "compress_exact seed": lambda v: compress_exact(T1, *F1, seed=v),
+    "random_rotations n": lambda v: so3.random_rotations(v),
+    "koszul_young_bound p": lambda v: koszul_young_bound(T1, v),
+    "FitKey rank": lambda v: FitKey("unit", "all", 1, v),
+    "TrainSettings epochs": lambda v: TrainSettings(epochs=v),
     "irreps L": lambda v: irreps(v),
     "irreps channels": lambda v: irreps(1, v),
 }

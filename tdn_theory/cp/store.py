@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from tdn_theory._checks import check_int
+
 from ..so3 import NORMALIZATIONS, PARITIES, cg_tensor
 from .factor_files import FactorFileError, load_factors, save_factors
 from .fit import CPFit, fit_cp
@@ -104,10 +106,11 @@ class FitKey:
         if self.parity not in PARITIES:
             raise FitStoreError(f"parity must be one of {PARITIES}, got {self.parity!r}")
         for name in ("L", "rank"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise FitStoreError(f"{name} must be an integer >= 1, got {value!r}")
-            object.__setattr__(self, name, int(value))
+            try:
+                value = check_int(getattr(self, name), name, minimum=1)
+            except ValueError as exc:
+                raise FitStoreError(str(exc)) from None
+            object.__setattr__(self, name, value)
 
     @property
     def filename(self) -> str:
