@@ -89,3 +89,12 @@ def test_the_checker_itself():
         check_degree(4, maximum=3)
     with pytest.raises(ValueError, match=r"got np\.False_|got False"):
         check_int(np.bool_(False), "flag")
+
+
+def test_degree_from_dim_inverts_dim_and_refuses_the_rest():
+    for L in range(7):
+        assert so3.degree_from_dim(so3.dim(L)) == L
+    assert so3.degree_from_dim(np.int64(16)) == 3
+    for bad in (0, 8, 10, -4, 9.0, True):
+        with pytest.raises(ValueError, match=r"is not \(L\+1\)\^2"):
+            so3.degree_from_dim(bad)

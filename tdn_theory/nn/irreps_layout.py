@@ -17,7 +17,6 @@ checks on them are vacuous.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -36,17 +35,6 @@ def _o3():
     return o3
 
 
-def degree_from_dim(d: int) -> int:
-    """The degree ``L`` with ``(L+1)^2 == d``; ValueError if ``d`` is not such a square."""
-    root = math.isqrt(int(d)) if int(d) >= 1 else 0
-    if d < 1 or root * root != d:
-        raise ValueError(
-            f"feature dimension {d} is not (L+1)^2 for an integer L >= 0; "
-            "the last axis must hold the blocks l = 0..L"
-        )
-    return root - 1
-
-
 def irreps(L: int, channels: int = 1) -> o3.Irreps:
     """e3nn irreps ``"C x 0e + C x 1e + ... + C x Le"``: ``channels`` copies of degrees 0..L."""
     L = check_degree(L)
@@ -63,7 +51,7 @@ def to_e3nn_layout(x: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"expected a tensor of shape (..., channels, d), got shape {tuple(x.shape)}"
         )
-    L = degree_from_dim(x.shape[-1])
+    L = so3.degree_from_dim(x.shape[-1])
     batch, channels = x.shape[:-2], x.shape[-2]
     blocks = [
         x[..., :, s].reshape(*batch, channels * (s.stop - s.start)) for s in so3.degree_slices(L)

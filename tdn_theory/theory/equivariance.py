@@ -46,7 +46,14 @@ from scipy.spatial.transform import Rotation
 
 from tdn_theory._checks import check_degree, check_int
 from tdn_theory.cp.lower_bound import absolute_lower_bound, unfolding_singular_values
-from tdn_theory.so3 import block_wigner_D, degree_slices, paths, random_rotations, unit_block
+from tdn_theory.so3 import (
+    block_wigner_D,
+    degree_from_dim,
+    degree_slices,
+    paths,
+    random_rotations,
+    unit_block,
+)
 
 __all__ = [
     "aposteriori_bound",
@@ -79,17 +86,6 @@ Factors = tuple[np.ndarray, np.ndarray, np.ndarray]
 # --------------------------------------------------------------------------------------------
 # input handling
 # --------------------------------------------------------------------------------------------
-
-
-def degree_from_dim(d: int) -> int:
-    """Return L with d = (L+1)^2; raise ValueError when d is not such a square."""
-    L = int(round(np.sqrt(d))) - 1
-    if L < 0 or (L + 1) ** 2 != d:
-        raise ValueError(
-            f"feature dimension {d} is not (L+1)^2 for an integer L >= 0; "
-            "pass a tensor/factors over degrees 0..L"
-        )
-    return L
 
 
 def as_factors(factors: Any) -> Factors:
