@@ -110,3 +110,13 @@ def test_rank_lower_bound_is_a_deprecated_alias():
     with pytest.warns(DeprecationWarning, match="error_lower_bound"):
         old = cp.rank_lower_bound(T, 3)
     assert old == error_lower_bound(T, 3) > 0.0
+
+
+def test_unfold_is_tensorlys_unfolding():
+    """The one unfolding of the package (tensor_ops.unfold) is tensorly's, mode by mode."""
+    from tdn_theory.cp.tensor_ops import unfold
+
+    T = np.random.default_rng(0).normal(size=(2, 3, 4))
+    for mode in range(3):
+        assert np.array_equal(unfold(T, mode), tl.unfold(tl.tensor(T), mode))
+    assert unfold(T, 0)[1, 2 * 4 + 3] == T[1, 2, 3]  # mode 0: rows k, columns (i, j)

@@ -39,7 +39,7 @@ from tdn_theory._checks import check_int
 
 from .fit import CPFit, fit_cp
 from .polish import balance_factors, levenberg_marquardt
-from .tensor_ops import check_target, cp_to_tensor, relative_error
+from .tensor_ops import check_target, cp_to_tensor, relative_error, unfold
 
 __all__ = ["CompressionResult", "compress_exact", "unfolding_rank_floor"]
 
@@ -131,7 +131,7 @@ def unfolding_rank_floor(T: np.ndarray, rtol: float = 1e-10) -> int:
     T = np.asarray(T, dtype=np.float64)
     ranks = []
     for mode in range(3):
-        s = np.linalg.svd(np.moveaxis(T, mode, 0).reshape(T.shape[mode], -1), compute_uv=False)
+        s = np.linalg.svd(unfold(T, mode), compute_uv=False)
         ranks.append(int(np.sum(s > rtol * s[0])) if s.size and s[0] > 0 else 0)
     return max(ranks)
 

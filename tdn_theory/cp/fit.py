@@ -40,7 +40,7 @@ from tensorly.decomposition import parafac
 from tdn_theory._checks import check_int
 
 from .polish import DENSE_LIMIT, levenberg_marquardt
-from .tensor_ops import check_rank, check_target, cp_to_tensor, relative_error
+from .tensor_ops import check_rank, check_target, cp_to_tensor, relative_error, unfold
 
 __all__ = ["CPFit", "fit_cp", "INIT_METHODS"]
 
@@ -93,7 +93,7 @@ def _hosvd_start(T: np.ndarray, rank: int, rng: np.random.Generator) -> list[np.
     """Leading left singular vectors of each unfolding; first mode scaled by singular values."""
     factors = []
     for mode in range(3):
-        unfolding = np.moveaxis(T, mode, 0).reshape(T.shape[mode], -1)
+        unfolding = unfold(T, mode)
         U, s, _ = np.linalg.svd(unfolding, full_matrices=False)
         k = min(rank, U.shape[1])
         F = U[:, :k]

@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 
-from .tensor_ops import check_rank, check_target
+from .tensor_ops import check_rank, check_target, unfold
 
 __all__ = [
     "unfolding_singular_values",
@@ -39,8 +39,7 @@ def unfolding_singular_values(T: np.ndarray) -> list[np.ndarray]:
     T = np.asarray(T, dtype=np.float64)
     out = []
     for mode in range(3):
-        unfolding = np.moveaxis(T, mode, 0).reshape(T.shape[mode], -1)
-        out.append(np.linalg.svd(unfolding, compute_uv=False))
+        out.append(np.linalg.svd(unfold(T, mode), compute_uv=False))
     return out
 
 

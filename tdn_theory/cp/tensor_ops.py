@@ -18,7 +18,7 @@ import numpy as np
 
 from tdn_theory._checks import check_int
 
-__all__ = ["cp_to_tensor", "relative_error", "check_target", "check_rank"]
+__all__ = ["cp_to_tensor", "relative_error", "check_target", "check_rank", "unfold"]
 
 
 def cp_to_tensor(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> np.ndarray:
@@ -44,6 +44,16 @@ def relative_error(T: np.ndarray, T_hat: np.ndarray) -> float:
     if norm == 0.0:
         raise ValueError("relative_error: the reference tensor T is zero, relative error undefined")
     return float(np.linalg.norm(T - T_hat)) / norm
+
+
+def unfold(T: np.ndarray, mode: int) -> np.ndarray:
+    """The mode-``mode`` unfolding ``T_(n)``: shape ``(T.shape[mode], prod of the other sides)``.
+
+    Row ``a`` holds ``T`` with index ``mode`` fixed to ``a``, the remaining indices in their order
+    (C order), i.e. ``moveaxis(T, mode, 0).reshape(d_mode, -1)``, the same matrix as tensorly's
+    ``tl.unfold(T, mode)``. For ``T[k, i, j]`` mode 0 is ``(k, (i, j))``.
+    """
+    return np.moveaxis(T, mode, 0).reshape(T.shape[mode], -1)
 
 
 def check_target(T: np.ndarray, *, who: str = "fit_cp") -> np.ndarray:

@@ -46,6 +46,7 @@ from scipy.spatial.transform import Rotation
 
 from tdn_theory._checks import check_degree, check_int
 from tdn_theory.cp.lower_bound import absolute_lower_bound, unfolding_singular_values
+from tdn_theory.cp.tensor_ops import unfold
 from tdn_theory.so3 import (
     block_wigner_D,
     degree_from_dim,
@@ -410,8 +411,7 @@ def hosvd_cp(T: np.ndarray, rank: int) -> Factors:
     r_t = thm31_truncation_rank(rank)
     Us = []
     for n in range(3):
-        unfolding = np.moveaxis(T, n, 0).reshape(T.shape[n], -1)
-        U, _, _ = np.linalg.svd(unfolding, full_matrices=False)
+        U, _, _ = np.linalg.svd(unfold(T, n), full_matrices=False)
         Us.append(U[:, : min(r_t, T.shape[n])])
     G = np.einsum("kij,ka,ib,jc->abc", T, Us[0], Us[1], Us[2], optimize=True)
     a, b, c = (i.ravel() for i in np.meshgrid(*(np.arange(n) for n in G.shape), indexing="ij"))

@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from tdn_theory._checks import check_int
+from tdn_theory.cp.tensor_ops import unfold
 
 __all__ = [
     "DEFAULT_RTOL",
@@ -181,7 +182,7 @@ def flattening_ranks(T: np.ndarray, rtol: float = DEFAULT_RTOL) -> list[Numerica
     """Certified numerical ranks of the unfoldings T_(n) = moveaxis(T, n, 0).reshape(d_n, -1)."""
     T = _check_tensor(T, "flattening_ranks")
     return [
-        numerical_rank(np.moveaxis(T, mode, 0).reshape(T.shape[mode], -1), rtol)
+        numerical_rank(unfold(T, mode), rtol)
         for mode in range(3)
     ]
 
