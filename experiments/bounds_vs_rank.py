@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import _common, _io
+from tdn_theory.cp import EXACT_RTOL
 from tdn_theory.so3 import cg_tensor, paths, random_rotations
 from tdn_theory.theory.equivariance import FitCheck, check_fit, thm31_bound
 from tdn_theory.theory.universality import constructive_cp, random_equivariant_map, rank_scan
@@ -60,7 +61,7 @@ def rank_grid(quick: bool) -> dict[int, list[int]]:
 BUDGET = {1: 10.0, 2: 30.0, 3: 45.0, 4: 60.0}
 # ranks tried for random equivariant maps (the scan stops at the first exact fit)
 RANDOM_MAP_RANKS = {1: list(range(1, 13)), 2: list(range(20, 40)), 3: [84, 92, 100, 110, 120]}
-EXACT_TOL = 1e-10
+EXACT_TOL = EXACT_RTOL
 #: method of the grid rows: the fit store's best known fit (tdn_theory.cp.best_fit)
 FITTED = "fit store"
 PLOT_FLOOR = 1e-17

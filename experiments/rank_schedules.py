@@ -39,9 +39,9 @@ from experiments._rank_study import (
     resolve_max_L,
     unit_cg,
 )
+from tdn_theory.cp import EXACT_RTOL
 
 NAME = "rank_schedules"
-EXACT_RTOL = 1e-10
 SMALLEST = "smallest exact rank found"
 
 

@@ -19,9 +19,10 @@ from .store import (
     best_known,
     smallest_exact_rank,
 )
-from .tensor_ops import cp_to_tensor, relative_error
+from .tensor_ops import EXACT_RTOL, cp_to_tensor, relative_error
 
 __all__ = [
+    "EXACT_RTOL",
     "CPFit",
     "FitKey",
     "FitStore",

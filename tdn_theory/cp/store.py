@@ -40,7 +40,7 @@ from ..so3 import NORMALIZATIONS, PARITIES, cg_tensor
 from .factor_files import FactorFileError, load_factors, save_factors
 from .fit import CPFit, fit_cp
 from .lower_bound import error_lower_bound
-from .tensor_ops import cp_to_tensor
+from .tensor_ops import EXACT_RTOL, cp_to_tensor
 
 __all__ = [
     "EXACT_TOL",
@@ -57,8 +57,8 @@ __all__ = [
 #: The store shipped with the package (package data).
 SHIPPED = Path(__file__).resolve().parent / "best_known"
 
-#: A fit with relative error at or below this is called exact (rounding level for d <= 49).
-EXACT_TOL = 1e-10
+#: A fit with relative error at or below this is called exact (tensor_ops.EXACT_RTOL).
+EXACT_TOL = EXACT_RTOL
 
 #: How best_fit fits a missing key at degree L: fit_cp(restarts=..., time_budget=... seconds, seed=0).
 #: Larger L gets fewer restarts and a longer budget (one fit is slower); budgets make the result

@@ -18,7 +18,12 @@ import numpy as np
 
 from tdn_theory._checks import check_int
 
-__all__ = ["cp_to_tensor", "relative_error", "check_target", "check_rank", "unfold"]
+__all__ = ["EXACT_RTOL", "cp_to_tensor", "relative_error", "check_target", "check_rank", "unfold"]
+
+#: The one exactness tolerance: a CP fit whose relative error ||T - T_hat||_F / ||T||_F is at this
+#: level is called exact (float64 rounding for d <= 49); used by the fit store, the rank search
+#: and the experiments.
+EXACT_RTOL = 1e-10
 
 
 def cp_to_tensor(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> np.ndarray:

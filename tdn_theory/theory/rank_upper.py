@@ -31,7 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from tdn_theory.cp import CPFit, cp_to_tensor, fit_cp, levenberg_marquardt, relative_error
+from tdn_theory.cp import (
+    EXACT_RTOL,
+    CPFit,
+    cp_to_tensor,
+    fit_cp,
+    levenberg_marquardt,
+    relative_error,
+)
 
 __all__ = [
     "EXACT_RTOL",
@@ -45,8 +52,6 @@ __all__ = [
     "weight_ratio",
 ]
 
-#: A fit counts as exact when its relative error is below this.
-EXACT_RTOL = 1e-10
 
 
 @dataclass

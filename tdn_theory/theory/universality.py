@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from tdn_theory._checks import check_degree, check_int
-from tdn_theory.cp import cp_to_tensor, fit_cp
+from tdn_theory.cp import EXACT_RTOL, cp_to_tensor, fit_cp
 from tdn_theory.so3 import block_wigner_D, degree_slices, dim, paths, random_rotations, unit_block
 from tdn_theory.theory.equivariance import (
     Factors,
@@ -146,7 +146,7 @@ def rank_scan(
     ranks: Iterable[int],
     *,
     seed: int = 0,
-    exact_tol: float = 1e-10,
+    exact_tol: float = EXACT_RTOL,
     stop_at_exact: bool = True,
     fit_kwargs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
