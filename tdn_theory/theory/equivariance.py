@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -46,7 +45,16 @@ from scipy.spatial.transform import Rotation
 
 from tdn_theory._checks import check_degree, check_int
 from tdn_theory.cp.lower_bound import absolute_lower_bound, unfolding_singular_values
-from tdn_theory.cp.tensor_ops import unfold
+from tdn_theory.cp.tensor_ops import (
+    Factors,
+    as_factors,
+    bilinear,
+    cube_degree,
+    degree_of,
+    is_dense,
+    to_dense,
+    unfold,
+)
 from tdn_theory.so3 import (
     block_wigner_D,
     degree_from_dim,
@@ -80,87 +88,6 @@ __all__ = [
     "to_dense",
     "worst_case_equivariance_error",
 ]
-
-Factors = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-# --------------------------------------------------------------------------------------------
-# input handling
-# --------------------------------------------------------------------------------------------
-
-
-def as_factors(factors: Any) -> Factors:
-    """Return (A, B, C) as float64 arrays from a tuple/list or an object with .A .B .C (e.g. CPFit).
-
-    A is (d3, R), B is (d1, R), C is (d2, R), all with the same R.
-    """
-    if all(hasattr(factors, name) for name in ("A", "B", "C")):
-        A, B, C = factors.A, factors.B, factors.C
-    elif isinstance(factors, Sequence) and not isinstance(factors, str) and len(factors) == 3:
-        A, B, C = factors
-    else:
-        raise ValueError(
-            "factors must be a tuple (A, B, C) or an object with attributes .A .B .C "
-            f"(got {type(factors).__name__})"
-        )
-    A, B, C = (np.asarray(F, dtype=np.float64) for F in (A, B, C))
-    if A.ndim != 2 or B.ndim != 2 or C.ndim != 2:
-        raise ValueError(f"CP factors must be 2-D, got shapes {A.shape}, {B.shape}, {C.shape}")
-    if not (A.shape[1] == B.shape[1] == C.shape[1]):
-        raise ValueError(
-            f"CP factors must share the rank (columns), got {A.shape}, {B.shape}, {C.shape}"
-        )
-    return A, B, C
-
-
-def is_dense(obj: Any) -> bool:
-    """True for a 3-way numpy array (a dense tensor), False for CP factors."""
-    return isinstance(obj, np.ndarray) and obj.ndim == 3
-
-
-def to_dense(factors_or_tensor: Any) -> np.ndarray:
-    """Dense (d3, d1, d2) tensor T_hat[k, i, j] = sum_r A[k, r] B[i, r] C[j, r].
-
-    A (d, d, d) array passes through unchanged (as float64).
-    """
-    if is_dense(factors_or_tensor):
-        return np.asarray(factors_or_tensor, dtype=np.float64)
-    A, B, C = as_factors(factors_or_tensor)
-    return np.einsum("kr,ir,jr->kij", A, B, C)
-
-
-def _cube_degree(T: np.ndarray) -> int:
-    if T.ndim != 3 or not (T.shape[0] == T.shape[1] == T.shape[2]):
-        raise ValueError(f"expected a (d, d, d) tensor over degrees 0..L, got shape {T.shape}")
-    return degree_from_dim(T.shape[0])
-
-
-def _factor_degree(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> int:
-    if not (A.shape[0] == B.shape[0] == C.shape[0]):
-        raise ValueError(
-            f"factors must have equal row counts d = (L+1)^2, got {A.shape[0]}, {B.shape[0]}, "
-            f"{C.shape[0]}"
-        )
-    return degree_from_dim(A.shape[0])
-
-
-def degree_of(obj: Any) -> int:
-    """L of a dense (d, d, d) tensor or of CP factors with d = (L+1)^2 rows (ValueError otherwise)."""
-    if is_dense(obj):
-        return _cube_degree(np.asarray(obj))
-    return _factor_degree(*as_factors(obj))
-
-
-def bilinear(obj: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """M(x, y)_k = sum_ij T[k, i, j] x_i y_j (dense T) or A ((B^T x) ⊙ (C^T y)) (factors).
-
-    x, y of shape (..., d), broadcast together; returns (..., d3).
-    """
-    if is_dense(obj):
-        return np.einsum("kij,...i,...j->...k", obj, x, y)
-    A, B, C = as_factors(obj)
-    return ((x @ B) * (y @ C)) @ A.T
-
 
 def _rotation_matrix(R: np.ndarray) -> np.ndarray:
     R = np.asarray(R, dtype=np.float64)
@@ -275,7 +202,7 @@ def invariant_path_basis(L: int) -> list[PathBlock]:
 def project_invariant(T_hat: Any, L: int | None = None) -> np.ndarray:
     """P T_hat: the orthogonal (Frobenius) projection onto span of the invariant path tensors."""
     T = to_dense(T_hat)
-    L = _cube_degree(T) if L is None else L
+    L = cube_degree(T) if L is None else L
     if T.shape != ((L + 1) ** 2,) * 3:
         raise ValueError(f"tensor shape {T.shape} does not match L={L} (d={(L + 1) ** 2})")
     out = np.zeros_like(T)
@@ -292,7 +219,7 @@ def haar_mean_square(T_hat: Any, L: int | None = None) -> float:
     (I - P) E, so the value is <= 2 ||E||_F^2.
     """
     T = to_dense(T_hat)
-    L = _cube_degree(T) if L is None else L
+    L = cube_degree(T) if L is None else L
     if T.shape != ((L + 1) ** 2,) * 3:
         raise ValueError(f"tensor shape {T.shape} does not match L={L} (d={(L + 1) ** 2})")
     residual = T - project_invariant(T, L)  # no cancellation: exact zero for equivariant T
@@ -309,7 +236,7 @@ def monte_carlo_mean_square(
     """
     n_rotations = check_int(n_rotations, "n_rotations", minimum=1)
     T = to_dense(T_hat)
-    L = _cube_degree(T)
+    L = cube_degree(T)
     D = block_wigner_D(L, random_rotations(int(n_rotations), np.random.default_rng(seed)))
     samples = np.empty(int(n_rotations))
     for n in range(int(n_rotations)):
@@ -342,7 +269,7 @@ def aposteriori_bound(T: np.ndarray, T_hat: Any) -> dict[str, float]:
     spectral norm of the unfolding).
     """
     T = np.asarray(T, dtype=np.float64)
-    L = _cube_degree(T)
+    L = cube_degree(T)
     T_hat = to_dense(T_hat)
     if T_hat.shape != T.shape:
         raise ValueError(
@@ -472,7 +399,7 @@ def worst_case_equivariance_error(
     """
     starts = check_int(starts, "starts", minimum=1)
     T_hat = to_dense(factors)
-    L = _cube_degree(T_hat)
+    L = cube_degree(T_hat)
     d = (L + 1) ** 2
     rng = np.random.default_rng(seed)
     best: dict[str, Any] = {"value": -1.0}
@@ -598,7 +525,7 @@ def check_fit(
     records the rotation and inputs it found, otherwise the worst case is the sampled maximum.
     """
     T = np.asarray(T, dtype=np.float64)
-    L = _cube_degree(T)
+    L = cube_degree(T)
     A, B, C = as_factors(factors)
     if A.shape[0] != T.shape[0]:
         raise ValueError(f"factors have d={A.shape[0]} but T has d={T.shape[0]}")

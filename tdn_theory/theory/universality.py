@@ -27,13 +27,17 @@ import numpy as np
 
 from tdn_theory._checks import check_degree, check_int
 from tdn_theory.cp import EXACT_RTOL, cp_to_tensor, fit_cp
-from tdn_theory.so3 import block_wigner_D, degree_slices, dim, paths, random_rotations, unit_block
-from tdn_theory.theory.equivariance import (
-    Factors,
+from tdn_theory.cp.tensor_ops import Factors
+from tdn_theory.so3 import (
+    block_wigner_D,
     degree_from_dim,
-    invariant_path_basis,
-    project_invariant,
+    degree_slices,
+    dim,
+    paths,
+    random_rotations,
+    unit_block,
 )
+from tdn_theory.theory.equivariance import invariant_path_basis, project_invariant
 
 __all__ = [
     "constructive_cp",
