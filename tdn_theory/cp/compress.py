@@ -32,12 +32,10 @@ from typing import Any
 
 import numpy as np
 import tensorly as tl
-from tensorly.cp_tensor import CPTensor
-from tensorly.decomposition import parafac
 
 from tdn_theory._checks import check_int
 
-from .fit import CPFit, fit_cp
+from .fit import CPFit, fit_cp, parafac_from
 from .polish import balance_factors, levenberg_marquardt
 from .tensor_ops import check_target, cp_to_tensor, relative_error, unfold
 
@@ -74,19 +72,12 @@ def _max_term(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> float:
 
 def _als_from(T: np.ndarray, factors: list[np.ndarray], n_iter: int, deadline: float):
     """tensorly ALS (line search, no normalisation) started from ``factors``; weights folded."""
-    rank = factors[0].shape[1]
 
     def stop(_cp, _err) -> bool:
         return time.perf_counter() > deadline
 
     tl.set_backend("numpy")
-    weights, fs = parafac(
-        T, int(rank), n_iter_max=int(n_iter), init=CPTensor((np.ones(rank), factors)),
-        tol=1e-300, linesearch=True, normalize_factors=False, callback=stop,
-    )  # fmt: skip
-    fs = [np.asarray(F, dtype=np.float64) for F in fs]
-    fs[0] = fs[0] * np.asarray(weights, dtype=np.float64)[None, :]
-    return fs
+    return parafac_from(T, factors, n_iter, callback=stop)
 
 
 def _drop_attempt(

@@ -115,6 +115,38 @@ def _random_start(T: np.ndarray, rank: int, rng: np.random.Generator) -> list[np
     return [F * scale for F in factors]
 
 
+def parafac_from(
+    T: np.ndarray,
+    factors: list[np.ndarray],
+    n_iter: int,
+    *,
+    tol: float = 1e-300,
+    l2_reg: float = 0.0,
+    callback: Callable | None = None,
+) -> list[np.ndarray]:
+    """tensorly's ``parafac`` (ALS with line search, no normalisation) started from ``factors``.
+
+    ``factors`` are ``[A, B, C]`` with the weights folded into ``A`` (unit weights are passed to
+    tensorly); the result comes back the same way. ``tol`` is tensorly's stopping tolerance (a
+    positive value is needed for tensorly to report errors to ``callback``); ``l2_reg`` its ridge.
+    """
+    rank = factors[0].shape[1]
+    weights, fs = parafac(
+        T,
+        int(rank),
+        n_iter_max=int(n_iter),
+        init=CPTensor((np.ones(rank), factors)),
+        tol=tol,
+        l2_reg=l2_reg,
+        linesearch=True,
+        normalize_factors=False,
+        callback=callback,
+    )
+    fs = [np.asarray(F, dtype=np.float64) for F in fs]
+    fs[0] = fs[0] * np.asarray(weights, dtype=np.float64)[None, :]
+    return fs
+
+
 def _als(
     T: np.ndarray,
     factors: list[np.ndarray],
@@ -132,7 +164,6 @@ def _als(
     also stops when the error improved by less than a factor (1 - stall_rtol) over the last
     stall_window iterations (ALS in a "swamp").
     """
-    rank = factors[0].shape[1]
     iterations = 0
     stage_iters = max(1, int(RIDGE_STAGE_FRACTION * max_iter))
     state = {"reason": "max_iter", "errors": [], "watch": False}
@@ -158,31 +189,25 @@ def _als(
         if n_iter <= 0:
             continue
         state["watch"] = last and stall_window > 0
-        cp = None
+        fs = None
         # a ridge-free stage can meet a singular normal matrix (e.g. a column that collapsed
         # to zero); it is then repeated from its start with a tiny ridge
         for l2_try in (float(l2), max(float(l2), SINGULAR_RIDGE)):
             try:
-                cp = parafac(
+                fs = parafac_from(
                     T,
-                    int(rank),
-                    n_iter_max=int(n_iter),
-                    init=CPTensor((np.ones(rank), factors)),
+                    factors,
+                    n_iter,
                     tol=(tol if last else 0.0) or 1e-300,  # tensorly reports errors if tol > 0
                     l2_reg=l2_try,
-                    linesearch=True,
-                    normalize_factors=False,
                     callback=callback,
                 )
                 break
             except np.linalg.LinAlgError:
                 continue
-        if cp is None:
+        if fs is None:
             state["reason"] = "singular"
             break
-        weights, fs = cp
-        fs = [np.asarray(F, dtype=np.float64) for F in fs]
-        fs[0] = fs[0] * np.asarray(weights, dtype=np.float64)[None, :]
         factors = fs
         iterations -= 1  # parafac calls the callback once before its first iteration
         if state["reason"] != "max_iter":
