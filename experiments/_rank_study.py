@@ -1,6 +1,6 @@
 """Shared pieces of the rank-study scripts (error_vs_rank, rank_schedules, nbody_ranks).
 
-Conventions (DESIGN.md section 2): the CG tensor M is indexed [k (output), i (input 1), j (input 2)],
+Conventions (proofs/conventions.md): the CG tensor M is indexed [k (output), i (input 1), j (input 2)],
 d = (L+1)^2, "unit" normalization unless stated; a rank-R CP approximation has factors A (d x R,
 output), B (d x R), C (d x R) and M_hat(x, y) = A ((B^T x) * (C^T y)).
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tdn_theory.cp import rank_lower_bound
+from tdn_theory.cp import error_lower_bound
 from tdn_theory.so3 import block_wigner_D, cg_tensor, random_rotations
 from tdn_theory.theory import check_fit, thm31_bound
 from tdn_theory.theory.universality import constructive_cp
@@ -123,12 +123,12 @@ def rank_record(
     return {
         "rank": int(rank),
         **info,
-        "relative_error": report["relative_error"],
-        "certified_lower_bound": float(rank_lower_bound(T, rank)),
+        "relative_error": report.relative_error,
+        "certified_lower_bound": float(error_lower_bound(T, rank)),
         "thm31_relative_bound": float(thm31_bound(T, rank)) / norm,
-        "thm31_vacuous": bool(report["thm31_vacuous"]),
-        "aposteriori_spectral": report["aposteriori_spectral"],
-        "haar_rms": report["haar_rms_error"],
+        "thm31_vacuous": bool(report.thm31_vacuous),
+        "aposteriori_spectral": report.aposteriori_spectral,
+        "haar_rms": report.haar_rms_error,
         "eps_abs_mean": float(eps["abs"].mean()),
         "eps_abs_max": float(eps["abs"].max()),
         "eps_rel_mean": float(eps["rel"].mean()),

@@ -40,7 +40,7 @@ import numpy as np
 
 from experiments import _common
 from experiments.baselines import tdn_recipe, tensorly_default
-from tdn_theory.cp import fit_cp, rank_lower_bound, relative_error
+from tdn_theory.cp import error_lower_bound, fit_cp, relative_error
 from tdn_theory.fit_cp import DEFAULT_RESTARTS, DEFAULT_TIME_BUDGET
 from tdn_theory.so3 import cg_tensor
 
@@ -68,7 +68,7 @@ def parse_cases(text: str) -> list[tuple[int, int]]:
 def run_case(L: int, R: int, *, recipe_steps: int, recipe_max_seconds: float, budget: float):
     """All three fits of one (L, R); returns the JSON record."""
     T = cg_tensor(L)
-    lower = rank_lower_bound(T, R)
+    lower = error_lower_bound(T, R)
     record: dict = {"L": L, "rank": R, "d": int(T.shape[0]), "lower_bound": lower}
 
     t0 = time.perf_counter()

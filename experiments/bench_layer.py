@@ -11,7 +11,7 @@ input 2 with one channel: the spherical harmonics of the edge direction):
   the dense CG product when input 2 cannot be contracted first;
 - ``cp_7L2``: CPTensorProduct at R = 7 L^2 (the paper's rank; approximate);
 - ``cp_exact``: CPTensorProduct at the smallest exact rank known here: 8 (L=1) and 30 (L=2) from
-  Levenberg-Marquardt fits (DESIGN.md 3); for L >= 3 the constructive rank d^2 (Thm 3.2);
+  Levenberg-Marquardt fits (the rank atlas, proofs/rank_bounds.md); for L >= 3 the constructive rank d^2 (Thm 3.2);
 - ``cp_sphere``: CPTensorProduct with the exact sphere-rule factors (rank 3N) of the "sphere"
   normalization (an exactly equivariant product with other path weights than "unit");
 - ``e3nn_uvu``: e3nn's TensorProduct, mode "uvu", every path, one weight per channel shared by
@@ -103,7 +103,7 @@ EXACT_METHODS = (
 #: near 1-2 s on one core of the 2-core VM (measured there: 5e-5, 2.3e-4, 6.9e-4, 1.5e-3, 4.1e-3,
 #: 7.9e-3 s per edge at 64 channels for L = 1..6).
 CPU_EDGE_SCHEDULE = {1: 20000, 2: 6000, 3: 2000, 4: 1000, 5: 400, 6: 250}
-#: Smallest exact CP ranks of the "unit", all-path CG tensor found here (DESIGN.md section 3).
+#: Smallest exact CP ranks of the "unit", all-path CG tensor found here (the rank atlas, proofs/rank_bounds.md).
 KNOWN_EXACT_RANK = {1: 8, 2: 30}
 #: The README block that ``--readme`` rewrites.
 README_START = (
@@ -358,7 +358,8 @@ def timed(entry: dict[str, Any], mode_key: str = "eager") -> dict[str, Any]:
 
 
 def summarize(results: dict[str, Any], Ls: list[int]) -> dict[str, Any]:
-    """Ratios to e3nn, exponents, and the issue's targets for one channel count."""
+    """Ratios to e3nn, exponents, and the speed targets (CP faster than e3nn and the dense products; CP
+    forward at >= 60 % of a same-round matmul) for one channel count."""
     summary: dict[str, Any] = {
         "ratios_e3nn_over_method": {},
         "exponents": {},

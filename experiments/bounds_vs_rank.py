@@ -1,4 +1,4 @@
-"""Equivariance bounds versus CP rank for the unit CG tensor, L = 1..4 (issue #4).
+"""Equivariance bounds versus CP rank for the unit CG tensor, L = 1..4.
 
 For each L and each rank R on a grid from 1 to beyond the exact rank, take the best known CP of
 the "unit" CG tensor from the fit store (``tdn_theory.cp.best_fit``) and record (``tdn_theory.theory.equivariance.check_fit``):
@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from experiments import _common, _io
+from tdn_theory.cp import EXACT_RTOL
 from tdn_theory.so3 import cg_tensor, paths, random_rotations
-from tdn_theory.theory.equivariance import check_fit, thm31_bound
+from tdn_theory.theory.equivariance import FitCheck, check_fit, thm31_bound
 from tdn_theory.theory.universality import constructive_cp, random_equivariant_map, rank_scan
 from tdn_theory.theory.weight_sharing import (
     shared_weight_product,
@@ -60,25 +61,25 @@ def rank_grid(quick: bool) -> dict[int, list[int]]:
 BUDGET = {1: 10.0, 2: 30.0, 3: 45.0, 4: 60.0}
 # ranks tried for random equivariant maps (the scan stops at the first exact fit)
 RANDOM_MAP_RANKS = {1: list(range(1, 13)), 2: list(range(20, 40)), 3: [84, 92, 100, 110, 120]}
-EXACT_TOL = 1e-10
+EXACT_TOL = EXACT_RTOL
 #: method of the grid rows: the fit store's best known fit (tdn_theory.cp.best_fit)
 FITTED = "fit store"
 PLOT_FLOOR = 1e-17
 
 
-def _row(report: dict, method: str, seconds: float) -> dict:
-    norm = report["norm_T"]
+def _row(report: FitCheck, method: str, seconds: float) -> dict:
+    norm = report.norm_T
     keep = {
         k: v
-        for k, v in report.items()
+        for k, v in report.to_dict().items()
         if not k.startswith("worst_case_") or k == "worst_case_error"
     }
     keep.update(
         method=method,
         fit_seconds=seconds,
-        thm31_relative=report["thm31_bound"] / norm,
-        hosvd_relative=report["hosvd_error"] / norm,
-        exact=bool(report["relative_error"] < EXACT_TOL),
+        thm31_relative=report.thm31_bound / norm,
+        hosvd_relative=report.hosvd_error / norm,
+        exact=bool(report.relative_error < EXACT_TOL),
     )
     return keep
 
@@ -121,17 +122,17 @@ def bounds_part(
             if rank == 7 * L * L:
                 paper_fits[L] = fit
             print(
-                f"L={L} R={rank:4d} rel={rep['relative_error']:.3e} "
-                f"lower={rep['relative_lower_bound']:.3e} thm31={rep['thm31_bound'] / rep['norm_T']:.3f} "
-                f"post={rep['aposteriori_spectral']:.3e} worst={rep['worst_case_error']:.3e} "
-                f"mc={rep['mc_mean_error']:.3e} ({seconds:.1f}s)",
+                f"L={L} R={rank:4d} rel={rep.relative_error:.3e} "
+                f"lower={rep.relative_lower_bound:.3e} thm31={rep.thm31_bound / rep.norm_T:.3f} "
+                f"post={rep.aposteriori_spectral:.3e} worst={rep.worst_case_error:.3e} "
+                f"mc={rep.mc_mean_error:.3e} ({seconds:.1f}s)",
                 flush=True,
             )
         A, B, C = constructive_cp(T, prune=True)
         rep = check_fit(T, (A, B, C), n_rotations=n_rotations, seed=seed, worst_case=True,
                         worst_case_starts=starts)  # fmt: skip
         rows.append(_row(rep, "constructive (Thm 3.2, pruned)", 0.0))
-        print(f"L={L} constructive R={A.shape[1]} rel={rep['relative_error']:.1e}", flush=True)
+        print(f"L={L} constructive R={A.shape[1]} rel={rep.relative_error:.1e}", flush=True)
         threshold = thm31_threshold(T, L)
         inexact = [r for r in rows if not r["exact"]]
         ratios = [r["tightness_spectral"] for r in inexact]

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     run = _common.Run(NAME, args, argv)
     per_L = []
     jobs = [(L, R) for L in range(1, max_L + 1) for R in rank_grid(L, args.quick)]
-    bar = tqdm(jobs, desc="error vs rank")
+    bar = tqdm(jobs, desc="error vs rank", disable=None)
     current: dict | None = None
     for L, R in bar:
         bar.set_postfix(L=L, R=R)

@@ -1,4 +1,4 @@
-"""What the integrity checks cost, and how Haar the rotation strategy is (issue 13).
+"""What the integrity checks cost, and how Haar the rotation strategy is.
 
 Usage: ``python -m experiments.integrity [--draws 3000] [--repeats 5]``.
 Writes experiments/results/integrity.json:
@@ -96,7 +96,7 @@ def cache_verify() -> dict:
 
 
 def _former_rotations() -> st.SearchStrategy[np.ndarray]:
-    """The strategy before issue 13: Shoemake's map applied to three Hypothesis floats in [0, 1]."""
+    """The former rotation strategy: Shoemake's map applied to three Hypothesis floats in [0, 1]."""
 
     def shoemake(u1: float, u2: float, u3: float) -> np.ndarray:
         a, b = math.sqrt(1.0 - u1), math.sqrt(u1)

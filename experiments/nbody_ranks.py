@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     run = _common.Run(NAME, args, argv)
     T = unit_cg(L)
     rows = []
-    for rank in tqdm(list(PAPER), desc="n-body ranks (L=2)"):
+    for rank in tqdm(list(PAPER), desc="n-body ranks (L=2)", disable=None):
         row = rank_record(T, rank, seed=args.seed, n_samples=samples, store=store, quick=args.quick)
         row["paper"] = PAPER[rank]
         rows.append(row)

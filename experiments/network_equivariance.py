@@ -44,7 +44,7 @@ import torch
 
 from experiments import _io
 from tdn_theory import so3
-from tdn_theory.cp import smallest_exact_rank
+from tdn_theory.cp import EXACT_RTOL, smallest_exact_rank
 from tdn_theory.models import TDNPotential
 from tdn_theory.models.network_bound import (
     adversarial_rotation,
@@ -56,11 +56,11 @@ from tdn_theory.models.network_bound import (
 CHANNELS = 8
 CUTOFF = 4.0
 SPECIES = ["Cu", "Au"]
-EXACT_TOL = 1e-10  # a tensor product this close to exact is "exact": defects are rounding
+EXACT_TOL = EXACT_RTOL  # a tensor product this close to exact is "exact": defects are rounding
 
 
 def schedules(L: int) -> dict[str, int]:
-    """The four ranks of the issue for degree L."""
+    """The four rank schedules compared at degree L: 7L, 16 ln^2(L+1), 7L^2 and the exact rank."""
     return {
         "7L": 7 * L,
         "16ln^2(L+1)": math.ceil(16 * math.log(L + 1) ** 2),

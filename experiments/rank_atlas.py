@@ -706,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
 
     only = {s.strip() for s in args.only.split(",") if s.strip()} or None
     todo = specs(args.max_L, min(args.others_max_L, args.max_L), only)
-    with tqdm(todo, desc="rank atlas", unit="row") as bar:
+    with tqdm(todo, desc="rank atlas", unit="row", disable=None) as bar:
         for norm, par, L in bar:
             row = state["rows"].setdefault(row_key(norm, par, L), {})
             run_row(row, norm, par, L, args, state, save, bar)

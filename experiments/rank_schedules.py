@@ -39,9 +39,9 @@ from experiments._rank_study import (
     resolve_max_L,
     unit_cg,
 )
+from tdn_theory.cp import EXACT_RTOL
 
 NAME = "rank_schedules"
-EXACT_RTOL = 1e-10
 SMALLEST = "smallest exact rank found"
 
 
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     run = _common.Run(NAME, args, argv)
     rows = known_rows(out)
     per_L = []
-    for L in tqdm(range(1, max_L + 1), desc="rank schedules"):
+    for L in tqdm(range(1, max_L + 1), desc="rank schedules", disable=None):
         T = unit_cg(L)
         ranks = {name: f(L) for name, f in SCHEDULES.items()}
         smallest = smallest_exact(L, store, out)

@@ -206,7 +206,7 @@ def run(
     manifest = read_manifest(out)
     sources = source_files(root)
     status: dict[str, str] = {}
-    bar = tqdm(list(tasks), desc="run_all", disable=not progress, file=sys.stderr)
+    bar = tqdm(list(tasks), desc="run_all", disable=None if progress else True, file=sys.stderr)
     for task in bar:
         bar.set_postfix_str(task.name)
         if not module_exists(task, root):

@@ -27,7 +27,7 @@
 # * the **relative error** $\|M - \hat M\|_F / \|M\|_F$ of the fit (the same number the README
 #   and experiments/results quote for that rank);
 # * the **certified lower bound** on that error for *any* rank-$R$ CP (Eckart–Young on the
-#   unfoldings, `tdn_theory.cp.rank_lower_bound`): no fit can go below it;
+#   unfoldings, `tdn_theory.cp.error_lower_bound`): no fit can go below it;
 # * the paper's **Theorem 3.1** a-priori bound (HOSVD form; relative, so $\ge 1$ means
 #   vacuous) and the **a-posteriori** bound $2\|E_{(1)}\|_2$ from the fit itself;
 # * the **equivariance error** $\varepsilon(R, x, y) = \|\hat m(Dx, Dy) - D\,\hat m(x, y)\|$ for
@@ -51,7 +51,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tdn_theory import so3
-from tdn_theory.cp import FitStoreError, best_known, fit_cp, rank_lower_bound
+from tdn_theory.cp import FitStoreError, best_known, error_lower_bound, fit_cp
 from tdn_theory.theory import check_fit
 
 M = so3.cg_tensor(L)
@@ -71,17 +71,17 @@ for R in RANKS:
     except FitStoreError:
         fit, source = fit_cp(M, R, seed=SEED, restarts=RESTARTS, time_budget=TIME_BUDGET), "fitted"
     rep = check_fit(M, fit, n_rotations=N_ROTATIONS, seed=SEED)
-    norm = rep["norm_T"]
+    norm = rep.norm_T
     rows.append(
         {
             "R": R,
             "source": source,
             "fit": fit.relative_error,
-            "lower": rank_lower_bound(M, R),
-            "thm31": rep["thm31_bound"] / norm,
-            "post": rep["aposteriori_spectral"],
-            "haar": rep["haar_rms_error"],
-            "max": rep["mc_max_error"],
+            "lower": error_lower_bound(M, R),
+            "thm31": rep.thm31_bound / norm,
+            "post": rep.aposteriori_spectral,
+            "haar": rep.haar_rms_error,
+            "max": rep.mc_max_error,
         }
     )
 

@@ -49,7 +49,7 @@ import numpy as np
 from tdn_theory._cli import OneLineParser, UsageError, check_output_path, parse_int
 from tdn_theory.cp import FactorFileError, fit_cp, load_factors, save_factors
 from tdn_theory.cp.factor_files import target_id
-from tdn_theory.cp.lower_bound import rank_lower_bound
+from tdn_theory.cp.lower_bound import error_lower_bound
 from tdn_theory.cp.tensor_ops import cp_to_tensor, relative_error
 from tdn_theory.so3 import MAX_L, NORMALIZATIONS, PARITIES, cg_tensor, dim, paths
 
@@ -240,11 +240,13 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class _Progress:
-    """tqdm bars on stderr: one over the ALS restarts, one over the polish iterations."""
+    """tqdm bars on stderr: one over the ALS restarts, one over the polish iterations.
 
-    def __init__(self, enabled: bool, restarts: int):
+    Only when stderr is a terminal (tqdm's ``disable=None``): a log file gets no progress updates.
+    """
+
+    def __init__(self, enabled: bool):
         self.enabled = enabled
-        self.restarts = restarts
         self.bar = None
         self.stage = None
 
@@ -263,6 +265,7 @@ class _Progress:
                 file=sys.stderr,
                 leave=False,
                 dynamic_ncols=True,
+                disable=None,
             )
         self.bar.n = min(done, total)
         self.bar.set_postfix_str(f"rel. error {err:.3e}", refresh=False)
@@ -300,7 +303,7 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
             "rule_points": record["points"],
         }
     else:
-        progress = _Progress(not settings["quiet"], settings["restarts"])
+        progress = _Progress(not settings["quiet"])
         try:
             fit = fit_cp(
                 T,
@@ -313,7 +316,7 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
         finally:
             progress.close()
     sha = target_id(L, settings["normalization"], settings["parity"])
-    lower = rank_lower_bound(T, rank)
+    lower = error_lower_bound(T, rank)
     meta = {
         "L": L,
         "normalization": settings["normalization"],
@@ -365,13 +368,13 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
         "relative_error": float(rel),
         "lower_bound": float(lower),
         "lower_bound_ratio": float(rel / lower) if lower > 0 else None,
-        "thm31_rank": int(figures["thm31_rank"]),
-        "thm31_bound": float(figures["thm31_bound"]),
-        "thm31_vacuous": bool(figures["thm31_vacuous"]),
-        "aposteriori_bound": float(figures["aposteriori_spectral"]),
-        "aposteriori_frobenius": float(figures["aposteriori_frobenius"]),
-        "equivariance_mean": float(figures["mc_mean_error"]),
-        "equivariance_max": float(figures["mc_max_error"]),
+        "thm31_rank": int(figures.thm31_rank),
+        "thm31_bound": float(figures.thm31_bound),
+        "thm31_vacuous": bool(figures.thm31_vacuous),
+        "aposteriori_bound": float(figures.aposteriori_spectral),
+        "aposteriori_frobenius": float(figures.aposteriori_frobenius),
+        "equivariance_mean": float(figures.mc_mean_error),
+        "equivariance_max": float(figures.mc_max_error),
         "rotations": settings["rotations"],
         "restarts": settings["restarts"],
         "seed": settings["seed"],

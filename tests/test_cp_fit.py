@@ -42,7 +42,7 @@ def test_cpfit_fields_and_reconstruction():
 
 def test_weights_live_in_the_factors_and_scale_is_restored():
     T = 7.5 * cg_tensor(1)
-    fit = fit_cp(T, 8, seed=0, **FAST)  # rank 8 is exact at L = 1 (DESIGN.md section 3)
+    fit = fit_cp(T, 8, seed=0, **FAST)  # rank 8 is exact at L = 1 (the rank atlas, proofs/rank_bounds.md)
     assert fit.relative_error <= 1e-10
     np.testing.assert_allclose(fit.to_tensor(), T, atol=1e-9)
 
@@ -86,7 +86,7 @@ def test_progress_callback_sees_every_stage():
     ("T", "rank", "kwargs", "match"),
     [
         (np.ones((3, 3, 3)), 2.5, {}, "rank must be an integer"),
-        (np.ones((3, 3, 3)), 0, {}, "rank must be >= 1"),
+        (np.ones((3, 3, 3)), 0, {}, "rank must be an integer >= 1; got 0"),
         (np.ones((3, 3, 3)), True, {}, "rank must be an integer"),
         (np.full((3, 3, 3), np.nan), 2, {}, "NaN"),
         (np.zeros((3, 3, 3)), 2, {}, "T is zero"),

@@ -20,6 +20,7 @@ from tdn_theory.cp import cp_to_tensor, fit_cp
 from tdn_theory.so3 import block_wigner_D, cg_tensor, random_rotations
 from tdn_theory.testing.strategies import rotations
 from tdn_theory.theory.equivariance import (
+    FitCheck,
     aposteriori_bound,
     check_fit,
     equivariance_defect_tensor,
@@ -274,16 +275,48 @@ def test_check_fit_report_is_consistent():
     T = cg_tensor(L)
     A, B, C = _fit(L, rank)
     report = check_fit(T, (A, B, C), n_rotations=50, seed=0, worst_case=True, worst_case_starts=2)
-    assert report["rank"] == rank and report["L"] == L and report["thm31_rank"] == 1
-    assert report["lower_bound"] <= report["fit_error"] * (1 + 1e-12)
-    assert report["relative_error"] == pytest.approx(report["fit_error"] / np.linalg.norm(T))
-    assert report["mc_max_error"] <= report["aposteriori_spectral"]
-    assert report["worst_case_error"] <= report["aposteriori_spectral"] * (1 + 1e-12)
-    assert 0 < report["tightness_spectral"] <= 1 and report["tightness_frobenius"] <= 1
-    assert 0 < report["tightness_projected"] <= 1 + 1e-12
-    assert report["thm31_vacuous"] == (report["thm31_bound"] >= report["norm_T"])
-    assert report["hosvd_error"] <= report["thm31_bound"] * (1 + 1e-12)
-    assert len(report["worst_case_rotation"]) == 3
+    assert report.rank == rank and report.L == L and report.thm31_rank == 1
+    assert report.lower_bound <= report.fit_error * (1 + 1e-12)
+    assert report.relative_error == pytest.approx(report.fit_error / np.linalg.norm(T))
+    assert report.mc_max_error <= report.aposteriori_spectral
+    assert report.worst_case_error <= report.aposteriori_spectral * (1 + 1e-12)
+    assert 0 < report.tightness_spectral <= 1 and report.tightness_frobenius <= 1
+    assert 0 < report.tightness_projected <= 1 + 1e-12
+    assert report.thm31_vacuous == (report.thm31_bound >= report.norm_T)
+    assert report.hosvd_error <= report.thm31_bound * (1 + 1e-12)
+    assert len(report.worst_case_rotation) == 3
+
+
+#: the keys check_fit's dictionary always had, in order (worst-case extras after the method)
+FIT_CHECK_KEYS = [
+    "L", "d", "rank", "norm_T", "fit_error", "relative_error", "lower_bound",
+    "relative_lower_bound", "thm31_rank", "thm31_bound", "thm31_equivariance_bound",
+    "thm31_vacuous", "hosvd_error", "aposteriori_spectral", "aposteriori_frobenius",
+    "aposteriori_projected", "haar_mean_square", "haar_rms_error", "n_rotations",
+    "mc_mean_error", "mc_rms_error", "mc_max_error", "worst_case_error", "worst_case_method",
+]  # fmt: skip
+TIGHTNESS = ["tightness_spectral", "tightness_frobenius", "tightness_projected"]
+EXTRAS = ["worst_case_rotation", "worst_case_x", "worst_case_y"]
+
+
+@pytest.mark.parametrize("worst_case", [False, True])
+def test_check_fit_is_a_frozen_report_with_the_same_keys(worst_case):
+    import dataclasses
+    import json
+
+    T = cg_tensor(1)
+    A, B, C = _fit(1, 2)
+    report = check_fit(T, (A, B, C), n_rotations=5, seed=0, worst_case=worst_case,
+                       worst_case_starts=1)  # fmt: skip
+    assert isinstance(report, FitCheck)
+    as_dict = report.to_dict()
+    assert list(as_dict) == FIT_CHECK_KEYS + (EXTRAS if worst_case else []) + TIGHTNESS
+    assert as_dict["mc_max_error"] == report.mc_max_error and json.dumps(as_dict)
+    assert (report.worst_case_method == "max over samples") != worst_case
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.rank = 3
+    with pytest.warns(DeprecationWarning, match="FitCheck"):
+        assert report["rank"] == 2  # the old dictionary access, kept for one release
 
 
 class _FitLike:

@@ -68,16 +68,59 @@ def test_default_output_name(tmp_path, capsys, monkeypatch):
     assert json.loads(out)["out"] == "cp_L1_R3.npz" and (tmp_path / "cp_L1_R3.npz").is_file()
 
 
-def test_subprocess_json_stdout_is_clean_and_progress_goes_to_stderr(tmp_path):
+def _fit_cp_subprocess(tmp_path, stderr, name):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "tdn_theory.fit_cp", *SMALL, "--json", "--out",
-         str(tmp_path / "s.npz")],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+         str(tmp_path / name)],
+        stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=tmp_path, timeout=120,
     )
-    assert proc.returncode == 0, proc.stderr
+
+
+def test_subprocess_json_stdout_is_clean_and_a_log_file_gets_no_progress(tmp_path):
+    """stderr not a terminal (a log file): tqdm's convention, no progress bar at all."""
+    log = tmp_path / "stderr.log"
+    with open(log, "w") as stderr:
+        proc = _fit_cp_subprocess(tmp_path, stderr, "s.npz")
+    text = log.read_text()
+    assert proc.returncode == 0, text
     assert json.loads(proc.stdout)["rank"] == 3  # exactly one JSON object on stdout
-    assert "ALS restarts" in proc.stderr  # the tqdm bar
+    assert text == ""  # no "ALS restarts" / "LM polish" updates written into the log
+
+
+def test_progress_goes_to_stderr_when_it_is_a_terminal(tmp_path):
+    pty = pytest.importorskip("pty")
+    import fcntl
+    import struct
+    import termios
+    import threading
+
+    leader, follower = pty.openpty()
+    # a fresh pty is 0 columns wide, where tqdm prints an empty bar: give it 100
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    chunks: list[bytes] = []
+
+    def drain():
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # the follower side closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        proc = _fit_cp_subprocess(tmp_path, follower, "t.npz")
+    finally:
+        os.close(follower)
+        reader.join(timeout=10)
+        os.close(leader)
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout)["rank"] == 3
+    assert "ALS restarts" in b"".join(chunks).decode(errors="replace")  # the tqdm bar
 
 
 BAD = [

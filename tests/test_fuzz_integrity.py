@@ -1,4 +1,4 @@
-"""Hypothesis fuzz tests of hostile input (issue 13): every case ends in a one-line error (exit 2 /
+"""Hypothesis fuzz tests of hostile input: every case ends in a one-line error (exit 2 /
 FactorFileError naming the file) or in a correct result; never a traceback, never a wrong number.
 
 * load_factors on a valid file with random byte flips, altered arrays, removed or changed

@@ -193,7 +193,7 @@ def test_bound_algebra_scales_and_validates(cp_model):
 
 
 def test_layering_theory_and_lower_layers_do_not_import_models_or_nn():
-    """DESIGN.md section 4: so3 < cp < theory < nn < models; theory.network works on arrays."""
+    """Layering (README, Layout): so3 < cp < theory < nn < models; theory.network works on arrays."""
     import ast
     from pathlib import Path
 

@@ -116,14 +116,19 @@ def test_e3nn_equivariance_error_of_exact_layer(float64_default):
     T = so3.cg_tensor(L)
     layer = E3nnLayout(CPTensorProduct(*constructive_factors(T)), L, channels)
     x, y, w = inputs(L, channels, (4,), seed=7)
-    errors = equivariance_error(
-        layer,
-        [to_e3nn_layout(x), y, w],
-        irreps_in=[irreps(L, channels), irreps(L, 1), None],
-        irreps_out=[irreps(L, channels)],
-        ntrials=3,
-        do_parity=False,  # all labels are "e": parity is the identity here (see irreps_layout)
-    )
+    # e3nn draws the rotations from torch's global generator: seed it here so that the result does
+    # not depend on which tests ran before (e3nn's own Wigner D loses accuracy near some angles,
+    # up to ~1e-9 in float64 for a few rotations in a hundred)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        errors = equivariance_error(
+            layer,
+            [to_e3nn_layout(x), y, w],
+            irreps_in=[irreps(L, channels), irreps(L, 1), None],
+            irreps_out=[irreps(L, channels)],
+            ntrials=3,
+            do_parity=False,  # all labels are "e": parity is the identity (see irreps_layout)
+        )
     worst = max(float(v.max()) for v in errors.values())
     assert worst < 1e-9
 
@@ -300,7 +305,7 @@ def test_clear_errors_for_bad_inputs():
             layer(x, torch.zeros(3, 4, dtype=F64), w)
         with pytest.raises(ValueError, match="must be a torch.Tensor"):
             layer(x.numpy(), y, w)
-        # an integer input is told to cast the input, never layer.to(torch.int64) (issue 13, 13)
+        # an integer input is told to cast the input, never layer.to(torch.int64)
         with pytest.raises(ValueError) as info:
             layer(x.long(), y, w)
         assert "cast the input with .to(torch.float64)" in str(info.value)
@@ -319,7 +324,7 @@ def test_clear_errors_for_bad_inputs():
 @pytest.mark.parametrize("shape", [(0, 3), (4, 0), (0, 0)])
 @pytest.mark.parametrize("blocked_bytes", [0, 1 << 19])
 def test_empty_batch_or_zero_channels_forward_and_backward(shape, blocked_bytes, monkeypatch):
-    """0 samples or 0 channels give empty outputs and zero gradients (issue 13, item 5)."""
+    """0 samples or 0 channels give empty outputs and zero gradients."""
     L = 2
     T = so3.cg_tensor(L)
     cp = CPTensorProduct(*constructive_factors(T))

@@ -32,12 +32,12 @@ from typing import Any
 
 import numpy as np
 import tensorly as tl
-from tensorly.cp_tensor import CPTensor
-from tensorly.decomposition import parafac
 
-from .fit import CPFit, fit_cp
+from tdn_theory._checks import check_int
+
+from .fit import CPFit, fit_cp, parafac_from
 from .polish import balance_factors, levenberg_marquardt
-from .tensor_ops import check_target, cp_to_tensor, relative_error
+from .tensor_ops import check_target, cp_to_tensor, relative_error, unfold
 
 __all__ = ["CompressionResult", "compress_exact", "unfolding_rank_floor"]
 
@@ -72,19 +72,12 @@ def _max_term(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> float:
 
 def _als_from(T: np.ndarray, factors: list[np.ndarray], n_iter: int, deadline: float):
     """tensorly ALS (line search, no normalisation) started from ``factors``; weights folded."""
-    rank = factors[0].shape[1]
 
     def stop(_cp, _err) -> bool:
         return time.perf_counter() > deadline
 
     tl.set_backend("numpy")
-    weights, fs = parafac(
-        T, int(rank), n_iter_max=int(n_iter), init=CPTensor((np.ones(rank), factors)),
-        tol=1e-300, linesearch=True, normalize_factors=False, callback=stop,
-    )  # fmt: skip
-    fs = [np.asarray(F, dtype=np.float64) for F in fs]
-    fs[0] = fs[0] * np.asarray(weights, dtype=np.float64)[None, :]
-    return fs
+    return parafac_from(T, factors, n_iter, callback=stop)
 
 
 def _drop_attempt(
@@ -129,7 +122,7 @@ def unfolding_rank_floor(T: np.ndarray, rtol: float = 1e-10) -> int:
     T = np.asarray(T, dtype=np.float64)
     ranks = []
     for mode in range(3):
-        s = np.linalg.svd(np.moveaxis(T, mode, 0).reshape(T.shape[mode], -1), compute_uv=False)
+        s = np.linalg.svd(unfold(T, mode), compute_uv=False)
         ranks.append(int(np.sum(s > rtol * s[0])) if s.size and s[0] > 0 else 0)
     return max(ranks)
 
@@ -174,8 +167,7 @@ def compress_exact(
         ("dense_limit", dense_limit, 0),
         ("seed", seed, 0),
     ):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"compress_exact: {name} must be an integer >= {low}; got {value!r}")
+        check_int(value, name, minimum=low, who="compress_exact")
     for name, value in (
         ("tol", tol),
         ("attempt_budget", attempt_budget),

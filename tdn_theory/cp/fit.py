@@ -4,7 +4,7 @@ fit_cp(T, R) looks for factors A (d3, R), B (d1, R), C (d2, R) minimising
 
     ||T - einsum("kr,ir,jr->kij", A, B, C)||_F / ||T||_F,
 
-T indexed [k, i, j] = [output, input 1, input 2] (DESIGN.md section 2). The procedure:
+T indexed [k, i, j] = [output, input 1, input 2] (proofs/conventions.md, section 5). The procedure:
 
 1. T is scaled to unit Frobenius norm (the result is scaled back into A).
 2. `restarts` starts, each from its own child seed of `seed`: an HOSVD start (leading left
@@ -37,8 +37,10 @@ import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 from tensorly.decomposition import parafac
 
+from tdn_theory._checks import check_int
+
 from .polish import DENSE_LIMIT, levenberg_marquardt
-from .tensor_ops import check_rank, check_target, cp_to_tensor, relative_error
+from .tensor_ops import check_rank, check_target, cp_to_tensor, relative_error, unfold
 
 __all__ = ["CPFit", "fit_cp", "INIT_METHODS"]
 
@@ -91,7 +93,7 @@ def _hosvd_start(T: np.ndarray, rank: int, rng: np.random.Generator) -> list[np.
     """Leading left singular vectors of each unfolding; first mode scaled by singular values."""
     factors = []
     for mode in range(3):
-        unfolding = np.moveaxis(T, mode, 0).reshape(T.shape[mode], -1)
+        unfolding = unfold(T, mode)
         U, s, _ = np.linalg.svd(unfolding, full_matrices=False)
         k = min(rank, U.shape[1])
         F = U[:, :k]
@@ -113,6 +115,38 @@ def _random_start(T: np.ndarray, rank: int, rng: np.random.Generator) -> list[np
     return [F * scale for F in factors]
 
 
+def parafac_from(
+    T: np.ndarray,
+    factors: list[np.ndarray],
+    n_iter: int,
+    *,
+    tol: float = 1e-300,
+    l2_reg: float = 0.0,
+    callback: Callable | None = None,
+) -> list[np.ndarray]:
+    """tensorly's ``parafac`` (ALS with line search, no normalisation) started from ``factors``.
+
+    ``factors`` are ``[A, B, C]`` with the weights folded into ``A`` (unit weights are passed to
+    tensorly); the result comes back the same way. ``tol`` is tensorly's stopping tolerance (a
+    positive value is needed for tensorly to report errors to ``callback``); ``l2_reg`` its ridge.
+    """
+    rank = factors[0].shape[1]
+    weights, fs = parafac(
+        T,
+        int(rank),
+        n_iter_max=int(n_iter),
+        init=CPTensor((np.ones(rank), factors)),
+        tol=tol,
+        l2_reg=l2_reg,
+        linesearch=True,
+        normalize_factors=False,
+        callback=callback,
+    )
+    fs = [np.asarray(F, dtype=np.float64) for F in fs]
+    fs[0] = fs[0] * np.asarray(weights, dtype=np.float64)[None, :]
+    return fs
+
+
 def _als(
     T: np.ndarray,
     factors: list[np.ndarray],
@@ -130,7 +164,6 @@ def _als(
     also stops when the error improved by less than a factor (1 - stall_rtol) over the last
     stall_window iterations (ALS in a "swamp").
     """
-    rank = factors[0].shape[1]
     iterations = 0
     stage_iters = max(1, int(RIDGE_STAGE_FRACTION * max_iter))
     state = {"reason": "max_iter", "errors": [], "watch": False}
@@ -156,31 +189,25 @@ def _als(
         if n_iter <= 0:
             continue
         state["watch"] = last and stall_window > 0
-        cp = None
+        fs = None
         # a ridge-free stage can meet a singular normal matrix (e.g. a column that collapsed
         # to zero); it is then repeated from its start with a tiny ridge
         for l2_try in (float(l2), max(float(l2), SINGULAR_RIDGE)):
             try:
-                cp = parafac(
+                fs = parafac_from(
                     T,
-                    int(rank),
-                    n_iter_max=int(n_iter),
-                    init=CPTensor((np.ones(rank), factors)),
+                    factors,
+                    n_iter,
                     tol=(tol if last else 0.0) or 1e-300,  # tensorly reports errors if tol > 0
                     l2_reg=l2_try,
-                    linesearch=True,
-                    normalize_factors=False,
                     callback=callback,
                 )
                 break
             except np.linalg.LinAlgError:
                 continue
-        if cp is None:
+        if fs is None:
             state["reason"] = "singular"
             break
-        weights, fs = cp
-        fs = [np.asarray(F, dtype=np.float64) for F in fs]
-        fs[0] = fs[0] * np.asarray(weights, dtype=np.float64)[None, :]
         factors = fs
         iterations -= 1  # parafac calls the callback once before its first iteration
         if state["reason"] != "max_iter":
@@ -188,12 +215,6 @@ def _als(
     if state["reason"] == "max_iter" and iterations < max_iter:
         state["reason"] = "tol"
     return factors, iterations, state["reason"]
-
-
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"fit_cp: {name} must be an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 def fit_cp(
@@ -253,17 +274,17 @@ def fit_cp(
     start_time = time.perf_counter()
     T = check_target(T, who="fit_cp")
     rank = check_rank(rank, who="fit_cp")
-    restarts = _check_int("restarts", restarts, 1)
-    max_iter = _check_int("max_iter", max_iter, 1)
+    restarts = check_int(restarts, "restarts", minimum=1, who="fit_cp")
+    max_iter = check_int(max_iter, "max_iter", minimum=1, who="fit_cp")
     small = sum(T.shape) * rank <= DENSE_LIMIT
     if refine_iter is None:
         refine_iter = 0 if small else REFINE_ITER
     if polish_starts is None:
         polish_starts = SMALL_POLISH_STARTS if small else 1
-    refine_iter = _check_int("refine_iter", refine_iter, 0)
-    polish_starts = _check_int("polish_starts", polish_starts, 1)
-    polish_iter = _check_int("polish_iter", polish_iter, 0)
-    seed = _check_int("seed", seed, 0)
+    refine_iter = check_int(refine_iter, "refine_iter", who="fit_cp")
+    polish_starts = check_int(polish_starts, "polish_starts", minimum=1, who="fit_cp")
+    polish_iter = check_int(polish_iter, "polish_iter", who="fit_cp")
+    seed = check_int(seed, "seed", who="fit_cp")
     if init not in INIT_METHODS:
         raise ValueError(f"fit_cp: init must be one of {INIT_METHODS}, got {init!r}")
     if not (np.isfinite(ridge) and ridge >= 0):

@@ -20,11 +20,18 @@ Read values below ~1e-13 (relative) as zero; above that the bound is certified u
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from .tensor_ops import check_rank, check_target
+from .tensor_ops import check_rank, check_target, unfold
 
-__all__ = ["unfolding_singular_values", "rank_lower_bound", "absolute_lower_bound"]
+__all__ = [
+    "unfolding_singular_values",
+    "error_lower_bound",
+    "absolute_lower_bound",
+    "rank_lower_bound",
+]
 
 
 def unfolding_singular_values(T: np.ndarray) -> list[np.ndarray]:
@@ -32,25 +39,36 @@ def unfolding_singular_values(T: np.ndarray) -> list[np.ndarray]:
     T = np.asarray(T, dtype=np.float64)
     out = []
     for mode in range(3):
-        unfolding = np.moveaxis(T, mode, 0).reshape(T.shape[mode], -1)
-        out.append(np.linalg.svd(unfolding, compute_uv=False))
+        out.append(np.linalg.svd(unfold(T, mode), compute_uv=False))
     return out
 
 
 def absolute_lower_bound(T: np.ndarray, rank: int) -> float:
     """max_n sqrt(sum_{k>rank} sigma_k(T_(n))^2) <= ||T - T_hat||_F, any rank-R T_hat."""
-    T = check_target(T, who="rank_lower_bound")
-    rank = check_rank(rank, who="rank_lower_bound")
+    T = check_target(T, who="absolute_lower_bound")
+    rank = check_rank(rank, who="absolute_lower_bound")
     tails = [float(np.sqrt(np.sum(s[rank:] ** 2))) for s in unfolding_singular_values(T)]
     return max(tails)
 
 
-def rank_lower_bound(T: np.ndarray, rank: int) -> float:
+def error_lower_bound(T: np.ndarray, rank: int) -> float:
     """Certified lower bound on the RELATIVE error ||T - T_hat||_F / ||T||_F of any rank-`rank` CP.
 
     Computed as the maximum over the three unfoldings of the Eckart–Young tail (module
     docstring) divided by ||T||_F. It holds in exact arithmetic; the float64 value may differ
     from the exact one by rounding, about n eps (relative), so values below ~1e-13 mean zero.
     """
-    T = check_target(T, who="rank_lower_bound")
+    T = check_target(T, who="error_lower_bound")
     return absolute_lower_bound(T, rank) / float(np.linalg.norm(T))
+
+
+def rank_lower_bound(T: np.ndarray, rank: int) -> float:
+    """Deprecated name of :func:`error_lower_bound` (it bounds the error at a rank, not the rank);
+    kept for one release."""
+    warnings.warn(
+        "tdn_theory.cp.rank_lower_bound is deprecated: it bounds the error at rank R, not the "
+        "rank; use tdn_theory.cp.error_lower_bound",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return error_lower_bound(T, rank)

@@ -71,13 +71,10 @@ class _CPLeastSquares:
     """Residual, gradient and Gauss–Newton products for f = 1/2 ||cp(A,B,C) - T||^2."""
 
     def __init__(self, T: np.ndarray):
-        self.T = T
         d3, d1, d2 = T.shape
         self.shapes = (d3, d1, d2)
-        # unfoldings of T, each with the matching Khatri–Rao order
-        self.T0 = T.reshape(d3, d1 * d2)  # (k, (i, j)) with B ⊙ C
-        self.T1 = T.transpose(1, 0, 2).reshape(d1, d3 * d2)  # (i, (k, j)) with A ⊙ C
-        self.T2 = T.transpose(2, 0, 1).reshape(d2, d3 * d1)  # (j, (k, i)) with A ⊙ B
+        # the mode-0 unfolding of T, matching the Khatri–Rao order of B ⊙ C
+        self.T0 = T.reshape(d3, d1 * d2)  # (k, (i, j))
         self.normT2 = float(np.sum(T * T))
 
     def value_and_grad(self, U):

@@ -37,6 +37,7 @@ import numpy as np
 from scipy.integrate import lebedev_rule
 
 from tdn_theory import so3
+from tdn_theory._checks import check_degree
 from tdn_theory.so3.sphere import solid_harmonics
 
 from .factor_files import save_factors
@@ -64,12 +65,6 @@ LEBEDEV_ORDERS = (3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 35,
 Scaling = Sequence[Sequence[float]] | Mapping[str, Sequence[Sequence[float]]] | None
 
 
-def _check_int(value: object, name: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
-
-
 def _check_rule(rule: object) -> str:
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(map(repr, RULES))}; got {rule!r}")
@@ -83,7 +78,7 @@ def required_degree(L: int, parity: str = "all") -> int:
     (odd ``J``: ``Y r.(grad S x grad S)``), ``J = l1 + l2 + l3``. Equals ``3L`` for even ``L``
     and ``3L - 1`` for odd ``L`` when the even paths are included.
     """
-    L = _check_int(L, "L")
+    L = check_degree(L)
     path_list = so3.paths(L, parity)
     if not path_list:
         raise ValueError(f"there are no {parity} paths for L = {L}; use parity='even' or 'all'")
@@ -100,7 +95,7 @@ def sphere_rule(degree: int, rule: str = "lebedev") -> tuple[np.ndarray, np.ndar
     Gauss–Legendre: ``floor(degree/2) + 1`` nodes in ``z`` times ``n_phi`` equally spaced
     azimuths, ``n_phi`` the smallest even number ``> degree``.
     """
-    degree = _check_int(degree, "degree")
+    degree = check_degree(degree, "degree")
     rule = _check_rule(rule)
     if rule == "lebedev":
         order = next((n for n in LEBEDEV_ORDERS if n >= degree), None)
@@ -232,7 +227,7 @@ def sphere_cp(
     :func:`sphere_tensor` when ``check`` (else NaN); ``history[0]`` records rule, degree, points.
     """
     start = time.perf_counter()
-    L = _check_int(L, "L")
+    L = check_degree(L)
     if parity not in so3.PARITIES:
         raise ValueError(f"parity must be one of {so3.PARITIES}; got {parity!r}")
     rule = _check_rule(rule)

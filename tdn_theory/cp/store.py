@@ -6,7 +6,7 @@ A store is a folder of factor files (tdn_theory.cp.factor_files), one per key, n
     cg_tensor(L, normalization, parity)[k, i, j] ≈ sum_r A[k, r] B[i, r] C[j, r]     (d = (L+1)^2)
 
 and a metadata block with its provenance: L, normalization, parity, rank, relative_error
-(||M - M_hat||_F / ||M||_F), lower_bound (tdn_theory.cp.rank_lower_bound, relative), method,
+(||M - M_hat||_F / ||M||_F), lower_bound (tdn_theory.cp.error_lower_bound, relative), method,
 command, seed, budget, date and package version (filled in by save_factors).
 
 The package ships one store (``SHIPPED``, package data ``tdn_theory/cp/best_known/``) with the best
@@ -34,11 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from tdn_theory._checks import check_int
+
 from ..so3 import NORMALIZATIONS, PARITIES, cg_tensor
 from .factor_files import FactorFileError, load_factors, save_factors
 from .fit import CPFit, fit_cp
-from .lower_bound import rank_lower_bound
-from .tensor_ops import cp_to_tensor
+from .lower_bound import error_lower_bound
+from .tensor_ops import EXACT_RTOL, cp_to_tensor
 
 __all__ = [
     "EXACT_TOL",
@@ -55,8 +57,8 @@ __all__ = [
 #: The store shipped with the package (package data).
 SHIPPED = Path(__file__).resolve().parent / "best_known"
 
-#: A fit with relative error at or below this is called exact (rounding level for d <= 49).
-EXACT_TOL = 1e-10
+#: A fit with relative error at or below this is called exact (tensor_ops.EXACT_RTOL).
+EXACT_TOL = EXACT_RTOL
 
 #: How best_fit fits a missing key at degree L: fit_cp(restarts=..., time_budget=... seconds, seed=0).
 #: Larger L gets fewer restarts and a longer budget (one fit is slower); budgets make the result
@@ -104,10 +106,11 @@ class FitKey:
         if self.parity not in PARITIES:
             raise FitStoreError(f"parity must be one of {PARITIES}, got {self.parity!r}")
         for name in ("L", "rank"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise FitStoreError(f"{name} must be an integer >= 1, got {value!r}")
-            object.__setattr__(self, name, int(value))
+            try:
+                value = check_int(getattr(self, name), name, minimum=1)
+            except ValueError as exc:
+                raise FitStoreError(str(exc)) from None
+            object.__setattr__(self, name, value)
 
     @property
     def filename(self) -> str:
@@ -221,7 +224,7 @@ class FitStore:
             L=key.L,
             normalization=key.normalization,
             parity=key.parity,
-            lower_bound=float(rank_lower_bound(T, key.rank)),
+            lower_bound=float(error_lower_bound(T, key.rank)),
             stored_at=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         )
         if current is not None:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from tdn_theory import so3
+from tdn_theory._checks import check_int
 from tdn_theory.cp import CPFit, best_fit, sphere_cp
 from tdn_theory.cp.factor_files import FactorFileError
 from tdn_theory.nn import (
@@ -142,8 +142,7 @@ def make_tensor_product(
     if factors is not None:
         layer = _check_factor_file(factors, L, normalization, parity)
         return CPTensorProduct(layer.A, layer.B, layer.C, dtype=dtype, meta=layer.meta)
-    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
-        raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
+    rank = check_int(rank, "rank", minimum=1)
     fit, provenance = fitted_factors(L, int(rank), normalization, parity, seed)
     meta = {"L": L, "rank": int(rank), "relative_error": fit.relative_error}
     meta.update({k: provenance[k] for k in ("method", "source") if k in provenance})

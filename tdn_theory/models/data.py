@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tdn_theory._checks import check_int
 from tdn_theory.so3._files import NotRegularFileError, atomic_write
 
 #: Bumped whenever the generator changes what it produces for the same parameters.
@@ -93,12 +94,6 @@ def _dataset_folder() -> Path:
     return cache_dir().parent / "datasets"
 
 
-def _check_count(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 def _initial_structure(recipe: EMTRecipe, rng: np.random.Generator):
     """A new random-occupation structure for one trajectory (before MD)."""
     from ase.build import bulk
@@ -145,8 +140,8 @@ def generate_emt(name: str, *, n_configs: int | None = None, seed: int = 0) -> l
     from ase.md.langevin import Langevin
 
     recipe = _recipe(name)
-    n_configs = recipe.n_configs if n_configs is None else _check_count(n_configs, "n_configs")
-    seed = _check_seed(seed)
+    n_configs = recipe.n_configs if n_configs is None else check_int(n_configs, "n_configs", minimum=1)
+    seed = check_int(seed, "seed")
     rng = np.random.default_rng(seed)
     configs: list = []
     while len(configs) < n_configs:
@@ -190,12 +185,6 @@ def _recipe(name: str) -> EMTRecipe:
     return DATASETS[name]
 
 
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    return int(seed)
-
-
 def _key(name: str, n_configs: int, seed: int) -> dict:
     recipe = dataclasses.asdict(_recipe(name))
     return {
@@ -210,8 +199,8 @@ def _key(name: str, n_configs: int, seed: int) -> dict:
 def dataset_path(name: str, *, n_configs: int | None = None, seed: int = 0) -> Path:
     """Path of the cached extxyz file of a named set, generating (and verifying) it as needed."""
     recipe = _recipe(name)
-    n_configs = recipe.n_configs if n_configs is None else _check_count(n_configs, "n_configs")
-    seed = _check_seed(seed)
+    n_configs = recipe.n_configs if n_configs is None else check_int(n_configs, "n_configs", minimum=1)
+    seed = check_int(seed, "seed")
     key = _key(name, n_configs, seed)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     folder = _dataset_folder()
@@ -357,7 +346,7 @@ def split(
     ``fractions`` are normalised; the test split gets what rounding leaves. Raises a one-line
     ``ValueError`` when any split would be empty.
     """
-    seed = _check_seed(seed)
+    seed = check_int(seed, "seed")
     weights = np.asarray(fractions, dtype=np.float64)
     if weights.shape != (3,) or not np.all(np.isfinite(weights)) or np.any(weights <= 0):
         raise ValueError(f"fractions must be three positive numbers, got {fractions!r}")

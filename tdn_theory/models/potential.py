@@ -40,6 +40,7 @@ from ase.data import atomic_numbers, chemical_symbols
 from e3nn import o3
 
 from tdn_theory import so3
+from tdn_theory._checks import check_int
 from tdn_theory.models.backends import BACKENDS, make_tensor_product
 from tdn_theory.models.graph import Graph, build_graph, check_structure
 
@@ -82,12 +83,6 @@ def _species_numbers(species: Sequence[Any]) -> list[int]:
     if len(set(out)) != len(out):
         raise ValueError(f"species has duplicates: {species!r}")
     return out
-
-
-def _int_arg(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 class _Interaction(torch.nn.Module):
@@ -155,10 +150,10 @@ class TDNPotential(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.species = _species_numbers(species)
-        self.L = _int_arg(L, "L", 0)
-        self.channels = _int_arg(channels, "channels", 1)
-        self.n_layers = _int_arg(layers, "layers", 1)
-        self.seed = _int_arg(seed, "seed", 0)
+        self.L = check_int(L, "L")
+        self.channels = check_int(channels, "channels", minimum=1)
+        self.n_layers = check_int(layers, "layers", minimum=1)
+        self.seed = check_int(seed, "seed")
         if not isinstance(cutoff, (int, float)) or not math.isfinite(cutoff) or cutoff <= 0:
             raise ValueError(f"cutoff must be a positive number of Å, got {cutoff!r}")
         if not isinstance(avg_neighbors, (int, float)) or not avg_neighbors > 0:
@@ -179,7 +174,7 @@ class TDNPotential(torch.nn.Module):
         self.avg_neighbors = float(avg_neighbors)
         self.parity = parity
         self.normalization = normalization
-        self.n_basis = _int_arg(n_basis, "n_basis", 1)
+        self.n_basis = check_int(n_basis, "n_basis", minimum=1)
         gen = torch.Generator().manual_seed(self.seed)
         C = self.channels
         self.embedding = torch.nn.Parameter(

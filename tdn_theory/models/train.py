@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tdn_theory._checks import check_int
 from tdn_theory.models.graph import Graph
 from tdn_theory.models.potential import TDNPotential
 
@@ -139,11 +140,8 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+            check_int(getattr(self, name), name, minimum=1)
+        check_int(self.seed, "seed")
         for name in ("lr", "weight_decay", "energy_weight", "force_weight"):
             value = getattr(self, name)
             low_ok = value > 0 if name == "lr" else value >= 0

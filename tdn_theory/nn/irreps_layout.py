@@ -17,32 +17,29 @@ checks on them are vacuous.
 
 from __future__ import annotations
 
-import math
+from typing import TYPE_CHECKING
 
 import torch
-from e3nn import o3
 
 from tdn_theory import so3
+from tdn_theory._checks import check_degree, check_int
+
+if TYPE_CHECKING:
+    from e3nn import o3
 
 
-def degree_from_dim(d: int) -> int:
-    """The degree ``L`` with ``(L+1)^2 == d``; ValueError if ``d`` is not such a square."""
-    root = math.isqrt(int(d)) if int(d) >= 1 else 0
-    if d < 1 or root * root != d:
-        raise ValueError(
-            f"feature dimension {d} is not (L+1)^2 for an integer L >= 0; "
-            "the last axis must hold the blocks l = 0..L"
-        )
-    return root - 1
+def _o3():
+    """e3nn's ``o3``, imported on first use: ``import tdn_theory.nn`` does not load e3nn."""
+    from e3nn import o3
+
+    return o3
 
 
 def irreps(L: int, channels: int = 1) -> o3.Irreps:
     """e3nn irreps ``"C x 0e + C x 1e + ... + C x Le"``: ``channels`` copies of degrees 0..L."""
-    if int(L) != L or L < 0:
-        raise ValueError(f"L must be an integer >= 0, got {L!r}")
-    if int(channels) != channels or channels < 1:
-        raise ValueError(f"channels must be an integer >= 1, got {channels!r}")
-    return o3.Irreps([(int(channels), (l, 1)) for l in range(int(L) + 1)])
+    L = check_degree(L)
+    channels = check_int(channels, "channels", minimum=1)
+    return _o3().Irreps([(channels, (l, 1)) for l in range(L + 1)])
 
 
 def to_e3nn_layout(x: torch.Tensor) -> torch.Tensor:
@@ -54,7 +51,7 @@ def to_e3nn_layout(x: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"expected a tensor of shape (..., channels, d), got shape {tuple(x.shape)}"
         )
-    L = degree_from_dim(x.shape[-1])
+    L = so3.degree_from_dim(x.shape[-1])
     batch, channels = x.shape[:-2], x.shape[-2]
     blocks = [
         x[..., :, s].reshape(*batch, channels * (s.stop - s.start)) for s in so3.degree_slices(L)
@@ -103,7 +100,7 @@ def e3nn_tensor_product(
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype or previous)
     try:
-        return o3.TensorProduct(
+        return _o3().TensorProduct(
             ir1,
             ir2,
             ir1,

@@ -1,13 +1,13 @@
 """Exact SO(3) group theory in e3nn's real basis (no torch): CG blocks, CG tensor, Wigner D.
 
-Conventions (``../shared/DESIGN.md`` section 2, ``proofs/conventions.md``): degrees ``l = 0..L``,
+Conventions (``proofs/conventions.md``): degrees ``l = 0..L``,
 feature vectors ``[l=0 | ... | l=L]`` of dimension ``d = (L+1)^2``, the CG tensor indexed
 ``[k (output), i (input 1), j (input 2)]``.
 """
 
 from .cg_tensor import MAX_L, cg_tensor, unit_block
 from .clebsch_gordan import complex_cg, real_cg
-from .layout import degree_of_index, degree_slices, dim
+from .layout import degree_from_dim, degree_of_index, degree_slices, dim
 from .normalization import NORMALIZATIONS, gaunt_weight_exact, path_weight
 from .paths import PARITIES, paths
 from .real_basis import change_of_basis
@@ -25,6 +25,7 @@ __all__ = [
     "complex_cg",
     "degree_of_index",
     "degree_slices",
+    "degree_from_dim",
     "dim",
     "gaunt_weight_exact",
     "path_weight",

@@ -15,7 +15,8 @@ import math
 
 import numpy as np
 
-from ._checks import check_choice, check_degree
+from tdn_theory._checks import check_choice, check_degree
+
 from .clebsch_gordan import real_cg
 from .layout import degree_slices, dim
 from .normalization import NORMALIZATIONS, path_weight

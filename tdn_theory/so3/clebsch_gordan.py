@@ -22,8 +22,9 @@ import numpy as np
 import sympy
 from sympy.physics.wigner import wigner_3j
 
+from tdn_theory._checks import check_degree
+
 from . import cache
-from ._checks import check_degree
 from .real_basis import change_of_basis
 
 #: A float block is accepted as real when its imaginary part is below this (rounding level).

@@ -21,7 +21,8 @@ import math
 import sympy
 from sympy.physics.wigner import wigner_3j
 
-from ._checks import check_choice
+from tdn_theory._checks import check_choice
+
 from .clebsch_gordan import check_path
 
 NORMALIZATIONS = ("unit", "cg", "gaunt", "sphere")

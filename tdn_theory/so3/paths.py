@@ -8,7 +8,7 @@ antisymmetric couplings such as the cross product ``1 x 1 -> 1``.
 
 from __future__ import annotations
 
-from ._checks import check_choice, check_degree
+from tdn_theory._checks import check_choice, check_degree
 
 PARITIES = ("all", "even", "odd")
 

@@ -21,7 +21,7 @@ import functools
 import numpy as np
 import sympy
 
-from ._checks import check_degree
+from tdn_theory._checks import check_degree
 
 
 @functools.cache

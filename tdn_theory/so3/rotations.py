@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from tdn_theory._checks import check_int
+
 #: Tolerance on ``max |R^T R - I|`` for a matrix to count as a rotation.
 ORTHOGONALITY_TOLERANCE = 1e-8
 
@@ -30,8 +32,7 @@ def check_rotation(R: object, name: str = "R") -> np.ndarray:
 
 def random_rotations(n: int, seed: int | np.random.Generator | None = 0) -> np.ndarray:
     """``n`` Haar-uniform rotation matrices, shape ``(n, 3, 3)``, drawn from ``seed``."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n must be a non-negative integer; got {n!r}")
+    n = check_int(n, "n")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     if n == 0:
         return np.zeros((0, 3, 3))

@@ -38,7 +38,8 @@ import numpy as np
 import sympy
 from sympy.physics.wigner import clebsch_gordan
 
-from ._checks import check_degree
+from tdn_theory._checks import check_degree
+
 from .clebsch_gordan import check_path, real_cg
 from .layout import degree_slices, dim
 

@@ -18,7 +18,8 @@ import functools
 import numpy as np
 import scipy.linalg
 
-from ._checks import check_degree
+from tdn_theory._checks import check_degree
+
 from .clebsch_gordan import real_cg
 from .rotations import check_rotation
 

@@ -2,12 +2,16 @@
 
 Modules: ``equivariance`` (errors, Thm 3.1 / a-posteriori bounds, exact Haar average, adversarial
 search, ``check_fit``), ``universality`` (Thm 3.2's constructive exact CP, random equivariant maps,
-rank study), ``weight_sharing`` (path-weight sharing with one W for all paths), ``rank``
-(certified lower and demonstrated upper bounds on the CP rank: ``rank_lower``, ``rank_upper``),
+rank study), ``weight_sharing`` (path-weight sharing with one W for all paths), ``rank_lower``
+(certified lower bounds on the CP rank: flattening ranks and Koszul–Young flattenings, counted from
+singular values with a stated tolerance and a rounding certificate), ``rank_upper`` (demonstrated
+upper bounds: the smallest rank at which a fit is exact, and the exact scaled-sphere construction;
+the atlas is ``experiments/rank_atlas.py``, proofs in ``proofs/rank_bounds.md``),
 ``network`` (how tensor-product errors propagate through a message-passing network: ``network_bound``).
 """
 
 from tdn_theory.theory.equivariance import (
+    FitCheck,
     aposteriori_bound,
     check_fit,
     equivariance_error,
@@ -19,15 +23,13 @@ from tdn_theory.theory.equivariance import (
     worst_case_equivariance_error,
 )
 from tdn_theory.theory.network import network_bound, tensor_product_constants
-from tdn_theory.theory.rank import (
+from tdn_theory.theory.rank_lower import (
     best_lower_bound,
     flattening_bound,
     koszul_young_bound,
     lower_bounds,
-    scaled_sphere_cp,
-    search_exact_rank,
-    try_rank,
 )
+from tdn_theory.theory.rank_upper import scaled_sphere_cp, search_exact_rank, try_rank
 from tdn_theory.theory.universality import (
     constructive_cp,
     equivariant_map,
@@ -42,6 +44,7 @@ from tdn_theory.theory.weight_sharing import (
 )
 
 __all__ = [
+    "FitCheck",
     "aposteriori_bound",
     "best_lower_bound",
     "flattening_bound",

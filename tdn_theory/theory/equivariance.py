@@ -1,6 +1,6 @@
 r"""Equivariance error of a CP-approximated Clebsch–Gordan product, and bounds on it.
 
-Conventions (DESIGN.md section 2). A bilinear map on features of degree <= L (d = (L+1)^2) is a
+Conventions (proofs/conventions.md). A bilinear map on features of degree <= L (d = (L+1)^2) is a
 tensor ``T`` of shape (d, d, d) indexed ``[k, i, j] = [output, input 1, input 2]``:
 
     M_T(x, y)_k = sum_{i,j} T[k, i, j] x_i y_j.
@@ -33,7 +33,9 @@ Bounds implemented here (proofs in proofs/equivariance_bound.md):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -41,14 +43,33 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.spatial.transform import Rotation
 
+from tdn_theory._checks import check_degree, check_int
 from tdn_theory.cp.lower_bound import absolute_lower_bound, unfolding_singular_values
-from tdn_theory.so3 import block_wigner_D, degree_slices, paths, random_rotations, unit_block
+from tdn_theory.cp.tensor_ops import (
+    Factors,
+    as_factors,
+    bilinear,
+    cube_degree,
+    degree_of,
+    is_dense,
+    to_dense,
+    unfold,
+)
+from tdn_theory.so3 import (
+    block_wigner_D,
+    degree_from_dim,
+    degree_slices,
+    paths,
+    random_rotations,
+    unit_block,
+)
 
 __all__ = [
     "aposteriori_bound",
     "as_factors",
     "bilinear",
     "check_fit",
+    "FitCheck",
     "degree_from_dim",
     "degree_of",
     "equivariance_defect_tensor",
@@ -67,98 +88,6 @@ __all__ = [
     "to_dense",
     "worst_case_equivariance_error",
 ]
-
-Factors = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-# --------------------------------------------------------------------------------------------
-# input handling
-# --------------------------------------------------------------------------------------------
-
-
-def degree_from_dim(d: int) -> int:
-    """Return L with d = (L+1)^2; raise ValueError when d is not such a square."""
-    L = int(round(np.sqrt(d))) - 1
-    if L < 0 or (L + 1) ** 2 != d:
-        raise ValueError(
-            f"feature dimension {d} is not (L+1)^2 for an integer L >= 0; "
-            "pass a tensor/factors over degrees 0..L"
-        )
-    return L
-
-
-def as_factors(factors: Any) -> Factors:
-    """Return (A, B, C) as float64 arrays from a tuple/list or an object with .A .B .C (e.g. CPFit).
-
-    A is (d3, R), B is (d1, R), C is (d2, R), all with the same R.
-    """
-    if all(hasattr(factors, name) for name in ("A", "B", "C")):
-        A, B, C = factors.A, factors.B, factors.C
-    elif isinstance(factors, Sequence) and not isinstance(factors, str) and len(factors) == 3:
-        A, B, C = factors
-    else:
-        raise ValueError(
-            "factors must be a tuple (A, B, C) or an object with attributes .A .B .C "
-            f"(got {type(factors).__name__})"
-        )
-    A, B, C = (np.asarray(F, dtype=np.float64) for F in (A, B, C))
-    if A.ndim != 2 or B.ndim != 2 or C.ndim != 2:
-        raise ValueError(f"CP factors must be 2-D, got shapes {A.shape}, {B.shape}, {C.shape}")
-    if not (A.shape[1] == B.shape[1] == C.shape[1]):
-        raise ValueError(
-            f"CP factors must share the rank (columns), got {A.shape}, {B.shape}, {C.shape}"
-        )
-    return A, B, C
-
-
-def is_dense(obj: Any) -> bool:
-    """True for a 3-way numpy array (a dense tensor), False for CP factors."""
-    return isinstance(obj, np.ndarray) and obj.ndim == 3
-
-
-def to_dense(factors_or_tensor: Any) -> np.ndarray:
-    """Dense (d3, d1, d2) tensor T_hat[k, i, j] = sum_r A[k, r] B[i, r] C[j, r].
-
-    A (d, d, d) array passes through unchanged (as float64).
-    """
-    if is_dense(factors_or_tensor):
-        return np.asarray(factors_or_tensor, dtype=np.float64)
-    A, B, C = as_factors(factors_or_tensor)
-    return np.einsum("kr,ir,jr->kij", A, B, C)
-
-
-def _cube_degree(T: np.ndarray) -> int:
-    if T.ndim != 3 or not (T.shape[0] == T.shape[1] == T.shape[2]):
-        raise ValueError(f"expected a (d, d, d) tensor over degrees 0..L, got shape {T.shape}")
-    return degree_from_dim(T.shape[0])
-
-
-def _factor_degree(A: np.ndarray, B: np.ndarray, C: np.ndarray) -> int:
-    if not (A.shape[0] == B.shape[0] == C.shape[0]):
-        raise ValueError(
-            f"factors must have equal row counts d = (L+1)^2, got {A.shape[0]}, {B.shape[0]}, "
-            f"{C.shape[0]}"
-        )
-    return degree_from_dim(A.shape[0])
-
-
-def degree_of(obj: Any) -> int:
-    """L of a dense (d, d, d) tensor or of CP factors with d = (L+1)^2 rows (ValueError otherwise)."""
-    if is_dense(obj):
-        return _cube_degree(np.asarray(obj))
-    return _factor_degree(*as_factors(obj))
-
-
-def bilinear(obj: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """M(x, y)_k = sum_ij T[k, i, j] x_i y_j (dense T) or A ((B^T x) ⊙ (C^T y)) (factors).
-
-    x, y of shape (..., d), broadcast together; returns (..., d3).
-    """
-    if is_dense(obj):
-        return np.einsum("kij,...i,...j->...k", obj, x, y)
-    A, B, C = as_factors(obj)
-    return ((x @ B) * (y @ C)) @ A.T
-
 
 def _rotation_matrix(R: np.ndarray) -> np.ndarray:
     R = np.asarray(R, dtype=np.float64)
@@ -207,9 +136,7 @@ def sample_equivariance_errors(
     an array of shape (N,). For uniform unit x, y,
     E[eps^2 | R] = ||rho(R) T_hat - T_hat||_F^2 / d^2, so E[eps^2] = haar_mean_square(T_hat) / d^2.
     """
-    if int(n_rotations) != n_rotations or n_rotations < 1:
-        raise ValueError(f"n_rotations must be a positive integer, got {n_rotations!r}")
-    n = int(n_rotations)
+    n = check_int(n_rotations, "n_rotations", minimum=1)
     L = degree_of(factors)
     d = (L + 1) ** 2
     rng = np.random.default_rng(seed)
@@ -269,15 +196,13 @@ def invariant_path_basis(L: int) -> list[PathBlock]:
     index sets, so they are orthonormal; that they span all invariants is Schur's lemma (l1 x l2
     contains l3 at most once), checked numerically in tests/test_universality.py.
     """
-    if int(L) != L or L < 0:
-        raise ValueError(f"L must be a non-negative integer, got {L!r}")
-    return list(_invariant_basis_cached(int(L)))
+    return list(_invariant_basis_cached(check_degree(L)))
 
 
 def project_invariant(T_hat: Any, L: int | None = None) -> np.ndarray:
     """P T_hat: the orthogonal (Frobenius) projection onto span of the invariant path tensors."""
     T = to_dense(T_hat)
-    L = _cube_degree(T) if L is None else L
+    L = cube_degree(T) if L is None else L
     if T.shape != ((L + 1) ** 2,) * 3:
         raise ValueError(f"tensor shape {T.shape} does not match L={L} (d={(L + 1) ** 2})")
     out = np.zeros_like(T)
@@ -294,7 +219,7 @@ def haar_mean_square(T_hat: Any, L: int | None = None) -> float:
     (I - P) E, so the value is <= 2 ||E||_F^2.
     """
     T = to_dense(T_hat)
-    L = _cube_degree(T) if L is None else L
+    L = cube_degree(T) if L is None else L
     if T.shape != ((L + 1) ** 2,) * 3:
         raise ValueError(f"tensor shape {T.shape} does not match L={L} (d={(L + 1) ** 2})")
     residual = T - project_invariant(T, L)  # no cancellation: exact zero for equivariant T
@@ -309,10 +234,9 @@ def monte_carlo_mean_square(
     Returns (mean, samples). Each sample lies in [0, 4 ||(I - P) T_hat||_F^2] (since
     rho(R) P T_hat = P T_hat), which gives the Hoeffding tolerance used in the tests.
     """
-    if int(n_rotations) != n_rotations or n_rotations < 1:
-        raise ValueError(f"n_rotations must be a positive integer, got {n_rotations!r}")
+    n_rotations = check_int(n_rotations, "n_rotations", minimum=1)
     T = to_dense(T_hat)
-    L = _cube_degree(T)
+    L = cube_degree(T)
     D = block_wigner_D(L, random_rotations(int(n_rotations), np.random.default_rng(seed)))
     samples = np.empty(int(n_rotations))
     for n in range(int(n_rotations)):
@@ -345,7 +269,7 @@ def aposteriori_bound(T: np.ndarray, T_hat: Any) -> dict[str, float]:
     spectral norm of the unfolding).
     """
     T = np.asarray(T, dtype=np.float64)
-    L = _cube_degree(T)
+    L = cube_degree(T)
     T_hat = to_dense(T_hat)
     if T_hat.shape != T.shape:
         raise ValueError(
@@ -366,16 +290,14 @@ def mode_tail_energies(T: np.ndarray, r: int) -> np.ndarray:
     T = np.asarray(T, dtype=np.float64)
     if T.ndim != 3:
         raise ValueError(f"expected a 3-way tensor, got shape {T.shape}")
-    if int(r) != r or r < 0:
-        raise ValueError(f"truncation rank must be a non-negative integer, got {r!r}")
-    return np.array([float(np.sum(s[int(r) :] ** 2)) for s in unfolding_singular_values(T)])
+    r = check_int(r, "truncation rank")
+    return np.array([float(np.sum(s[r:] ** 2)) for s in unfolding_singular_values(T)])
 
 
 def thm31_truncation_rank(rank: int) -> int:
     """R_T = floor(R^(1/3)) computed in integers (no floating-point cube-root error)."""
-    if int(rank) != rank or rank < 1:
-        raise ValueError(f"rank must be a positive integer, got {rank!r}")
-    r = int(round(int(rank) ** (1.0 / 3.0)))
+    rank = check_int(rank, "rank", minimum=1)
+    r = int(round(rank ** (1.0 / 3.0)))
     while r**3 > rank:
         r -= 1
     while (r + 1) ** 3 <= rank:
@@ -416,8 +338,7 @@ def hosvd_cp(T: np.ndarray, rank: int) -> Factors:
     r_t = thm31_truncation_rank(rank)
     Us = []
     for n in range(3):
-        unfolding = np.moveaxis(T, n, 0).reshape(T.shape[n], -1)
-        U, _, _ = np.linalg.svd(unfolding, full_matrices=False)
+        U, _, _ = np.linalg.svd(unfold(T, n), full_matrices=False)
         Us.append(U[:, : min(r_t, T.shape[n])])
     G = np.einsum("kij,ka,ib,jc->abc", T, Us[0], Us[1], Us[2], optimize=True)
     a, b, c = (i.ravel() for i in np.meshgrid(*(np.arange(n) for n in G.shape), indexing="ij"))
@@ -476,10 +397,9 @@ def worst_case_equivariance_error(
     eps. Both steps never decrease eps. Returns {"value", "rotation" (3x3), "x", "y"} for the
     largest eps found; value is a lower bound on the true maximum, and value <= 2 ||E_(1)||_2.
     """
-    if int(starts) != starts or starts < 1:
-        raise ValueError(f"starts must be a positive integer, got {starts!r}")
+    starts = check_int(starts, "starts", minimum=1)
     T_hat = to_dense(factors)
-    L = _cube_degree(T_hat)
+    L = cube_degree(T_hat)
     d = (L + 1) ** 2
     rng = np.random.default_rng(seed)
     best: dict[str, Any] = {"value": -1.0}
@@ -519,6 +439,76 @@ def _ratio(a: float, b: float) -> float:
     return float(a / b) if b > 0 else float("nan")
 
 
+#: the optional fields of FitCheck, present only after an adversarial search
+_WORST_CASE_EXTRAS = ("worst_case_rotation", "worst_case_x", "worst_case_y")
+
+
+@dataclass(frozen=True)
+class FitCheck:
+    """Every equivariance figure of one CP fit of an exactly equivariant tensor (see check_fit).
+
+    All figures are per unit inputs ``||x|| = ||y|| = 1`` where an eps is involved; absolute
+    figures are Frobenius norms of tensors indexed ``[k, i, j]``. :meth:`to_dict` gives the
+    plain dictionary (the field names as keys; the worst-case rotation and inputs only when an
+    adversarial search ran).
+    """
+
+    L: int
+    d: int
+    rank: int
+    norm_T: float  #: ||T||_F
+    fit_error: float  #: ||E||_F, E = T_hat - T
+    relative_error: float  #: ||E||_F / ||T||_F
+    lower_bound: float  #: certified lower bound on ||T - T'||_F over every rank-R CP T'
+    relative_lower_bound: float  #: lower_bound / ||T||_F
+    thm31_rank: int  #: R_T = floor(R^(1/3))
+    thm31_bound: float  #: Thm 3.1 a-priori absolute Frobenius bound (HOSVD truncation)
+    thm31_equivariance_bound: float  #: 2 * thm31_bound
+    thm31_vacuous: bool  #: thm31_bound >= ||T||_F
+    hosvd_error: float  #: actual ||T - T_R||_F of that truncation
+    aposteriori_spectral: float  #: 2 ||E_(1)||_2
+    aposteriori_frobenius: float  #: 2 ||E||_F
+    aposteriori_projected: float  #: 2 ||((I - P) E)_(1)||_2
+    haar_mean_square: float  #: 2 ||(I - P) T_hat||_F^2
+    haar_rms_error: float  #: sqrt(haar_mean_square) / d: exact RMS of eps (Haar R, unit x, y)
+    n_rotations: int
+    mc_mean_error: float  #: mean eps over n_rotations samples
+    mc_rms_error: float
+    mc_max_error: float
+    worst_case_error: float  #: adversarial search if worst_case else the sampled maximum
+    worst_case_method: str
+    tightness_spectral: float  #: worst_case_error / aposteriori_spectral
+    tightness_frobenius: float  #: worst_case_error / aposteriori_frobenius
+    tightness_projected: float  #: worst_case_error / aposteriori_projected
+    worst_case_rotation: list | None = None  #: 3x3, with worst_case=True only
+    worst_case_x: list | None = None
+    worst_case_y: list | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures as a dictionary, in field order, the worst-case rotation and inputs
+        (when present) right after ``worst_case_method``."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name in _WORST_CASE_EXTRAS:
+                continue
+            out[f.name] = getattr(self, f.name)
+            if f.name == "worst_case_method":
+                for extra in _WORST_CASE_EXTRAS:
+                    if getattr(self, extra) is not None:
+                        out[extra] = getattr(self, extra)
+        return out
+
+    def __getitem__(self, key: str) -> Any:
+        """Deprecated dictionary access (``check_fit`` returned a dict): use attributes or
+        :meth:`to_dict`."""
+        warnings.warn(
+            "check_fit now returns a FitCheck: use report.<name> or report.to_dict()[name]",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.to_dict()[key]
+
+
 def check_fit(
     T: np.ndarray,
     factors: Any,
@@ -527,25 +517,15 @@ def check_fit(
     seed: int = 0,
     worst_case: bool = False,
     worst_case_starts: int = 8,
-) -> dict[str, Any]:
+) -> FitCheck:
     """Every equivariance figure for one CP fit of an exactly equivariant tensor T (d, d, d).
 
-    Keys (all per unit inputs ||x|| = ||y|| = 1 where an eps is involved):
-      L, d, rank, norm_T, fit_error (||E||_F), relative_error, lower_bound (certified absolute
-      lower bound on ||T - T'||_F over every rank-R CP T'), relative_lower_bound, thm31_rank (R_T),
-      thm31_bound (a-priori absolute Frobenius bound for the HOSVD truncation),
-      thm31_equivariance_bound (2 * thm31_bound), thm31_vacuous (thm31_bound >= ||T||_F),
-      hosvd_error (actual ||T - T_R||_F of that truncation), aposteriori_spectral (2 ||E_(1)||_2),
-      aposteriori_frobenius (2 ||E||_F), aposteriori_projected (2 ||((I-P) E)_(1)||_2),
-      haar_mean_square (2 ||(I-P) T_hat||_F^2),
-      haar_rms_error (sqrt(haar_mean_square) / d: the exact RMS of eps over Haar R and uniform
-      unit x, y), mc_mean_error, mc_rms_error, mc_max_error (over n_rotations samples),
-      worst_case_error (adversarial search if worst_case else the sampled maximum),
-      worst_case_method, tightness_spectral (worst / aposteriori_spectral), tightness_frobenius
-      (worst / aposteriori_frobenius), tightness_projected (worst / aposteriori_projected), and, if worst_case, worst_case_rotation / _x / _y (lists).
+    Returns a :class:`FitCheck` (its fields document each figure); ``worst_case=True`` runs the
+    adversarial search (:func:`worst_case_equivariance_error`, ``worst_case_starts`` starts) and
+    records the rotation and inputs it found, otherwise the worst case is the sampled maximum.
     """
     T = np.asarray(T, dtype=np.float64)
-    L = _cube_degree(T)
+    L = cube_degree(T)
     A, B, C = as_factors(factors)
     if A.shape[0] != T.shape[0]:
         raise ValueError(f"factors have d={A.shape[0]} but T has d={T.shape[0]}")
@@ -558,42 +538,46 @@ def check_fit(
     hosvd_err = float(np.linalg.norm(to_dense(hosvd_cp(T, rank)) - T))
     hms = haar_mean_square(T_hat, L)
     errs = sample_equivariance_errors((A, B, C), n_rotations, seed)
-    out: dict[str, Any] = {
-        "L": L,
-        "d": int(T.shape[0]),
-        "rank": rank,
-        "norm_T": norm_T,
-        "fit_error": fit_error,
-        "relative_error": _ratio(fit_error, norm_T),
-        "lower_bound": float(absolute_lower_bound(T, rank)),
-        "relative_lower_bound": _ratio(float(absolute_lower_bound(T, rank)), norm_T),
-        "thm31_rank": thm31_truncation_rank(rank),
-        "thm31_bound": t31,
-        "thm31_equivariance_bound": 2.0 * t31,
-        "thm31_vacuous": bool(t31 >= norm_T),
-        "hosvd_error": hosvd_err,
-        "aposteriori_spectral": post["spectral"],
-        "aposteriori_frobenius": post["frobenius"],
-        "aposteriori_projected": post["projected_spectral"],
-        "haar_mean_square": hms,
-        "haar_rms_error": float(np.sqrt(hms)) / T.shape[0],
-        "n_rotations": int(n_rotations),
-        "mc_mean_error": float(errs.mean()),
-        "mc_rms_error": float(np.sqrt(np.mean(errs**2))),
-        "mc_max_error": float(errs.max()),
-    }
+    lower = float(absolute_lower_bound(T, rank))
+    mc_max = float(errs.max())
+    extras: dict[str, Any] = {}
     if worst_case:
         wc = worst_case_equivariance_error(T_hat, starts=worst_case_starts, seed=seed)
-        out.update(
-            worst_case_error=wc["value"],
-            worst_case_method=f"adversarial search ({worst_case_starts} starts)",
-            worst_case_rotation=np.asarray(wc["rotation"]).tolist(),
-            worst_case_x=np.asarray(wc["x"]).tolist(),
-            worst_case_y=np.asarray(wc["y"]).tolist(),
-        )
+        worst, method = wc["value"], f"adversarial search ({worst_case_starts} starts)"
+        extras = {
+            "worst_case_rotation": np.asarray(wc["rotation"]).tolist(),
+            "worst_case_x": np.asarray(wc["x"]).tolist(),
+            "worst_case_y": np.asarray(wc["y"]).tolist(),
+        }
     else:
-        out.update(worst_case_error=out["mc_max_error"], worst_case_method="max over samples")
-    out["tightness_spectral"] = _ratio(out["worst_case_error"], post["spectral"])
-    out["tightness_frobenius"] = _ratio(out["worst_case_error"], post["frobenius"])
-    out["tightness_projected"] = _ratio(out["worst_case_error"], post["projected_spectral"])
-    return out
+        worst, method = mc_max, "max over samples"
+    return FitCheck(
+        L=L,
+        d=int(T.shape[0]),
+        rank=rank,
+        norm_T=norm_T,
+        fit_error=fit_error,
+        relative_error=_ratio(fit_error, norm_T),
+        lower_bound=lower,
+        relative_lower_bound=_ratio(lower, norm_T),
+        thm31_rank=thm31_truncation_rank(rank),
+        thm31_bound=t31,
+        thm31_equivariance_bound=2.0 * t31,
+        thm31_vacuous=bool(t31 >= norm_T),
+        hosvd_error=hosvd_err,
+        aposteriori_spectral=post["spectral"],
+        aposteriori_frobenius=post["frobenius"],
+        aposteriori_projected=post["projected_spectral"],
+        haar_mean_square=hms,
+        haar_rms_error=float(np.sqrt(hms)) / T.shape[0],
+        n_rotations=int(n_rotations),
+        mc_mean_error=float(errs.mean()),
+        mc_rms_error=float(np.sqrt(np.mean(errs**2))),
+        mc_max_error=mc_max,
+        worst_case_error=worst,
+        worst_case_method=method,
+        tightness_spectral=_ratio(worst, post["spectral"]),
+        tightness_frobenius=_ratio(worst, post["frobenius"]),
+        tightness_projected=_ratio(worst, post["projected_spectral"]),
+        **extras,
+    )

@@ -1,6 +1,6 @@
 """Certified lower bounds on the CP rank of a 3-way tensor (flattening and Koszul–Young).
 
-Tensors are indexed ``T[k, i, j]`` (DESIGN.md section 2) and viewed as elements of
+Tensors are indexed ``T[k, i, j]`` (proofs/conventions.md, section 5) and viewed as elements of
 ``A ⊗ B ⊗ C`` with the *restricted* mode called ``A`` below (any of the three modes may play
 that role). All bounds hold over the complex numbers, so they bound the real CP rank too
 (real rank >= complex rank >= complex border rank). Proofs: ``proofs/rank_bounds.md``.
@@ -53,6 +53,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+from tdn_theory._checks import check_int
+from tdn_theory.cp.tensor_ops import unfold
 
 __all__ = [
     "DEFAULT_RTOL",
@@ -179,7 +182,7 @@ def flattening_ranks(T: np.ndarray, rtol: float = DEFAULT_RTOL) -> list[Numerica
     """Certified numerical ranks of the unfoldings T_(n) = moveaxis(T, n, 0).reshape(d_n, -1)."""
     T = _check_tensor(T, "flattening_ranks")
     return [
-        numerical_rank(np.moveaxis(T, mode, 0).reshape(T.shape[mode], -1), rtol)
+        numerical_rank(unfold(T, mode), rtol)
         for mode in range(3)
     ]
 
@@ -196,9 +199,7 @@ def restriction_matrix(n: int, dim: int, seed: int) -> np.ndarray:
 
     Integer entries make the restriction P ·_A T exact up to one rounding per product.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"restriction_matrix: seed must be a non-negative integer, got {seed!r}")
-    rng = np.random.default_rng(int(seed))
+    rng = np.random.default_rng(check_int(seed, "seed", who="restriction_matrix"))
     return rng.integers(-4, 5, size=(int(n), int(dim))).astype(np.float64)
 
 
@@ -214,8 +215,7 @@ def koszul_young_matrix(slices: np.ndarray, p: int) -> np.ndarray:
     if slices.ndim != 3:
         raise ValueError(f"koszul_young_matrix: slices must be (n, dimB, dimC), got {slices.shape}")
     n, dB, dC = slices.shape
-    if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not 0 <= p < n:
-        raise ValueError(f"koszul_young_matrix: p must be an integer in [0, {n}), got {p!r}")
+    p = check_int(p, "p", maximum=n - 1, who="koszul_young_matrix")
     cols = list(itertools.combinations(range(n), p))
     rows = {S: i for i, S in enumerate(itertools.combinations(range(n), p + 1))}
     M = np.zeros((len(rows) * dC, len(cols) * dB))
@@ -245,8 +245,7 @@ def koszul_young_bound(
     """
     T = _check_tensor(T, "koszul_young_bound")
     mode = _check_mode(mode, "koszul_young_bound")
-    if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 0:
-        raise ValueError(f"koszul_young_bound: p must be an integer >= 0, got {p!r}")
+    p = check_int(p, "p", who="koszul_young_bound")
     n = 2 * int(p) + 1 if n is None else int(n)
     if n <= p:
         raise ValueError(f"koszul_young_bound: need n > p, got n={n}, p={p}")

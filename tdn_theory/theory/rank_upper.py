@@ -2,7 +2,7 @@
 
 An upper bound ``rank(T) <= R`` is *demonstrated* by factors A (d3, R), B (d1, R), C (d2, R)
 whose reconstruction ``einsum("kr,ir,jr->kij", A, B, C)`` has relative error below
-``EXACT_RTOL = 1e-10`` in float64 (tensors indexed ``[k, i, j]``, DESIGN.md section 2). A
+``EXACT_RTOL = 1e-10`` in float64 (tensors indexed ``[k, i, j]``, proofs/conventions.md, section 5). A
 float fit that small is not an algebraic proof by itself; it is evidence that the rank-R
 variety contains T or passes within 1e-10 ||T|| of it (so the *border* rank is at most R, and
 in every case the TDN layer built from those factors is equivariant to 1e-10). Every such
@@ -31,7 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from tdn_theory.cp import CPFit, cp_to_tensor, fit_cp, levenberg_marquardt, relative_error
+from tdn_theory.cp import (
+    EXACT_RTOL,
+    CPFit,
+    cp_to_tensor,
+    fit_cp,
+    levenberg_marquardt,
+    relative_error,
+)
 
 __all__ = [
     "EXACT_RTOL",
@@ -45,8 +52,6 @@ __all__ = [
     "weight_ratio",
 ]
 
-#: A fit counts as exact when its relative error is below this.
-EXACT_RTOL = 1e-10
 
 
 @dataclass

@@ -1,6 +1,6 @@
 r"""Theorem 3.2 (universality) made executable: every equivariant bilinear map has an exact CP form.
 
-Setting (DESIGN.md section 2): features on degrees 0..L, d = (L+1)^2, bilinear maps as tensors
+Setting (proofs/conventions.md): features on degrees 0..L, d = (L+1)^2, bilinear maps as tensors
 T (d, d, d) indexed [k, i, j] = [output, input 1, input 2], M_T(x, y)_k = sum_ij T[k,i,j] x_i y_j.
 
 * By Schur's lemma the SO(3)-equivariant bilinear maps are exactly
@@ -25,14 +25,19 @@ from typing import Any
 
 import numpy as np
 
-from tdn_theory.cp import cp_to_tensor, fit_cp
-from tdn_theory.so3 import block_wigner_D, degree_slices, dim, paths, random_rotations, unit_block
-from tdn_theory.theory.equivariance import (
-    Factors,
+from tdn_theory._checks import check_degree, check_int
+from tdn_theory.cp import EXACT_RTOL, cp_to_tensor, fit_cp
+from tdn_theory.cp.tensor_ops import Factors
+from tdn_theory.so3 import (
+    block_wigner_D,
     degree_from_dim,
-    invariant_path_basis,
-    project_invariant,
+    degree_slices,
+    dim,
+    paths,
+    random_rotations,
+    unit_block,
 )
+from tdn_theory.theory.equivariance import invariant_path_basis, project_invariant
 
 __all__ = [
     "constructive_cp",
@@ -44,12 +49,6 @@ __all__ = [
 ]
 
 Path = tuple[int, int, int]
-
-
-def _check_degree(L: object) -> int:
-    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 0:
-        raise ValueError(f"L must be a non-negative integer, got {L!r}")
-    return int(L)
 
 
 def constructive_cp(T: np.ndarray, *, prune: bool = False) -> Factors:
@@ -82,7 +81,7 @@ def equivariant_map(L: int, coefficients: Mapping[Path, float]) -> np.ndarray:
     ``coefficients`` maps admissible paths (l1, l2, l3), all <= L, to alpha_p; missing paths
     get 0. Every SO(3)-equivariant bilinear map on degrees 0..L has this form (Schur).
     """
-    L = _check_degree(L)
+    L = check_degree(L)
     admissible = set(paths(L))
     sl = degree_slices(L)
     d = dim(L)
@@ -102,7 +101,7 @@ def random_equivariant_map(
     L: int, seed: int | np.random.Generator, parity: str = "all"
 ) -> np.ndarray:
     """A random equivariant map: alpha_p ~ N(0, 1) independently for each path of ``parity``."""
-    L = _check_degree(L)
+    L = check_degree(L)
     rng = np.random.default_rng(seed)
     path_list = paths(L, parity)
     alphas = rng.standard_normal(len(path_list))
@@ -133,11 +132,10 @@ def equivariant_space_dimension(
     so the null space is the space of invariants). Schur's lemma predicts 1 when
     |l1 - l2| <= l3 <= l1 + l2 and 0 otherwise.
     """
-    for v in (l1, l2, l3):
-        _check_degree(v)
+    l1, l2, l3 = (check_degree(v, name) for v, name in ((l1, "l1"), (l2, "l2"), (l3, "l3")))
     Lmax = max(l1, l2, l3)
     sl = degree_slices(Lmax)
-    Ds = block_wigner_D(Lmax, random_rotations(int(n_rotations), seed))
+    Ds = block_wigner_D(Lmax, random_rotations(check_int(n_rotations, "n_rotations", minimum=1), seed))
     n = (2 * l1 + 1) * (2 * l2 + 1) * (2 * l3 + 1)
     rows = []
     for D in Ds:
@@ -152,7 +150,7 @@ def rank_scan(
     ranks: Iterable[int],
     *,
     seed: int = 0,
-    exact_tol: float = 1e-10,
+    exact_tol: float = EXACT_RTOL,
     stop_at_exact: bool = True,
     fit_kwargs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:

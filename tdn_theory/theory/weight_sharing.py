@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from tdn_theory.cp.tensor_ops import as_factors, bilinear, degree_of, is_dense, to_dense
 from tdn_theory.so3 import block_wigner_D
-from tdn_theory.theory.equivariance import as_factors, bilinear, degree_of, is_dense, to_dense
 
 __all__ = [
     "shared_weight_product",
