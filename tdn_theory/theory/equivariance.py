@@ -194,7 +194,7 @@ def invariant_path_basis(L: int) -> list[PathBlock]:
     One entry per admissible path (l1, l2, l3): (path, (slice_l3, slice_l1, slice_l2), U) with U the
     unit-Frobenius CG block indexed [m3, m1, m2] (read-only). The embedded blocks occupy disjoint
     index sets, so they are orthonormal; that they span all invariants is Schur's lemma (l1 x l2
-    contains l3 at most once), checked numerically in tests/test_universality.py.
+    contains l3 at most once), checked numerically in tests/test_theory_universality.py.
     """
     return list(_invariant_basis_cached(check_degree(L)))
 

@@ -2,7 +2,7 @@ r"""Network-level equivariance bound: how tensor-product errors propagate throug
 
 Pure bound algebra on numbers and arrays (no model here; ``tdn_theory.models.network_bound``
 collects the inputs from a ``TDNPotential`` on a configuration). Statement and proof:
-proofs/network_propagation.md; checked by tests/test_network_bound.py.
+proofs/network_propagation.md; checked by tests/test_models_network_bound.py.
 
 The network (K layers, N atoms, C channels, degrees <= L; edges e = (j -> i)):
 

@@ -6,7 +6,7 @@ whose reconstruction ``einsum("kr,ir,jr->kij", A, B, C)`` has relative error bel
 float fit that small is not an algebraic proof by itself; it is evidence that the rank-R
 variety contains T or passes within 1e-10 ||T|| of it (so the *border* rank is at most R, and
 in every case the TDN layer built from those factors is equivariant to 1e-10). Every such
-claim in the atlas comes with its factor file, re-checked by ``tests/test_rank_atlas.py``.
+claim in the atlas comes with its factor file, re-checked by ``tests/test_experiments_rank_atlas.py``.
 
 Search (``search_exact_rank``): ranks are tried with the fitting engine
 (``tdn_theory.cp.fit_cp``: multi-start ALS, then Levenberg–Marquardt), each with a time
