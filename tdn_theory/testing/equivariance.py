@@ -64,20 +64,6 @@ def apply_rotations(M: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.einsum("nab,n...b->n...a", M, x)
 
 
-def _to_backend(x: np.ndarray, like: str, dtype: Any) -> Any:
-    if like == "torch":
-        import torch
-
-        return torch.from_numpy(np.ascontiguousarray(x)).to(dtype)
-    return x.astype(dtype)
-
-
-def _to_numpy(out: Any) -> np.ndarray:
-    if hasattr(out, "detach"):
-        out = out.detach().cpu().numpy()
-    return np.asarray(out, dtype=np.float64)
-
-
 def _dtype_name(dtype: Any) -> str:
     if "torch" in str(dtype):
         return str(dtype).rsplit(".", 1)[-1]
@@ -103,25 +89,40 @@ def equivariance_defects(
     kinds = tuple(kinds or ("feature",) * len(inputs))
     if len(kinds) != len(inputs) or any(k not in _KINDS for k in kinds):
         raise ValueError(f"kinds must give one of {_KINDS} per input; got {kinds!r}")
-    like = "torch" if "torch" in str(dtype) else "numpy"
+    if "torch" in str(dtype):
+        return _torch_defects(fn, L, rotations, inputs, kinds, dtype)
     D = block_wigner_D(L, rotations)
     act = {"feature": D, "vector": np.asarray(rotations, dtype=np.float64)}
-    moved = [x if k == "invariant" else apply_rotations(act[k], x) for x, k in zip(inputs, kinds, strict=True)]
+    pairs = zip(inputs, kinds, strict=True)
+    moved = [x if k == "invariant" else apply_rotations(act[k], x) for x, k in pairs]
 
     def call(args):
-        out = fn(*(_to_backend(np.asarray(a, dtype=np.float64), like, dtype) for a in args))
-        return _to_numpy(out)
+        return np.asarray(fn(*(np.asarray(a, dtype=np.float64).astype(dtype) for a in args)))
 
-    if like == "torch":
-        import torch
-
-        with torch.no_grad():
-            out, rotated = call(inputs), call(moved)
-    else:
-        out, rotated = call(inputs), call(moved)
+    out = call(inputs).astype(np.float64)
+    rotated = call(moved).astype(np.float64)
     n = len(rotations)
     defect = np.linalg.norm((rotated - apply_rotations(D, out)).reshape(n, -1), axis=1)
     return defect, np.linalg.norm(out.reshape(n, -1), axis=1)
+
+
+def _torch_defects(fn, L, rotations, inputs, kinds, dtype):
+    """equivariance_defects with torch tensors (rotations applied by batched torch matmul, float64)."""
+    import torch
+
+    def rotate(M: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # x_n -> x_n M_n^T, last axis
+        n, k = x.shape[0], x.shape[-1]
+        return (x.reshape(n, -1, k) @ M.transpose(1, 2)).reshape(x.shape[:-1] + (M.shape[1],))
+
+    D = torch.from_numpy(block_wigner_D(L, rotations))
+    act = {"feature": D, "vector": torch.from_numpy(np.asarray(rotations, dtype=np.float64))}
+    xs = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)) for x in inputs]
+    moved = [x if k == "invariant" else rotate(act[k], x) for x, k in zip(xs, kinds, strict=True)]
+    with torch.no_grad():
+        out = fn(*(x.to(dtype) for x in xs)).to(torch.float64)
+        rotated = fn(*(x.to(dtype) for x in moved)).to(torch.float64)
+        defect = (rotated - rotate(D, out)).flatten(1).norm(dim=1)
+    return defect.numpy(), out.flatten(1).norm(dim=1).numpy()
 
 
 def _relative(defect: np.ndarray, scale: np.ndarray) -> np.ndarray:
