@@ -23,7 +23,7 @@ from scipy.spatial.transform import Rotation
 
 from .._checks import check_int
 from ..so3.layout import dim
-from ..so3.rotations import random_rotations
+from ..so3.rotations import check_rotation, random_rotations
 from ..so3.wigner import block_wigner_D
 
 __all__ = [
@@ -126,7 +126,9 @@ def _torch_defects(fn, L, rotations, inputs, kinds, dtype):
 
 
 def _relative(defect: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    return np.where(scale > 0, defect / np.where(scale > 0, scale, 1.0), np.where(defect > 0, np.inf, 0.0))
+    return np.where(
+        scale > 0, defect / np.where(scale > 0, scale, 1.0), np.where(defect > 0, np.inf, 0.0)
+    )
 
 
 def assert_equivariant(
@@ -136,6 +138,7 @@ def assert_equivariant(
     shapes: Sequence[tuple[int, ...]] = ((), ()),
     kinds: Sequence[str] | None = None,
     inputs: Sequence[np.ndarray] | None = None,
+    rotations: np.ndarray | None = None,
     n_samples: int = 16,
     adversarial: bool = True,
     max_evaluations: int = 60,
@@ -150,7 +153,8 @@ def assert_equivariant(
     sample axis, and ``fn`` must return (n, ..., d). ``inputs`` replaces the drawn ones (each of
     shape (n_samples, ...); an ``"invariant"`` argument such as per-sample weights needs it).
     Drawn inputs are unit-norm Gaussian vectors from ``np.random.default_rng(seed)``, after
-    ``n_samples`` Haar rotations from the same generator (``tdn_theory.so3.random_rotations``).
+    ``n_samples`` Haar rotations from the same generator (``tdn_theory.so3.random_rotations``);
+    ``rotations`` (n, 3, 3) replaces them (e.g. a Hypothesis draw repeated over the samples).
     With ``adversarial`` a Nelder-Mead search over rotation vectors (at most ``max_evaluations``
     single-sample calls) starts from the worst sampled rotation on its inputs. ``rtol`` defaults
     to ``DEFAULT_RTOL`` for the dtype (1e-10 float64, 1e-4 float32). Returns an
@@ -167,14 +171,22 @@ def assert_equivariant(
     if any(k not in _KINDS for k in kinds):
         raise ValueError(f"kinds must give one of {_KINDS} per argument; got {kinds!r}")
     rng = np.random.default_rng(seed)
-    Rs = random_rotations(n_samples, rng)
+    if rotations is None:
+        Rs = random_rotations(n_samples, rng)
+    else:
+        Rs = check_rotation(np.asarray(rotations, dtype=np.float64), "rotations")
+        if Rs.ndim != 3:
+            raise ValueError(f"rotations must have shape (n, 3, 3); got {Rs.shape}")
+        n_samples = len(Rs)
     if inputs is None:
         if len(kinds) != len(shapes):
             raise ValueError(f"kinds has {len(kinds)} entries for {len(shapes)} shapes")
         if "invariant" in kinds:
             raise ValueError("an 'invariant' argument needs explicit inputs=")
         last = {"feature": dim(L), "vector": 3}
-        inputs = [unit_inputs(rng, (n_samples, *s, last[k])) for s, k in zip(shapes, kinds, strict=True)]
+        inputs = [
+            unit_inputs(rng, (n_samples, *s, last[k])) for s, k in zip(shapes, kinds, strict=True)
+        ]
     inputs = [np.asarray(x, dtype=np.float64) for x in inputs]
     defect, scale = equivariance_defects(fn, L, Rs, inputs, kinds=kinds, dtype=dtype)
     errors = _relative(defect, scale)
