@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from tdn_theory.cp import cp_to_tensor, fit_cp
 from tdn_theory.so3 import cg_tensor, random_rotations
 from tdn_theory.testing import assert_equivariant
+from tdn_theory.testing.references import monte_carlo_mean_square
 from tdn_theory.testing.strategies import rotations
 from tdn_theory.theory.equivariance import (
     FitCheck,
@@ -29,7 +30,6 @@ from tdn_theory.theory.equivariance import (
     haar_mean_square,
     hosvd_cp,
     invariant_path_basis,
-    monte_carlo_mean_square,
     project_invariant,
     sample_equivariance_errors,
     thm31_bound,

@@ -79,7 +79,6 @@ __all__ = [
     "invariant_path_basis",
     "is_dense",
     "mode_tail_energies",
-    "monte_carlo_mean_square",
     "project_invariant",
     "sample_equivariance_errors",
     "thm31_bound",
@@ -224,28 +223,6 @@ def haar_mean_square(T_hat: Any, L: int | None = None) -> float:
         raise ValueError(f"tensor shape {T.shape} does not match L={L} (d={(L + 1) ** 2})")
     residual = T - project_invariant(T, L)  # no cancellation: exact zero for equivariant T
     return 2.0 * float(np.sum(residual * residual))
-
-
-def monte_carlo_mean_square(
-    T_hat: Any, n_rotations: int, seed: int | np.random.Generator
-) -> tuple[float, np.ndarray]:
-    """Monte-Carlo estimate of E_R ||rho(R) T_hat - T_hat||_F^2 over seeded Haar rotations.
-
-    Returns (mean, samples). Each sample lies in [0, 4 ||(I - P) T_hat||_F^2] (since
-    rho(R) P T_hat = P T_hat), which gives the Hoeffding tolerance used in the tests.
-    """
-    n_rotations = check_int(n_rotations, "n_rotations", minimum=1)
-    T = to_dense(T_hat)
-    L = cube_degree(T)
-    D = block_wigner_D(L, random_rotations(int(n_rotations), np.random.default_rng(seed)))
-    samples = np.empty(int(n_rotations))
-    for n in range(int(n_rotations)):
-        Dn = D[n]
-        rot = np.einsum("ak,aij->kij", Dn, T)
-        rot = np.einsum("kij,ib->kbj", rot, Dn)
-        rot = np.einsum("kbj,jc->kbc", rot, Dn)
-        samples[n] = np.sum((rot - T) ** 2)
-    return float(samples.mean()), samples
 
 
 # --------------------------------------------------------------------------------------------
