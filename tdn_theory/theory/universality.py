@@ -35,7 +35,7 @@ from tdn_theory.so3 import (
     paths,
     unit_block,
 )
-from tdn_theory.theory.equivariance import invariant_path_basis, project_invariant
+from tdn_theory.theory.measurements import invariant_path_basis, project_invariant
 
 __all__ = [
     "constructive_cp",
