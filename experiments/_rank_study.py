@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from tdn_theory.cp import error_lower_bound
-from tdn_theory.so3 import block_wigner_D, cg_tensor, random_rotations
+from tdn_theory.so3 import cg_tensor, random_rotations
+from tdn_theory.testing.equivariance import equivariance_defects, unit_inputs
 from tdn_theory.theory import check_fit, thm31_bound
 from tdn_theory.theory.universality import constructive_cp
 
@@ -52,23 +53,18 @@ def equivariance_samples(
     """eps_abs and eps_rel (module docstring) at n_samples seeded (R, x, y) draws.
 
     Draws from np.random.default_rng(seed): rotations first, then x, then y (the same order as
-    tdn_theory.theory.sample_equivariance_errors, so eps_abs equals its output for the same seed).
+    tdn_theory.theory.sample_equivariance_errors, so eps_abs equals its output for the same seed);
+    the defects are tdn_theory.testing.equivariance.equivariance_defects (the sampling code of
+    assert_equivariant), whose relative form divides by ||M_hat|| where eps_rel divides by ||M||.
     """
     d = T.shape[0]
     L = math.isqrt(d) - 1
     rng = np.random.default_rng(seed)
     Rs = random_rotations(n_samples, rng)
-    X = rng.standard_normal((n_samples, d))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    Y = rng.standard_normal((n_samples, d))
-    Y /= np.linalg.norm(Y, axis=1, keepdims=True)
-    D = block_wigner_D(L, Rs)
-    DX = np.einsum("nab,nb->na", D, X)
-    DY = np.einsum("nab,nb->na", D, Y)
+    X = unit_inputs(rng, (n_samples, d))
+    Y = unit_inputs(rng, (n_samples, d))
     A, B, C = factors
-    lhs = bilinear(A, B, C, DX, DY)
-    rhs = np.einsum("nab,nb->na", D, bilinear(A, B, C, X, Y))
-    eps_abs = np.linalg.norm(lhs - rhs, axis=1)
+    eps_abs, _ = equivariance_defects(lambda x, y: bilinear(A, B, C, x, y), L, Rs, (X, Y))
     exact = np.linalg.norm(np.einsum("kij,ni,nj->nk", T, X, Y), axis=1)
     return {"abs": eps_abs, "rel": eps_abs / exact}
 

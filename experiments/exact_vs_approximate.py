@@ -50,6 +50,7 @@ from tdn_theory.nn.irreps_layout import (
     from_e3nn_layout,
     to_e3nn_layout,
 )
+from tdn_theory.testing.equivariance import equivariance_defects, unit_inputs
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -64,20 +65,18 @@ def _median_ms(fn, repeats: int) -> float:
 
 
 def layer_equivariance(forward, L: int, norm: float, n: int, seed: int) -> float:
-    """max_n |f(D x_n, D y_n) - D f(x_n, y_n)| / norm; unit x_n (one channel), y_n; float64."""
+    """max_n |f(D x_n, D y_n) - D f(x_n, y_n)| / norm; unit x_n (one channel), y_n; float64.
+
+    Rotations, then x, then y from np.random.default_rng(seed); the defects are
+    tdn_theory.testing.equivariance.equivariance_defects (the sampling code of assert_equivariant),
+    divided here by the fixed ``norm`` (||T||_F) rather than by each output's norm.
+    """
     rng = np.random.default_rng(seed)
-    D = torch.from_numpy(so3.block_wigner_D(L, so3.random_rotations(n, rng)))  # (n, d, d)
+    Rs = so3.random_rotations(n, rng)
     d = so3.dim(L)
-    x = rng.standard_normal((n, 1, d))
-    y = rng.standard_normal((n, d))
-    x /= np.linalg.norm(x, axis=2, keepdims=True)
-    y /= np.linalg.norm(y, axis=1, keepdims=True)
-    x, y = torch.from_numpy(x), torch.from_numpy(y)
-    with torch.no_grad():
-        out = forward(x, y)  # (n, 1, d)
-        rotated = forward(x @ D.transpose(1, 2), (D @ y[..., None])[..., 0])
-        defect = rotated - out @ D.transpose(1, 2)
-    return float(defect.flatten(1).norm(dim=1).max()) / norm
+    x, y = unit_inputs(rng, (n, 1, d)), unit_inputs(rng, (n, d))
+    defect, _ = equivariance_defects(forward, L, Rs, (x, y), dtype=torch.float64)
+    return float(defect.max()) / norm
 
 
 def _e3nn_forward(L: int, channels: int, dtype: torch.dtype):

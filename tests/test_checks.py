@@ -18,16 +18,16 @@ from tdn_theory.cp import FitKey, compress_exact, error_lower_bound, fit_cp, sph
 from tdn_theory.cp.quadrature import required_degree
 from tdn_theory.models.train import TrainSettings
 from tdn_theory.nn import irreps
+from tdn_theory.testing.references import equivariant_space_dimension, monte_carlo_mean_square
 from tdn_theory.theory import sample_equivariance_errors, thm31_bound
 from tdn_theory.theory.equivariance import (
     haar_mean_square,
     invariant_path_basis,
     mode_tail_energies,
-    monte_carlo_mean_square,
     worst_case_equivariance_error,
 )
 from tdn_theory.theory.rank_lower import koszul_young_bound
-from tdn_theory.theory.universality import equivariant_map, equivariant_space_dimension
+from tdn_theory.theory.universality import equivariant_map
 
 #: the one message style: "[who: ]name must be an integer >= minimum; got value ..."
 STYLE = re.compile(r"^(\w+: )?\w[\w ]* must be an integer >= \d+; got .+$")

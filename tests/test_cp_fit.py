@@ -160,7 +160,9 @@ def test_levenberg_marquardt_converges_from_a_perturbed_start(dense):
     assert res.relative_error <= 1e-12
     assert relative_error(T, cp_to_tensor(res.A, res.B, res.C)) <= 1e-12
     # the error never increases along the trace
-    assert all(b <= a * (1 + 1e-12) for a, b in zip(res.trace, res.trace[1:], strict=False))
+    trace = res.history[0]["trace"]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(trace, trace[1:], strict=False))
+    assert isinstance(res, CPFit) and res.history[0]["stage"] == "polish"
 
 
 def test_balance_keeps_the_tensor():

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tdn_theory import so3
 from tdn_theory.nn import CGTensorProduct, EdgeFrameTensorProduct
 from tdn_theory.nn.edge_frame import edge_frame_rotation
+from tdn_theory.testing import assert_equivariant
 from tdn_theory.testing.strategies import rotations
 
 F64 = torch.float64
@@ -123,11 +124,10 @@ def test_equivariance_under_rotations(R, seed, L):
         [torch.tensor(SPECIAL_EDGES[:4], dtype=F64), torch.randn(4, 3, generator=gen, dtype=F64)]
     )
     x = torch.randn(len(e), 3, layer.d, generator=gen, dtype=F64)
-    D = torch.from_numpy(so3.block_wigner_D(L, R))
-    Rt = torch.from_numpy(R)
-    rotated = layer(x @ D.T, e @ Rt.T)
-    want = layer(x, e) @ D.T
-    assert float((rotated - want).abs().max()) < 1e-12 * max(1.0, float(want.abs().max()))
+    assert_equivariant(
+        layer, L, inputs=(x.numpy(), e.numpy()), kinds=("feature", "vector"),
+        rotations=np.repeat(R[None], len(e), axis=0), adversarial=False, dtype=F64, rtol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("L", [1, 3])

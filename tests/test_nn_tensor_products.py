@@ -22,6 +22,7 @@ from tdn_theory.nn import (
     irreps,
     to_e3nn_layout,
 )
+from tdn_theory.testing import assert_equivariant
 from tdn_theory.testing.strategies import rotations
 from tdn_theory.theory.universality import constructive_cp
 
@@ -151,12 +152,12 @@ def test_low_rank_layer_is_not_equivariant(float64_default):
 
 @given(R=rotations(), seed=st.integers(0, 999), L=st.integers(1, 3))
 def test_exact_layer_commutes_with_rotations(R, seed, L):
-    D = torch.from_numpy(so3.block_wigner_D(L, R))
     cp = CPTensorProduct(*constructive_factors(so3.cg_tensor(L)))
     x, y, w = inputs(L, 3, (2,), seed=seed)
-    rotated_first = cp(x @ D.T, y @ D.T, w)
-    rotated_after = cp(x, y, w) @ D.T
-    torch.testing.assert_close(rotated_first, rotated_after, rtol=0, atol=1e-10)
+    assert_equivariant(
+        cp, L, inputs=(x.numpy(), y.numpy(), w.numpy()), kinds=("feature", "feature", "invariant"),
+        rotations=np.stack([R, R]), adversarial=False, dtype=torch.float64,
+    )
 
 
 @pytest.mark.parametrize("layer_kind", ["cp", "cg"])

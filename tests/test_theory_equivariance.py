@@ -17,7 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tdn_theory.cp import cp_to_tensor, fit_cp
-from tdn_theory.so3 import block_wigner_D, cg_tensor, random_rotations
+from tdn_theory.so3 import cg_tensor, random_rotations
+from tdn_theory.testing import assert_equivariant
+from tdn_theory.testing.references import monte_carlo_mean_square
 from tdn_theory.testing.strategies import rotations
 from tdn_theory.theory.equivariance import (
     FitCheck,
@@ -28,7 +30,6 @@ from tdn_theory.theory.equivariance import (
     haar_mean_square,
     hosvd_cp,
     invariant_path_basis,
-    monte_carlo_mean_square,
     project_invariant,
     sample_equivariance_errors,
     thm31_bound,
@@ -222,14 +223,14 @@ def test_invariant_basis_is_orthonormal_and_invariant():
     basis = invariant_path_basis(L)
     assert len(basis) == 15
     d = 9
-    R = random_rotations(1, 11)[0]
-    D = block_wigner_D(L, R)
     for _, (s3, s1, s2), U in basis:
         assert np.linalg.norm(U) == pytest.approx(1.0, rel=1e-14)
         embedded = np.zeros((d, d, d))
         embedded[s3, s1, s2] = U
-        rotated = np.einsum("ak,aij,ib,jc->kbc", D, embedded, D, D)
-        np.testing.assert_allclose(rotated, embedded, atol=1e-13)
+        assert_equivariant(
+            lambda x, y, T=embedded: np.einsum("kij,ni,nj->nk", T, x, y),
+            L, n_samples=4, seed=11, adversarial=False, rtol=1e-12,
+        )  # fmt: skip
 
 
 @pytest.mark.parametrize("L, rank", [(1, 2), (2, 4), (3, 30)])

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from tdn_theory.cp import cp_to_tensor
 from tdn_theory.cp.quadrature import required_degree, sphere_cp, sphere_rule
 from tdn_theory.so3 import cg_tensor, paths
+from tdn_theory.testing.references import equivariant_space_dimension
 from tdn_theory.testing.strategies import rotations
 from tdn_theory.theory.equivariance import (
     equivariance_error,
@@ -19,7 +20,6 @@ from tdn_theory.theory.equivariance import (
 from tdn_theory.theory.universality import (
     constructive_cp,
     equivariant_map,
-    equivariant_space_dimension,
     path_coefficients,
     random_equivariant_map,
     rank_scan,

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from tdn_theory.cp import fit_cp
 from tdn_theory.so3 import block_wigner_D, cg_tensor, degree_of_index
+from tdn_theory.testing.references import shared_weight_product_naive
 from tdn_theory.testing.strategies import rotations
 from tdn_theory.theory.weight_sharing import (
     shared_weight_product,
-    shared_weight_product_naive,
     weight_sharing_bound,
     weight_sharing_equivariance_error,
 )

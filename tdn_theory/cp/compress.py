@@ -109,12 +109,13 @@ def _drop_attempt(
     res = levenberg_marquardt(
         T, *factors, max_iter=lm_iter, time_budget=max(budget - (time.perf_counter() - start), 1e-3),
         target_error=min(tol, 1e-14) / 10, dense=True if unknowns <= dense_limit else None,
+        normalize=False,
     )  # fmt: skip
     polished = [res.A, res.B, res.C]
     err_lm = relative_error(T, cp_to_tensor(*polished))
     if err_lm < err:
-        return polished, err_lm, method + "+lm", res.reason
-    return factors, err, method, res.reason
+        return polished, err_lm, method + "+lm", res.history[0]["reason"]
+    return factors, err, method, res.history[0]["reason"]
 
 
 def unfolding_rank_floor(T: np.ndarray, rtol: float = 1e-10) -> int:

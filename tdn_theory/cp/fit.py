@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,6 +38,7 @@ from tensorly.decomposition import parafac
 
 from tdn_theory._checks import check_int
 
+from .fit_result import CPFit
 from .polish import DENSE_LIMIT, levenberg_marquardt
 from .tensor_ops import check_rank, check_target, cp_to_tensor, relative_error, unfold
 
@@ -52,41 +52,6 @@ SINGULAR_RIDGE = 1e-10  # ridge used to repeat a stage whose normal matrix was s
 RIDGE_STAGE_FRACTION = 0.1  # share of max_iter spent in each ridged stage (the rest: ridge 0)
 
 ProgressCallback = Callable[[str, int, int, float], None]
-
-
-@dataclass
-class CPFit:
-    """A CP approximation T ≈ einsum("kr,ir,jr->kij", A, B, C) with the weights folded in.
-
-    A : (d3, R) output factor; B : (d1, R) input-1 factor; C : (d2, R) input-2 factor.
-    relative_error : ||T - T_hat||_F / ||T||_F of the returned factors.
-    history : one dict per ALS restart (init, seed, iterations, relative error, seconds) and
-        one per polish (stage "polish", start, iterations, error before/after, reason).
-    seed : the seed the fit was made with (None when the factors came from elsewhere).
-    seconds : wall time of the whole fit.
-    """
-
-    A: np.ndarray
-    B: np.ndarray
-    C: np.ndarray
-    relative_error: float
-    history: list[dict[str, Any]] = field(default_factory=list)
-    seed: int | None = None
-    seconds: float = 0.0
-
-    @property
-    def rank(self) -> int:
-        """The number of rank-one terms R (columns of A, B, C)."""
-        return int(self.A.shape[1])
-
-    @property
-    def factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(A, B, C)."""
-        return self.A, self.B, self.C
-
-    def to_tensor(self) -> np.ndarray:
-        """The approximation T_hat[k, i, j] = sum_r A[k, r] B[i, r] C[j, r], shape (d3, d1, d2)."""
-        return cp_to_tensor(self.A, self.B, self.C)
 
 
 def _hosvd_start(T: np.ndarray, rank: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -394,17 +359,23 @@ def fit_cp(
                     _progress("polish", i, polish_iter, float(e))
 
             res = levenberg_marquardt(
-                Tn, *factors, max_iter=polish_iter, time_budget=remaining, callback=callback
+                Tn,
+                *factors,
+                max_iter=polish_iter,
+                time_budget=remaining,
+                callback=callback,
+                normalize=False,
             )
+            lm = res.history[0]
             err = relative_error(Tn, cp_to_tensor(res.A, res.B, res.C))
             history.append(
                 {
                     "stage": "polish",
                     "start": order,
-                    "iterations": int(res.iterations),
+                    "iterations": int(lm["iterations"]),
                     "relative_error_before": float(err0),
                     "relative_error": float(err),
-                    "reason": res.reason,
+                    "reason": lm["reason"],
                     "seconds": res.seconds,
                 }
             )

@@ -25,28 +25,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg
 
-__all__ = ["PolishResult", "levenberg_marquardt", "balance_factors"]
+from .fit_result import CPFit
+
+__all__ = ["levenberg_marquardt", "balance_factors"]
 
 DENSE_LIMIT = 1000  # use a dense Cholesky solve when (d1 + d2 + d3) * R <= this
-
-
-@dataclass
-class PolishResult:
-    """Outcome of levenberg_marquardt: factors, relative error trace and stopping reason."""
-
-    A: np.ndarray
-    B: np.ndarray
-    C: np.ndarray
-    relative_error: float
-    iterations: int
-    seconds: float
-    reason: str
-    trace: list[float] = field(default_factory=list)
 
 
 def balance_factors(A: np.ndarray, B: np.ndarray, C: np.ndarray):
@@ -192,7 +179,8 @@ def levenberg_marquardt(
     dense: bool | None = None,
     cg_max_iter: int = 60,
     callback: Callable[[int, float], None] | None = None,
-) -> PolishResult:
+    normalize: bool = True,
+) -> CPFit:
     """Levenberg–Marquardt on all factors of a CP approximation of the 3-way tensor T.
 
     Starts from (A, B, C), returns the best factors seen (the error never increases). Stops
@@ -201,9 +189,19 @@ def levenberg_marquardt(
     (1 - stall_rtol) over the last `stall_iters` iterations. `dense=None` chooses the dense
     solver when (d1 + d2 + d3) R <= DENSE_LIMIT. `callback(iteration, relative_error)` is
     called after each iteration.
+
+    With ``normalize`` (default) it works on T / ||T||_F from A / ||T||_F (the same CP scaled
+    alike; relative errors are unchanged) and scales A back; ``normalize=False`` for callers
+    that already work at unit norm. Returns a ``CPFit`` (seed None) whose ``relative_error`` is
+    the objective's, ``seconds`` the polish time and ``history`` one entry {"stage": "polish",
+    "iterations", "reason", "trace" (relative error per iteration, never increasing)}.
     """
     start = time.perf_counter()
     T = np.asarray(T, dtype=np.float64)
+    norm = float(np.linalg.norm(T)) if normalize else 1.0
+    if normalize and norm > 0:
+        T = T / norm
+        A = np.asarray(A, dtype=np.float64) / norm
     problem = _CPLeastSquares(T)
     U = [np.array(F, dtype=np.float64, copy=True) for F in balance_factors(A, B, C)]
     n_unknowns = sum(F.size for F in U)
@@ -276,13 +274,14 @@ def levenberg_marquardt(
             reason = "stalled"
             break
     A_out, B_out, C_out = U
-    return PolishResult(
+    if normalize and norm > 0:
+        A_out = A_out * norm
+    history = [{"stage": "polish", "iterations": it, "reason": reason, "trace": trace}]
+    return CPFit(
         A=A_out,
         B=B_out,
         C=C_out,
         relative_error=float(rel),
-        iterations=it,
+        history=history,
         seconds=time.perf_counter() - start,
-        reason=reason,
-        trace=trace,
     )

@@ -1,5 +1,11 @@
-"""Hypothesis strategies for users' and our own property tests (see :mod:`.strategies`)."""
+"""Testing helpers for users' and our own tests.
 
-from . import strategies
+``assert_equivariant`` (:mod:`.equivariance`): one equivariance checker for any callable;
+:mod:`.strategies`: Hypothesis strategies; :mod:`.references`: slow definition-level reference
+implementations that the tests compare the fast ones with.
+"""
 
-__all__ = ["strategies"]
+from . import references, strategies
+from .equivariance import EquivarianceResult, assert_equivariant
+
+__all__ = ["EquivarianceResult", "assert_equivariant", "references", "strategies"]

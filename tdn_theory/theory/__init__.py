@@ -1,7 +1,8 @@
 """The paper's statements as executable checks: equivariance bounds, universality, weight sharing.
 
-Modules: ``equivariance`` (errors, Thm 3.1 / a-posteriori bounds, exact Haar average, adversarial
-search, ``check_fit``), ``universality`` (Thm 3.2's constructive exact CP, random equivariant maps,
+Modules: ``measurements`` (equivariance errors: sampled, exact Haar average, adversarial search),
+``bounds`` (Thm 3.1 / a-posteriori bounds), ``equivariance`` (the one-call report ``check_fit``;
+it re-exports the two former ones), ``universality`` (Thm 3.2's constructive exact CP, random equivariant maps,
 rank study), ``weight_sharing`` (path-weight sharing with one W for all paths), ``rank_lower``
 (certified lower bounds on the CP rank: flattening ranks and Koszul–Young flattenings, counted from
 singular values with a stated tolerance and a rounding certificate), ``rank_upper`` (demonstrated
@@ -10,16 +11,17 @@ the atlas is ``experiments/rank_atlas.py``, proofs in ``proofs/rank_bounds.md``)
 ``network`` (how tensor-product errors propagate through a message-passing network: ``network_bound``).
 """
 
-from tdn_theory.theory.equivariance import (
-    FitCheck,
+from tdn_theory.theory.bounds import (
     aposteriori_bound,
-    check_fit,
-    equivariance_error,
-    haar_mean_square,
     hosvd_cp,
-    sample_equivariance_errors,
     thm31_bound,
     thm31_equivariance_bound,
+)
+from tdn_theory.theory.equivariance import FitCheck, check_fit
+from tdn_theory.theory.measurements import (
+    equivariance_error,
+    haar_mean_square,
+    sample_equivariance_errors,
     worst_case_equivariance_error,
 )
 from tdn_theory.theory.network import network_bound, tensor_product_constants

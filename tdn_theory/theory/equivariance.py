@@ -19,7 +19,9 @@ The group acts on tensors by
 then ``M_hat(Dx, Dy) - D M_hat(x, y) = D (rho(R) T_hat - T_hat)(x, y)``, so
 ``eps(R, x, y) = ||(rho(R) T_hat - T_hat)(x, y)||`` and T is equivariant iff rho(R) T = T.
 
-Bounds implemented here (proofs in proofs/equivariance_bound.md):
+Measurements live in ``tdn_theory.theory.measurements`` and bounds in ``tdn_theory.theory.bounds``
+(proofs in proofs/equivariance_bound.md); this module holds the one-call report ``check_fit`` /
+``FitCheck`` and re-exports the rest under their former names:
 
 * ``aposteriori_bound``: for E = T_hat - T with T exactly equivariant,
   eps <= 2 ||E_(1)||_2 ||x|| ||y|| <= 2 ||E||_F ||x|| ||y|| (E_(1) the d x d^2 output unfolding).
@@ -36,32 +38,38 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.spatial.transform import Rotation
 
-from tdn_theory._checks import check_degree, check_int
-from tdn_theory.cp.lower_bound import absolute_lower_bound, unfolding_singular_values
+from tdn_theory.cp.lower_bound import absolute_lower_bound
 from tdn_theory.cp.tensor_ops import (
-    Factors,
     as_factors,
     bilinear,
     cube_degree,
     degree_of,
     is_dense,
     to_dense,
-    unfold,
 )
 from tdn_theory.so3 import (
-    block_wigner_D,
     degree_from_dim,
-    degree_slices,
-    paths,
-    random_rotations,
-    unit_block,
+)
+from tdn_theory.theory.bounds import (
+    aposteriori_bound,
+    hosvd_cp,
+    mode_tail_energies,
+    thm31_bound,
+    thm31_equivariance_bound,
+    thm31_truncation_rank,
+)
+from tdn_theory.theory.measurements import (
+    equivariance_defect_tensor,
+    equivariance_error,
+    haar_mean_square,
+    invariant_path_basis,
+    project_invariant,
+    sample_equivariance_errors,
+    worst_case_equivariance_error,
 )
 
 __all__ = [
@@ -69,17 +77,16 @@ __all__ = [
     "as_factors",
     "bilinear",
     "check_fit",
-    "FitCheck",
     "degree_from_dim",
     "degree_of",
     "equivariance_defect_tensor",
     "equivariance_error",
+    "FitCheck",
     "haar_mean_square",
     "hosvd_cp",
     "invariant_path_basis",
     "is_dense",
     "mode_tail_energies",
-    "monte_carlo_mean_square",
     "project_invariant",
     "sample_equivariance_errors",
     "thm31_bound",
@@ -88,346 +95,6 @@ __all__ = [
     "to_dense",
     "worst_case_equivariance_error",
 ]
-
-def _rotation_matrix(R: np.ndarray) -> np.ndarray:
-    R = np.asarray(R, dtype=np.float64)
-    if R.shape[-2:] != (3, 3):
-        raise ValueError(f"rotation must have shape (3, 3) or (..., 3, 3), got {R.shape}")
-    return R
-
-
-# --------------------------------------------------------------------------------------------
-# equivariance error
-# --------------------------------------------------------------------------------------------
-
-
-def equivariance_error(factors: Any, R: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
-    """eps(R, x, y) = ||M_hat(D x, D y) - D M_hat(x, y)||_2 with D = block_wigner_D(L, R).
-
-    ``factors``: (A, B, C), an object with .A .B .C (e.g. ``tdn_theory.cp.CPFit``), or a dense
-    (d, d, d) tensor indexed [k, i, j]. L is read from d = (L+1)^2. x, y: vectors of length d
-    (not normalised here; the error is bilinear in x, y).
-    """
-    L = degree_of(factors)
-    d = (L + 1) ** 2
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if x.shape != (d,) or y.shape != (d,):
-        raise ValueError(f"x and y must have shape ({d},) for L={L}, got {x.shape} and {y.shape}")
-    D = block_wigner_D(L, _rotation_matrix(R))
-    if D.shape != (d, d):
-        raise ValueError(f"R must be a single (3, 3) rotation, got shape {np.shape(R)}")
-    lhs = bilinear(factors, D @ x, D @ y)
-    rhs = D @ bilinear(factors, x, y)
-    return float(np.linalg.norm(lhs - rhs))
-
-
-def _random_unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
-    v = rng.standard_normal((n, d))
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-def sample_equivariance_errors(
-    factors: Any, n_rotations: int, seed: int | np.random.Generator
-) -> np.ndarray:
-    """eps(R_n, x_n, y_n), n = 1..N: Haar rotations R_n; x_n, y_n uniform on the unit sphere of R^d.
-
-    All draws come from ``np.random.default_rng(seed)`` (rotations first, then x, then y). Returns
-    an array of shape (N,). For uniform unit x, y,
-    E[eps^2 | R] = ||rho(R) T_hat - T_hat||_F^2 / d^2, so E[eps^2] = haar_mean_square(T_hat) / d^2.
-    """
-    n = check_int(n_rotations, "n_rotations", minimum=1)
-    L = degree_of(factors)
-    d = (L + 1) ** 2
-    rng = np.random.default_rng(seed)
-    Rs = random_rotations(n, rng)
-    X = _random_unit(rng, n, d)
-    Y = _random_unit(rng, n, d)
-    D = block_wigner_D(L, Rs)  # (n, d, d)
-    DX = np.einsum("nab,nb->na", D, X)
-    DY = np.einsum("nab,nb->na", D, Y)
-    lhs = bilinear(factors, DX, DY)
-    rhs = np.einsum("nab,nb->na", D, bilinear(factors, X, Y))
-    return np.linalg.norm(lhs - rhs, axis=1)
-
-
-def equivariance_defect_tensor(factors: Any, R: np.ndarray) -> np.ndarray:
-    """rho(R) T_hat - T_hat, rho(R) T = D^T T (D, D) in [k, i, j] order, D = block_wigner_D(L, R).
-
-    M_hat(Dx, Dy) - D M_hat(x, y) = D (rho(R) T_hat - T_hat)(x, y), so this tensor carries the whole
-    equivariance defect at R (its Frobenius norm squared is d^2 E_{x,y}[eps^2]).
-    """
-    L = degree_of(factors)
-    D = block_wigner_D(L, _rotation_matrix(R))
-    if is_dense(factors):
-        T = np.asarray(factors, dtype=np.float64)
-        return np.einsum("ak,aij,ib,jc->kbc", D, T, D, D, optimize=True) - T
-    A, B, C = as_factors(factors)
-    return np.einsum("kr,ir,jr->kij", D.T @ A, D.T @ B, D.T @ C) - np.einsum(
-        "kr,ir,jr->kij", A, B, C
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# invariant subspace and the Haar average
-# --------------------------------------------------------------------------------------------
-
-
-Path = tuple[int, int, int]
-PathBlock = tuple[Path, tuple[slice, slice, slice], np.ndarray]
-
-
-@lru_cache(maxsize=16)
-def _invariant_basis_cached(L: int) -> tuple[PathBlock, ...]:
-    sl = degree_slices(L)
-    out = []
-    for l1, l2, l3 in paths(L, parity="all"):
-        blk = np.array(unit_block(l1, l2, l3), dtype=np.float64)
-        blk.setflags(write=False)
-        out.append(((l1, l2, l3), (sl[l3], sl[l1], sl[l2]), blk))
-    return tuple(out)
-
-
-def invariant_path_basis(L: int) -> list[PathBlock]:
-    """Orthonormal basis of the rho-invariant (equivariant) tensors on degrees 0..L.
-
-    One entry per admissible path (l1, l2, l3): (path, (slice_l3, slice_l1, slice_l2), U) with U the
-    unit-Frobenius CG block indexed [m3, m1, m2] (read-only). The embedded blocks occupy disjoint
-    index sets, so they are orthonormal; that they span all invariants is Schur's lemma (l1 x l2
-    contains l3 at most once), checked numerically in tests/test_theory_universality.py.
-    """
-    return list(_invariant_basis_cached(check_degree(L)))
-
-
-def project_invariant(T_hat: Any, L: int | None = None) -> np.ndarray:
-    """P T_hat: the orthogonal (Frobenius) projection onto span of the invariant path tensors."""
-    T = to_dense(T_hat)
-    L = cube_degree(T) if L is None else L
-    if T.shape != ((L + 1) ** 2,) * 3:
-        raise ValueError(f"tensor shape {T.shape} does not match L={L} (d={(L + 1) ** 2})")
-    out = np.zeros_like(T)
-    for _, (s3, s1, s2), U in invariant_path_basis(L):
-        out[s3, s1, s2] = np.sum(U * T[s3, s1, s2]) * U
-    return out
-
-
-def haar_mean_square(T_hat: Any, L: int | None = None) -> float:
-    """Exact Haar average E_R ||rho(R) T_hat - T_hat||_F^2 = 2 ||(I - P) T_hat||_F^2.
-
-    ``T_hat``: dense (d, d, d) tensor [k, i, j] or CP factors. For unit x, y drawn uniformly,
-    E_{R,x,y}[eps^2] = haar_mean_square / d^2. If T_hat = T + E with T equivariant, (I - P) T_hat =
-    (I - P) E, so the value is <= 2 ||E||_F^2.
-    """
-    T = to_dense(T_hat)
-    L = cube_degree(T) if L is None else L
-    if T.shape != ((L + 1) ** 2,) * 3:
-        raise ValueError(f"tensor shape {T.shape} does not match L={L} (d={(L + 1) ** 2})")
-    residual = T - project_invariant(T, L)  # no cancellation: exact zero for equivariant T
-    return 2.0 * float(np.sum(residual * residual))
-
-
-def monte_carlo_mean_square(
-    T_hat: Any, n_rotations: int, seed: int | np.random.Generator
-) -> tuple[float, np.ndarray]:
-    """Monte-Carlo estimate of E_R ||rho(R) T_hat - T_hat||_F^2 over seeded Haar rotations.
-
-    Returns (mean, samples). Each sample lies in [0, 4 ||(I - P) T_hat||_F^2] (since
-    rho(R) P T_hat = P T_hat), which gives the Hoeffding tolerance used in the tests.
-    """
-    n_rotations = check_int(n_rotations, "n_rotations", minimum=1)
-    T = to_dense(T_hat)
-    L = cube_degree(T)
-    D = block_wigner_D(L, random_rotations(int(n_rotations), np.random.default_rng(seed)))
-    samples = np.empty(int(n_rotations))
-    for n in range(int(n_rotations)):
-        Dn = D[n]
-        rot = np.einsum("ak,aij->kij", Dn, T)
-        rot = np.einsum("kij,ib->kbj", rot, Dn)
-        rot = np.einsum("kbj,jc->kbc", rot, Dn)
-        samples[n] = np.sum((rot - T) ** 2)
-    return float(samples.mean()), samples
-
-
-# --------------------------------------------------------------------------------------------
-# bounds
-# --------------------------------------------------------------------------------------------
-
-
-def aposteriori_bound(T: np.ndarray, T_hat: Any) -> dict[str, float]:
-    """A-posteriori bounds on eps per unit inputs, for T exactly equivariant and E = T_hat - T.
-
-    Returns {"spectral": 2 ||E_(1)||_2, "frobenius": 2 ||E||_F,
-    "projected_spectral": 2 ||((I - P) E)_(1)||_2}: E_(1) the output-mode unfolding (d3 x d1 d2,
-    rows k, columns (i, j)), P the projection onto the invariant path tensors. For all R, x, y,
-
-        eps(R, x, y) <= spectral ||x|| ||y|| <= frobenius ||x|| ||y||,
-        eps(R, x, y) <= projected_spectral ||x|| ||y||.
-
-    The projected form uses that the invariant part P E cancels in rho(R) E - E; as
-    (I - P) E = (I - P) T_hat it needs T_hat only. It is usually the smallest of the three, but
-    it is not ordered with "spectral" in general ((I - P) contracts the Frobenius norm, not the
-    spectral norm of the unfolding).
-    """
-    T = np.asarray(T, dtype=np.float64)
-    L = cube_degree(T)
-    T_hat = to_dense(T_hat)
-    if T_hat.shape != T.shape:
-        raise ValueError(
-            f"T_hat has shape {T_hat.shape} but T has shape {T.shape}; they must match"
-        )
-    E = T_hat - T
-    E1 = E.reshape(E.shape[0], -1)
-    Q = T_hat - project_invariant(T_hat, L)
-    return {
-        "spectral": 2.0 * float(np.linalg.norm(E1, 2)),
-        "frobenius": 2.0 * float(np.linalg.norm(E)),
-        "projected_spectral": 2.0 * float(np.linalg.norm(Q.reshape(Q.shape[0], -1), 2)),
-    }
-
-
-def mode_tail_energies(T: np.ndarray, r: int) -> np.ndarray:
-    """[sum_{k>r} sigma_k(T_(n))^2 for n = 0, 1, 2], T_(n) the mode-n unfolding."""
-    T = np.asarray(T, dtype=np.float64)
-    if T.ndim != 3:
-        raise ValueError(f"expected a 3-way tensor, got shape {T.shape}")
-    r = check_int(r, "truncation rank")
-    return np.array([float(np.sum(s[r:] ** 2)) for s in unfolding_singular_values(T)])
-
-
-def thm31_truncation_rank(rank: int) -> int:
-    """R_T = floor(R^(1/3)) computed in integers (no floating-point cube-root error)."""
-    rank = check_int(rank, "rank", minimum=1)
-    r = int(round(rank ** (1.0 / 3.0)))
-    while r**3 > rank:
-        r -= 1
-    while (r + 1) ** 3 <= rank:
-        r += 1
-    return r
-
-
-def thm31_bound(T: np.ndarray, rank: int) -> float:
-    """The paper's Theorem 3.1, a-priori HOSVD form: the ABSOLUTE Frobenius bound
-
-        B_3.1(T, R) = sqrt( sum_{n=1..3} sum_{k > R_T} sigma_k(T_(n))^2 ),   R_T = floor(R^(1/3)),
-
-    on ||T - T_R||_F where T_R is the HOSVD truncation of T to multilinear rank (R_T, R_T, R_T),
-    which is a CP tensor of rank R_T^3 <= R (``hosvd_cp``). It does NOT bound an arbitrary fit;
-    it shows that some rank-R CP tensor is this close. The paper's equivariance bound is then
-    eps <= 2 B_3.1(T, R) ||x|| ||y|| for that T_R (``thm31_equivariance_bound``). The bound is
-    vacuous when B_3.1 >= ||T||_F (the zero tensor already achieves error ||T||_F).
-    """
-    return float(np.sqrt(np.sum(mode_tail_energies(T, thm31_truncation_rank(rank)))))
-
-
-def thm31_equivariance_bound(T: np.ndarray, rank: int) -> float:
-    """2 * thm31_bound(T, rank): Thm 3.1's bound on eps per unit inputs for the HOSVD truncation."""
-    return 2.0 * thm31_bound(T, rank)
-
-
-def hosvd_cp(T: np.ndarray, rank: int) -> Factors:
-    """CP factors (A, B, C) of the HOSVD truncation of T to multilinear rank R_T = floor(R^(1/3)).
-
-    With U_n the leading R_T left singular vectors of T_(n) and core G = T x_1 U_1^T x_2 U_2^T x_3
-    U_3^T, T_R = sum_{a,b,c} G[a,b,c] U_1[:,a] o U_2[:,b] o U_3[:,c]: one CP term per core entry,
-    rank r_1 r_2 r_3 <= R_T^3 <= R with r_n = min(R_T, d_n), and
-    ||T - T_R||_F <= thm31_bound(T, R) (proofs/equivariance_bound.md).
-    """
-    T = np.asarray(T, dtype=np.float64)
-    if T.ndim != 3:
-        raise ValueError(f"expected a 3-way tensor, got shape {T.shape}")
-    r_t = thm31_truncation_rank(rank)
-    Us = []
-    for n in range(3):
-        U, _, _ = np.linalg.svd(unfold(T, n), full_matrices=False)
-        Us.append(U[:, : min(r_t, T.shape[n])])
-    G = np.einsum("kij,ka,ib,jc->abc", T, Us[0], Us[1], Us[2], optimize=True)
-    a, b, c = (i.ravel() for i in np.meshgrid(*(np.arange(n) for n in G.shape), indexing="ij"))
-    A = Us[0][:, a] * G[a, b, c][None, :]
-    B = Us[1][:, b]
-    C = Us[2][:, c]
-    return A, B, C
-
-
-# --------------------------------------------------------------------------------------------
-# adversarial search
-# --------------------------------------------------------------------------------------------
-
-
-def _rank1_power(
-    E: np.ndarray, x: np.ndarray, y: np.ndarray, iters: int = 200, tol: float = 1e-13
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """Alternating (higher-order power) maximisation of ||E(x, y)|| over unit x, y; monotone."""
-    val = float(np.linalg.norm(np.einsum("kij,i,j->k", E, x, y)))
-    for _ in range(iters):
-        z = np.einsum("kij,i,j->k", E, x, y)
-        nz = np.linalg.norm(z)
-        if nz == 0.0:
-            return 0.0, x, y
-        z /= nz
-        x_new = np.einsum("kij,k,j->i", E, z, y)
-        nx = np.linalg.norm(x_new)
-        if nx == 0.0:
-            return val, x, y
-        x = x_new / nx
-        y_new = np.einsum("kij,k,i->j", E, z, x)
-        ny = np.linalg.norm(y_new)
-        if ny == 0.0:
-            return val, x, y
-        y = y_new / ny
-        new_val = float(np.linalg.norm(np.einsum("kij,i,j->k", E, x, y)))
-        if new_val - val <= tol * max(new_val, 1.0):
-            val = max(val, new_val)
-            break
-        val = new_val
-    return val, x, y
-
-
-def worst_case_equivariance_error(
-    factors: Any,
-    *,
-    starts: int = 8,
-    seed: int | np.random.Generator = 0,
-    rounds: int = 6,
-) -> dict[str, Any]:
-    """Adversarial search for max eps(R, x, y) over rotations R and unit x, y.
-
-    From ``starts`` seeded starts (Haar rotation, uniform unit x, y), alternate ``rounds`` times:
-    (a) at fixed R, a higher-order power iteration maximises ||(rho(R) T_hat - T_hat)(x, y)|| over
-    unit x, y; (b) at fixed x, y, L-BFGS-B over a rotation vector w (R <- R expm([w]_x)) maximises
-    eps. Both steps never decrease eps. Returns {"value", "rotation" (3x3), "x", "y"} for the
-    largest eps found; value is a lower bound on the true maximum, and value <= 2 ||E_(1)||_2.
-    """
-    starts = check_int(starts, "starts", minimum=1)
-    T_hat = to_dense(factors)
-    L = cube_degree(T_hat)
-    d = (L + 1) ** 2
-    rng = np.random.default_rng(seed)
-    best: dict[str, Any] = {"value": -1.0}
-
-    def eps_at(Rm: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
-        D = block_wigner_D(L, Rm)
-        return float(np.linalg.norm(bilinear(T_hat, D @ x, D @ y) - D @ bilinear(T_hat, x, y)))
-
-    for _ in range(int(starts)):
-        Rm = random_rotations(1, rng)[0]
-        x, y = _random_unit(rng, 2, d)
-        val = eps_at(Rm, x, y)
-        for _ in range(int(rounds)):
-            E = equivariance_defect_tensor(T_hat, Rm)
-            val_p, x_p, y_p = _rank1_power(E, x, y)
-            if val_p >= val:
-                val, x, y = val_p, x_p, y_p
-
-            def neg(w: np.ndarray, R0: np.ndarray = Rm, x=x, y=y) -> float:
-                return -eps_at(R0 @ Rotation.from_rotvec(w).as_matrix(), x, y)
-
-            res = minimize(neg, np.zeros(3), method="L-BFGS-B", options={"maxiter": 50})
-            if -res.fun > val:
-                val = -float(res.fun)
-                Rm = Rm @ Rotation.from_rotvec(res.x).as_matrix()
-        if val > best["value"]:
-            best = {"value": val, "rotation": Rm.copy(), "x": x.copy(), "y": y.copy()}
-    return best
 
 
 # --------------------------------------------------------------------------------------------

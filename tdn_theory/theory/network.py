@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tdn_theory.so3 import degree_slices
-from tdn_theory.theory.equivariance import degree_from_dim, project_invariant
+from tdn_theory.so3 import degree_from_dim, degree_slices
+from tdn_theory.theory.measurements import project_invariant
 
 __all__ = [
     "SIGMOID_CURVATURE",
@@ -61,7 +61,7 @@ def tensor_product_constants(T: np.ndarray, T_hat: np.ndarray) -> tuple[np.ndarr
     """``(eps_by_degree, S)`` for (d, d, d) tensors indexed [k, i, j], T exactly equivariant.
 
     ``eps_by_degree[l] = min(||E^(l)_(1)||_2, ||Q^(l)_(1)||_2)`` with E = T_hat - T,
-    Q = (I - P) T_hat (P: ``theory.equivariance.project_invariant``) and X^(l) the slice of
+    Q = (I - P) T_hat (P: ``theory.measurements.project_invariant``) and X^(l) the slice of
     input-1 indices of degree l; ``S = ||T_hat_(1)||_2``. Then for all rotations and inputs
     ``|M̂(Da, Db) - D M̂(a, b)| <= 2 sum_l eps_l |a_l| |b|`` and ``|M̂(a, b)| <= S |a| |b|``;
     ``2 max_l eps_l`` is at most the a-posteriori bound ``2 ||E_(1)||_2``.

@@ -79,19 +79,16 @@ def confirm_exact(T: np.ndarray, fit: CPFit, *, max_iter: int = 100) -> CPFit:
     the polished factors is returned.
     """
     T = np.asarray(T, dtype=np.float64)
-    norm = float(np.linalg.norm(T))
-    res = levenberg_marquardt(
-        T / norm, fit.A / norm, fit.B, fit.C, max_iter=int(max_iter), target_error=1e-16
-    )
-    A = res.A * norm
+    res = levenberg_marquardt(T, *fit.factors, max_iter=int(max_iter), target_error=1e-16)
+    A, lm = res.A, res.history[0]
     err = relative_error(T, cp_to_tensor(A, res.B, res.C))
     if err <= fit.relative_error:
         history = list(fit.history) + [
             {
                 "stage": "confirm",
-                "iterations": int(res.iterations),
+                "iterations": int(lm["iterations"]),
                 "relative_error": float(err),
-                "reason": res.reason,
+                "reason": lm["reason"],
             }
         ]
         return CPFit(
@@ -108,18 +105,24 @@ def confirm_exact(T: np.ndarray, fit: CPFit, *, max_iter: int = 100) -> CPFit:
 
 def _lm_from_gaussian(T: np.ndarray, rank: int, seed: int, max_iter: int,
                       time_budget: float | None) -> CPFit:
-    """Levenberg–Marquardt (the engine's polish) from seeded Gaussian factors of T's scale."""
+    """Levenberg–Marquardt (the engine's polish) from seeded Gaussian factors of T's scale.
+
+    The factors are drawn for T / ||T||_F (entries scale (R |T|)^(-1/6)), which is the scale the
+    polish works at; it is called on that tensor with ``normalize=False`` and A scaled back.
+    """
     T = np.asarray(T, dtype=np.float64)
     norm = float(np.linalg.norm(T))
     rng = np.random.default_rng(int(seed))
     scale = (1.0 / np.sqrt(int(rank) * T.size)) ** (1.0 / 3.0)
     F = [rng.standard_normal((n, int(rank))) * scale for n in T.shape]
-    res = levenberg_marquardt(T / norm, *F, max_iter=int(max_iter), time_budget=time_budget)
-    A = res.A * norm
+    res = levenberg_marquardt(
+        T / norm, *F, max_iter=int(max_iter), time_budget=time_budget, normalize=False
+    )
+    A, lm = res.A * norm, res.history[0]
     err = relative_error(T, cp_to_tensor(A, res.B, res.C))
     return CPFit(A=A, B=res.B, C=res.C, relative_error=err, seed=int(seed), seconds=res.seconds,
-                 history=[{"stage": "lm-gaussian", "seed": int(seed), "reason": res.reason,
-                           "iterations": int(res.iterations), "relative_error": float(err)}])
+                 history=[{"stage": "lm-gaussian", "seed": int(seed), "reason": lm["reason"],
+                           "iterations": int(lm["iterations"]), "relative_error": float(err)}])
 
 
 def try_rank(

@@ -6,7 +6,7 @@ T (d, d, d) indexed [k, i, j] = [output, input 1, input 2], M_T(x, y)_k = sum_ij
 * By Schur's lemma the SO(3)-equivariant bilinear maps are exactly
   T = sum_{paths p} alpha_p U_p, U_p the unit CG block of the admissible path p = (l1, l2, l3)
   embedded at [l3, l1, l2] (``equivariant_map``; the dimension count per degree triple is
-  checked by ``equivariant_space_dimension``).
+  checked by ``tdn_theory.testing.references.equivariant_space_dimension``).
 * Theorem 3.2 (constructive): any T (d3, d1, d2) equals A (B^T x ⊙ C^T y) with R = d1 d2,
   B[i, (i', j')] = [i = i'], C[j, (i', j')] = [j = j'], A[k, (i, j)] = T[k, i, j]
   (``constructive_cp``); the reconstruction is exact in floating point (each entry is one
@@ -25,24 +25,21 @@ from typing import Any
 
 import numpy as np
 
-from tdn_theory._checks import check_degree, check_int
+from tdn_theory._checks import check_degree
 from tdn_theory.cp import EXACT_RTOL, cp_to_tensor, fit_cp
 from tdn_theory.cp.tensor_ops import Factors
 from tdn_theory.so3 import (
-    block_wigner_D,
     degree_from_dim,
     degree_slices,
     dim,
     paths,
-    random_rotations,
     unit_block,
 )
-from tdn_theory.theory.equivariance import invariant_path_basis, project_invariant
+from tdn_theory.theory.measurements import invariant_path_basis, project_invariant
 
 __all__ = [
     "constructive_cp",
     "equivariant_map",
-    "equivariant_space_dimension",
     "path_coefficients",
     "random_equivariant_map",
     "rank_scan",
@@ -120,29 +117,6 @@ def path_coefficients(T: np.ndarray) -> tuple[dict[Path, float], float]:
     alphas = {p: float(np.sum(U * T[s3, s1, s2])) for p, (s3, s1, s2), U in invariant_path_basis(L)}
     residual = float(np.linalg.norm(T - project_invariant(T, L)))
     return alphas, residual
-
-
-def equivariant_space_dimension(
-    l1: int, l2: int, l3: int, *, n_rotations: int = 3, seed: int = 0, rtol: float = 1e-9
-) -> int:
-    """Numerical dimension of {X (2l3+1, 2l1+1, 2l2+1) : D^l3(R)^T X (D^l1(R), D^l2(R)) = X}.
-
-    Computed as the null space of the stacked (K(R_n) - I), K(R) = D^l3(R) ⊗ D^l1(R) ⊗ D^l2(R),
-    over ``n_rotations`` seeded Haar rotations (two generic rotations generate a dense subgroup,
-    so the null space is the space of invariants). Schur's lemma predicts 1 when
-    |l1 - l2| <= l3 <= l1 + l2 and 0 otherwise.
-    """
-    l1, l2, l3 = (check_degree(v, name) for v, name in ((l1, "l1"), (l2, "l2"), (l3, "l3")))
-    Lmax = max(l1, l2, l3)
-    sl = degree_slices(Lmax)
-    Ds = block_wigner_D(Lmax, random_rotations(check_int(n_rotations, "n_rotations", minimum=1), seed))
-    n = (2 * l1 + 1) * (2 * l2 + 1) * (2 * l3 + 1)
-    rows = []
-    for D in Ds:
-        K = np.kron(np.kron(D[sl[l3], sl[l3]], D[sl[l1], sl[l1]]), D[sl[l2], sl[l2]])
-        rows.append(K - np.eye(n))
-    s = np.linalg.svd(np.vstack(rows), compute_uv=False)
-    return int(np.sum(s <= rtol * max(1.0, s[0])))
 
 
 def rank_scan(

@@ -27,7 +27,6 @@ from tdn_theory.so3 import block_wigner_D
 
 __all__ = [
     "shared_weight_product",
-    "shared_weight_product_naive",
     "weight_sharing_bound",
     "weight_sharing_equivariance_error",
 ]
@@ -60,16 +59,6 @@ def shared_weight_product(
             np.asarray(T_or_factors, dtype=np.float64), np.asarray(x, dtype=np.float64), Wy
         )
     return bilinear(as_factors(T_or_factors), np.asarray(x, dtype=np.float64), Wy)
-
-
-def shared_weight_product_naive(
-    T_or_factors: Any, W: np.ndarray, x: np.ndarray, y: np.ndarray
-) -> np.ndarray:
-    """The defining double sum z_u = sum_v W[u, v] M(x_u, y_v) (O(U V) products; for checks)."""
-    _check_inputs(T_or_factors, W, x, y)
-    T = to_dense(T_or_factors)
-    pair = np.einsum("kij,ui,vj->uvk", T, x, y)  # M(x_u, y_v)
-    return np.einsum("uv,uvk->uk", W, pair)
 
 
 def weight_sharing_equivariance_error(
