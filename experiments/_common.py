@@ -56,10 +56,21 @@ def output_dir(args: Any) -> Path:
 def git_commit(root: Path = ROOT) -> str | None:
     """The checked-out commit (with "+dirty" when the tree has changes), None outside git."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+dirty" if dirty else "")
@@ -196,7 +207,15 @@ def stored_fit(
 
     options = QUICK_FIT if quick else {}
     fit, meta = best_fit(L, rank, normalization, parity, store=store, command=command, **options)
-    keep = ("method", "seed", "restarts", "time_budget_s", "source", "stored_at",
-            "padded_from_rank", "package_version")  # fmt: skip
+    keep = (
+        "method",
+        "seed",
+        "restarts",
+        "time_budget_s",
+        "source",
+        "stored_at",
+        "padded_from_rank",
+        "package_version",
+    )
     info = {"fit_" + k: meta[k] for k in keep if meta.get(k) is not None}
     return fit, info

@@ -66,19 +66,45 @@ def backends_for(L: int) -> list[dict]:
 
 def settings(quick: bool) -> dict:
     if quick:
-        return {"n_configs": 20, "channels": 4, "layers": 1, "epochs": 2, "batch_size": 4,
-                "lr": 1e-2, "patience": 10, "rotations": 2, "sym_configs": 1, "speed_rounds": 2}  # fmt: skip
-    return {"n_configs": 160, "channels": 16, "layers": 2, "epochs": 25, "batch_size": 8,
-            "lr": 1e-2, "patience": 8, "rotations": 8, "sym_configs": 3, "speed_rounds": 7}  # fmt: skip
+        return {
+            "n_configs": 20,
+            "channels": 4,
+            "layers": 1,
+            "epochs": 2,
+            "batch_size": 4,
+            "lr": 1e-2,
+            "patience": 10,
+            "rotations": 2,
+            "sym_configs": 1,
+            "speed_rounds": 2,
+        }
+    return {
+        "n_configs": 160,
+        "channels": 16,
+        "layers": 2,
+        "epochs": 25,
+        "batch_size": 8,
+        "lr": 1e-2,
+        "patience": 8,
+        "rotations": 8,
+        "sym_configs": 3,
+        "speed_rounds": 7,
+    }
 
 
 def make_model(spec: dict, species: list[str], L: int, s: dict, seed: int, cutoff: float):
     from tdn_theory.models import TDNPotential
 
     return TDNPotential(
-        species, L, s["channels"], s["layers"], cutoff,
-        backend=spec["backend"], rank=spec["rank"], seed=seed,
-    )  # fmt: skip
+        species,
+        L,
+        s["channels"],
+        s["layers"],
+        cutoff,
+        backend=spec["backend"],
+        rank=spec["rank"],
+        seed=seed,
+    )
 
 
 def train_one(spec, species, L, s, seed, cutoff, split):
@@ -98,14 +124,29 @@ def train_one(spec, species, L, s, seed, cutoff, split):
     sym = symmetry_errors(model, test_set[: s["sym_configs"]], rotations=s["rotations"], seed=seed)
     tp_error = getattr(model.tp, "meta", {}).get("relative_error")
     return {
-        "name": spec["name"], "backend": spec["backend"], "rank": spec["rank"], "seed": seed,
+        "name": spec["name"],
+        "backend": spec["backend"],
+        "rank": spec["rank"],
+        "seed": seed,
         "tensor_relative_error": tp_error,
-        **{f"test_{k}": v for k, v in test.items()}, **sym,
-        "epochs_run": len(result.history), "best_epoch": result.best_epoch,
+        **{f"test_{k}": v for k, v in test.items()},
+        **sym,
+        "epochs_run": len(result.history),
+        "best_epoch": result.best_epoch,
         "seconds_per_epoch": result.seconds_per_epoch,
-        "curve": [{k: h[k] for k in ("epoch", "train_loss", "val_energy_mae_mev_per_atom",
-                                     "val_force_mae_mev_per_A")} for h in result.history],
-    }  # fmt: skip
+        "curve": [
+            {
+                k: h[k]
+                for k in (
+                    "epoch",
+                    "train_loss",
+                    "val_energy_mae_mev_per_atom",
+                    "val_force_mae_mev_per_A",
+                )
+            }
+            for h in result.history
+        ],
+    }
 
 
 def speed(specs, species, L, s, cutoff, batch_configs, rounds: int) -> dict[str, dict]:
@@ -141,13 +182,24 @@ def speed(specs, species, L, s, cutoff, batch_configs, rounds: int) -> dict[str,
 def summarize(runs: list[dict], specs: list[dict]) -> list[dict]:
     """Mean and standard deviation over seeds per backend."""
     rows = []
-    keys = ("test_energy_mae_mev_per_atom", "test_force_mae_mev_per_A", "force_equivariance_mean",
-            "force_equivariance_max", "energy_invariance_mev_per_atom", "seconds_per_epoch")  # fmt: skip
+    keys = (
+        "test_energy_mae_mev_per_atom",
+        "test_force_mae_mev_per_A",
+        "force_equivariance_mean",
+        "force_equivariance_max",
+        "energy_invariance_mev_per_atom",
+        "seconds_per_epoch",
+    )
     for spec in specs:
         mine = [r for r in runs if r["name"] == spec["name"]]
-        row = {"name": spec["name"], "label": spec["label"], "backend": spec["backend"],
-               "rank": spec["rank"], "seeds": [r["seed"] for r in mine],
-               "tensor_relative_error": mine[0]["tensor_relative_error"]}  # fmt: skip
+        row = {
+            "name": spec["name"],
+            "label": spec["label"],
+            "backend": spec["backend"],
+            "rank": spec["rank"],
+            "seeds": [r["seed"] for r in mine],
+            "tensor_relative_error": mine[0]["tensor_relative_error"],
+        }
         for k in keys:
             values = np.array([r[k] for r in mine])
             row[k] = float(values.mean())
@@ -195,8 +247,13 @@ def figure(result: dict):
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     cp = [r for r in result["summary"] if r["backend"] == "cp"]
     ranks = [r["rank"] for r in cp]
-    ax1.errorbar(ranks, [r["test_force_mae_mev_per_A"] for r in cp],
-                 yerr=[r["test_force_mae_mev_per_A_std"] or 0 for r in cp], fmt="o-", label="CP (unit)")  # fmt: skip
+    ax1.errorbar(
+        ranks,
+        [r["test_force_mae_mev_per_A"] for r in cp],
+        yerr=[r["test_force_mae_mev_per_A_std"] or 0 for r in cp],
+        fmt="o-",
+        label="CP (unit)",
+    )
     for r, style in zip(
         [r for r in result["summary"] if r["backend"] != "cp"], ("--", ":", "-."), strict=False
     ):
@@ -209,8 +266,11 @@ def figure(result: dict):
     for run in result["runs"]:
         if run["seed"] == result["seeds"][0]:
             curve = run["curve"]
-            ax2.plot([c["epoch"] for c in curve], [c["val_force_mae_mev_per_A"] for c in curve],
-                     label=run["name"])  # fmt: skip
+            ax2.plot(
+                [c["epoch"] for c in curve],
+                [c["val_force_mae_mev_per_A"] for c in curve],
+                label=run["name"],
+            )
     ax2.set_yscale("log")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("validation force MAE (meV/Å)")
@@ -249,9 +309,13 @@ def main(argv: list[str] | None = None) -> int:
                 continue  # the external reference: one run
             record = train_one(spec, species, args.L, s, seed, args.cutoff, split)
             runs.append(record)
-            print(f"{spec['name']:>8} seed {seed}: force MAE {record['test_force_mae_mev_per_A']:.1f} meV/Å, "
-                  f"energy MAE {record['test_energy_mae_mev_per_atom']:.2f} meV/atom, "
-                  f"{record['seconds_per_epoch']:.2f} s/epoch", file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"{spec['name']:>8} seed {seed}: force MAE {record['test_force_mae_mev_per_A']:.1f} meV/Å, "
+                f"energy MAE {record['test_energy_mae_mev_per_atom']:.2f} meV/atom, "
+                f"{record['seconds_per_epoch']:.2f} s/epoch",
+                file=sys.stderr,
+                flush=True,
+            )
     timing = speed(
         specs, species, args.L, s, args.cutoff, split[0][: s["batch_size"]], s["speed_rounds"]
     )
@@ -267,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             "n_val": len(split[1]),
             "n_test": len(split[2]),
             "force_std_eV_per_A": data.force_std(split[2]),
-        },  # fmt: skip
+        },
         "ranks": ranks_for(args.L),
         "runs": runs,
         "summary": summarize(runs, specs),

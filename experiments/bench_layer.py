@@ -569,8 +569,13 @@ def plot(report: dict[str, Any], path: Path) -> None:
                     if (entry := timed(results[str(L)]["methods"][method], mode_key))
                 ]
                 if points:
-                    ax.plot(*zip(*points, strict=True), style, color=colors[method], marker="o",
-                            label=f"{method} ({mode_key})")  # fmt: skip
+                    ax.plot(
+                        *zip(*points, strict=True),
+                        style,
+                        color=colors[method],
+                        marker="o",
+                        label=f"{method} ({mode_key})",
+                    )
 
     plot_forward(axes[0], lambda fwd, L: fwd["median_s"] / results[str(L)]["edges"] * 1e6)
     axes[0].set(xscale="log", yscale="log", xlabel="L", ylabel="forward time per edge [µs]")
@@ -581,8 +586,14 @@ def plot(report: dict[str, Any], path: Path) -> None:
         for phase, style in (("forward", "-"), ("forward_backward", ":")):
             r = ratios[f"{method}/eager/{phase}"]
             if r and method != "e3nn_uvu":
-                axes[1].plot([int(L) for L in r], list(r.values()), style, color=colors[method],
-                             marker="o", label=f"{method} {phase}")  # fmt: skip
+                axes[1].plot(
+                    [int(L) for L in r],
+                    list(r.values()),
+                    style,
+                    color=colors[method],
+                    marker="o",
+                    label=f"{method} {phase}",
+                )
     axes[1].axhline(1.0, color="grey", lw=0.8)
     axes[1].set(yscale="log", xlabel="L", ylabel="speed-up over e3nn uvu (eager)")
     axes[1].set_title("ratio e3nn time / method time")
@@ -601,8 +612,12 @@ def plot(report: dict[str, Any], path: Path) -> None:
             axes[3].scatter(*zip(*points, strict=True), color=colors[method], s=14, label=method)
     lo, hi = axes[3].get_xlim()
     axes[3].plot([lo, hi], [lo, hi], color="grey", lw=0.8)
-    axes[3].set(xscale="log", yscale="log", xlabel="flop model: flops / matmul rate [ms]",
-                ylabel="measured forward [ms]")  # fmt: skip
+    axes[3].set(
+        xscale="log",
+        yscale="log",
+        xlabel="flop model: flops / matmul rate [ms]",
+        ylabel="measured forward [ms]",
+    )
     axes[3].set_title("measured vs flop model (every L and C)")
     for ax in axes:
         ax.legend(fontsize=6)
@@ -792,12 +807,17 @@ def page_fault_study(out: Path, repeats: int = 20) -> dict[str, Any]:
                     call = lambda m=layer, a=x, b=y: m(a, b)  # noqa: E731
                     samples = [run_once(call, lambda: None) for _ in range(repeats)]
                 seconds = sorted(s for s, _ in samples)
-                rows.append({
-                    "L": L, "method": name, "rank": layer.rank, "path": path,
-                    "intermediate_MB": 256 * 16 * layer.rank * 4 / 1e6,
-                    "median_ms": seconds[len(seconds) // 2] * 1e3,
-                    "minor_faults_per_call": sum(f for _, f in samples) / repeats,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "L": L,
+                        "method": name,
+                        "rank": layer.rank,
+                        "path": path,
+                        "intermediate_MB": 256 * 16 * layer.rank * 4 / 1e6,
+                        "median_ms": seconds[len(seconds) // 2] * 1e3,
+                        "minor_faults_per_call": sum(f for _, f in samples) / repeats,
+                    }
+                )
                 print(rows[-1], flush=True)
     report = {
         "config": {
@@ -841,16 +861,21 @@ def reconciliation_table(paths: list[Path]) -> str:
         Ls = sorted(per_L, key=int)
         if not lines:
             lines = [
-                "| threads | edges (L = " + ", ".join(Ls) + ") | "
-                + " | ".join(f"L={L}" for L in Ls) + " | rounds | load average |",
+                "| threads | edges (L = "
+                + ", ".join(Ls)
+                + ") | "
+                + " | ".join(f"L={L}" for L in Ls)
+                + " | rounds | load average |",
                 "|---|---|" + "---|" * len(Ls) + "---|---|",
-            ]  # fmt: skip
+            ]
         cp = [per_L[L]["methods"]["cp_7L2"]["eager"]["forward"]["fraction_of_matmul"] for L in Ls]
         lines.append(
-            f"| {cfg['threads']} | " + ", ".join(str(per_L[L]["edges"]) for L in Ls) + " | "
+            f"| {cfg['threads']} | "
+            + ", ".join(str(per_L[L]["edges"]) for L in Ls)
+            + " | "
             + " | ".join(f"{v:.2f}" for v in cp)
             + f" | {cfg['rounds']} | {cfg['loadavg_start'][0]:.1f} |"
-        )  # fmt: skip
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -1025,8 +1050,10 @@ def load_report(path: Path) -> dict[str, Any]:
         report = json.loads(path.read_text())
         report["results"][str(report["config"]["main_channels"])]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        sys.exit(f"bench_layer: cannot read {path} as a benchmark of this version ({exc!r}); "
-                 "run the benchmark first")  # fmt: skip
+        sys.exit(
+            f"bench_layer: cannot read {path} as a benchmark of this version ({exc!r}); "
+            "run the benchmark first"
+        )
     return report
 
 

@@ -129,8 +129,14 @@ def bounds_part(
                 flush=True,
             )
         A, B, C = constructive_cp(T, prune=True)
-        rep = check_fit(T, (A, B, C), n_rotations=n_rotations, seed=seed, worst_case=True,
-                        worst_case_starts=starts)  # fmt: skip
+        rep = check_fit(
+            T,
+            (A, B, C),
+            n_rotations=n_rotations,
+            seed=seed,
+            worst_case=True,
+            worst_case_starts=starts,
+        )
         rows.append(_row(rep, "constructive (Thm 3.2, pruned)", 0.0))
         print(f"L={L} constructive R={A.shape[1]} rel={rep.relative_error:.1e}", flush=True)
         threshold = thm31_threshold(T, L)
@@ -152,7 +158,7 @@ def bounds_part(
                 ]
                 if inexact
                 else None
-            ),  # fmt: skip
+            ),
             "tightness_frobenius_range": (
                 [
                     min(r["tightness_frobenius"] for r in inexact),
@@ -160,7 +166,7 @@ def bounds_part(
                 ]
                 if inexact
                 else None
-            ),  # fmt: skip
+            ),
         }
     return out, paper_fits
 
@@ -288,10 +294,15 @@ def plot(bounds: dict, path: Path) -> None:
         ax.axhline(1.0, color="grey", lw=1, ls="--", label="vacuous above (= ||T||_F)")
         if cons:
             ax.text(
-                0.97, 0.5, f"Thm 3.2 constructive CP:\nexact at R = {cons[0]['rank']}",
-                transform=ax.transAxes, ha="right", va="center", fontsize=8,
+                0.97,
+                0.5,
+                f"Thm 3.2 constructive CP:\nexact at R = {cons[0]['rank']}",
+                transform=ax.transAxes,
+                ha="right",
+                va="center",
+                fontsize=8,
                 bbox={"facecolor": "white", "edgecolor": "grey", "alpha": 0.9},
-            )  # fmt: skip
+            )
         ax.axvline(7 * int(L) ** 2, color="C3", lw=0.8, ls=":", label="paper's R = 7L^2")
         ax.set_yscale("log")
         ax.set_title(f"L = {L}: tensor error / ||T||_F")
@@ -326,13 +337,20 @@ def main(argv: list[str] | None = None) -> int:
     _common.add_common_args(parser)
     _common.add_store_arg(parser)
     parser.add_argument("--L", type=int, nargs="+", default=None, help="degrees (1..4; quick 1 2)")
-    parser.add_argument("--random-map-L", type=int, nargs="*", default=None,
-                        help="degrees of the random-map part (1 2 3; quick 1)")  # fmt: skip
+    parser.add_argument(
+        "--random-map-L",
+        type=int,
+        nargs="*",
+        default=None,
+        help="degrees of the random-map part (1 2 3; quick 1)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--budget", type=float, default=None,
+        "--budget",
+        type=float,
+        default=None,
         help="seconds per random-map fit (default: per L, see BUDGET; quick 5)",
-    )  # fmt: skip
+    )
     parser.add_argument("--n-rotations", type=int, default=None, help="(200; quick 50)")
     parser.add_argument("--starts", type=int, default=4, help="adversarial search starts")
     parser.add_argument(
@@ -370,8 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, "error: --budget must be a positive number of seconds\n")
     store = _common.fit_store(args, out)
     run = _common.Run(NAME, args, argv)
-    bounds, paper_fits = bounds_part(args.L, args.seed, args.n_rotations, args.starts, store,
-                                     args.quick)  # fmt: skip
+    bounds, paper_fits = bounds_part(
+        args.L, args.seed, args.n_rotations, args.starts, store, args.quick
+    )
     sharing = weight_sharing_part(paper_fits, args.seed)
     maps = random_map_part(args.random_map_L, args.seed, args.budget)
     note = closing_note(bounds, maps, sharing)

@@ -117,9 +117,11 @@ def measure(L: int, args: argparse.Namespace) -> dict[str, Any]:
         odd_fit = sphere_cp(L, "odd", "lebedev")
         for parity, start in (("even", gaunt_fit), ("odd", odd_fit), ("all", sphere_fit)):
             res = compress_exact(
-                sphere_tensor(L, parity), *start.factors, time_budget=args.compress_budget,
+                sphere_tensor(L, parity),
+                *start.factors,
+                time_budget=args.compress_budget,
                 seed=args.seed,
-            )  # fmt: skip
+            )
             row["compressed"][parity] = {
                 "start_rank": res.start_rank,
                 "smallest_exact_rank": res.smallest_rank,
@@ -130,8 +132,11 @@ def measure(L: int, args: argparse.Namespace) -> dict[str, Any]:
                 "seconds": res.seconds,
                 "attempts": len(res.attempts),
             }
-            print(f"  L={L} {parity}: exact rank {res.start_rank} -> {res.smallest_rank} "
-                  f"({res.stopped}, {res.seconds:.0f} s)", flush=True)  # fmt: skip
+            print(
+                f"  L={L} {parity}: exact rank {res.start_rank} -> {res.smallest_rank} "
+                f"({res.stopped}, {res.seconds:.0f} s)",
+                flush=True,
+            )
     # --- approximate unit CP at 7 L^2 ----------------------------------------------------
     rank = 7 * L * L
     T_unit = so3.cg_tensor(L, "unit")
@@ -213,8 +218,10 @@ def figure(rows: list[dict[str, Any]]):
         ("unit_7L2", "approximate unit CP, 7 L^2", "k:"),
     ):
         ax.plot(Ls, [r["ranks"][key] for r in rows], style, label=label)
-    for key, label in (("smallest_exact_all", "smallest exact found (all)"),
-                       ("smallest_exact_even", "smallest exact found (Gaunt)")):  # fmt: skip
+    for key, label in (
+        ("smallest_exact_all", "smallest exact found (all)"),
+        ("smallest_exact_even", "smallest exact found (Gaunt)"),
+    ):
         pts = [(r["L"], r["ranks"][key]) for r in rows if r["ranks"][key] is not None]
         if pts:
             ax.plot(*zip(*pts, strict=True), "x", markersize=9, label=label)
@@ -228,8 +235,12 @@ def figure(rows: list[dict[str, Any]]):
         ("e3nn_uvu", "e3nn uvu TensorProduct", "s--"),
     ):
         ax.plot(Ls, [r["time_ms"][key] for r in rows], style, label=label)
-    ax.set(xlabel="L", ylabel="forward time [ms]", yscale="log",
-           title="Layer time (float32, noisy shared CPU)")  # fmt: skip
+    ax.set(
+        xlabel="L",
+        ylabel="forward time [ms]",
+        yscale="log",
+        title="Layer time (float32, noisy shared CPU)",
+    )
     ax.legend(fontsize=7)
     ax = axes[2]
     for key, label, style in (
@@ -240,8 +251,12 @@ def figure(rows: list[dict[str, Any]]):
     ):
         pts = [(r["L"], r["equivariance"][key]) for r in rows if r["equivariance"][key] is not None]
         ax.plot(*zip(*pts, strict=True), style, label=label)
-    ax.set(xlabel="L", ylabel="max |f(Dx,Dy) - D f(x,y)| / ||T||_F", yscale="log",
-           title="Equivariance error (float64, unit x, y)")  # fmt: skip
+    ax.set(
+        xlabel="L",
+        ylabel="max |f(Dx,Dy) - D f(x,y)| / ||T||_F",
+        yscale="log",
+        title="Equivariance error (float64, unit x, y)",
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -291,10 +306,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"L = {L}", flush=True)
         rows.append(measure(L, args))
         r = rows[-1]
-        print(f"  ranks {r['ranks']}\n  time_ms {r['time_ms']}\n  equivariance "
-              f"{r['equivariance']}", flush=True)  # fmt: skip
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                if k != "store_obj"}  # fmt: skip
+        print(
+            f"  ranks {r['ranks']}\n  time_ms {r['time_ms']}\n  equivariance {r['equivariance']}",
+            flush=True,
+        )
+    settings = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "store_obj"
+    }
     result = {
         "settings": settings,
         "store": str(args.store_obj.folder),

@@ -42,8 +42,15 @@ NAME = "fits"
 #: L = 4; the L = 5, 6 constructions would add 2.6 MB of package data for a row scaling).
 CG_MAX_L = 4
 #: Tensors of the rank atlas whose 7L^2 fit the atlas table quotes (L <= 4).
-ATLAS_TENSORS = (("unit", "even"), ("unit", "odd"), ("cg", "all"), ("cg", "even"),
-                 ("cg", "odd"), ("gaunt", "even"), ("gaunt", "all"))  # fmt: skip
+ATLAS_TENSORS = (
+    ("unit", "even"),
+    ("unit", "odd"),
+    ("cg", "all"),
+    ("cg", "even"),
+    ("cg", "odd"),
+    ("gaunt", "even"),
+    ("gaunt", "all"),
+)
 
 
 def unit_ranks(quick: bool) -> dict[int, list[int]]:
@@ -83,8 +90,11 @@ def import_factor_files(store: FitStore, folder: Path) -> list[str]:
         if not {"L", "normalization", "parity"} <= set(meta):
             continue
         key = FitKey(meta["normalization"], meta["parity"], int(meta["L"]), fit.rank)
-        prov = {"method": meta.get("method", "unknown"), "source": f"{folder.name}/{path.name}",
-                "seconds_original": meta.get("seconds")}  # fmt: skip
+        prov = {
+            "method": meta.get("method", "unknown"),
+            "source": f"{folder.name}/{path.name}",
+            "seconds_original": meta.get("seconds"),
+        }
         if store.offer(key, fit, prov):
             stored.append(f"{key} <- {path.name}")
         if (key.normalization, key.parity) == ("gaunt", "even"):  # gaunt/all is the same tensor
@@ -110,9 +120,14 @@ def refit(store: FitStore, key: FitKey, args: argparse.Namespace, run: _common.R
         fit, _attempt = try_rank(T, key.rank, seed=args.seed, **recipe)
     else:
         fit = fit_cp(T, key.rank, seed=args.seed, **recipe)
-    prov = {"method": args.method, "seed": args.seed, "restarts": recipe["restarts"],
-            "time_budget_s": recipe["time_budget"], "command": run.command,
-            "load_average": _common.load_average()}  # fmt: skip
+    prov = {
+        "method": args.method,
+        "seed": args.seed,
+        "restarts": recipe["restarts"],
+        "time_budget_s": recipe["time_budget"],
+        "command": run.command,
+        "load_average": _common.load_average(),
+    }
     print(f"[fits] refit {key}: {fit.relative_error:.4g}, offering it to the store", flush=True)
     kept = store.offer(key, fit, prov)
     print(f"[fits] refit {key}: {fit.relative_error:.4g} ({'kept' if kept else 'not better'})")
@@ -135,8 +150,10 @@ def derive_cg(store: FitStore) -> list[str]:
         scale = np.concatenate([np.full(2 * l + 1, np.sqrt(2 * l + 1)) for l in range(key.L + 1)])
         cg = CPFit(fit.A * scale[:, None], fit.B, fit.C, fit.relative_error)
         cg_key = FitKey("cg", key.parity, key.L, key.rank)
-        prov = {"method": "unit factors, output rows scaled by sqrt(2 l3 + 1)",
-                "source": f"fit store {key.filename}"}  # fmt: skip
+        prov = {
+            "method": "unit factors, output rows scaled by sqrt(2 l3 + 1)",
+            "source": f"fit store {key.filename}",
+        }
         if store.offer(cg_key, cg, prov):
             stored.append(f"{cg_key} <- {key.filename} (scaled)")
     return stored
@@ -150,15 +167,24 @@ def store_table(store: FitStore) -> list[dict]:
         if got is None:
             continue
         fit, meta = got
-        rows.append({
-            "normalization": key.normalization, "parity": key.parity, "L": key.L,
-            "rank": key.rank, "relative_error": fit.relative_error,
-            "lower_bound": meta.get("lower_bound"), "method": meta.get("method"),
-            "source": meta.get("source"), "seed": meta.get("seed"),
-            "restarts": meta.get("restarts"), "time_budget_s": meta.get("time_budget_s"),
-            "seconds": meta.get("seconds"), "stored_at": meta.get("stored_at"),
-            "package_version": meta.get("package_version"),
-        })  # fmt: skip
+        rows.append(
+            {
+                "normalization": key.normalization,
+                "parity": key.parity,
+                "L": key.L,
+                "rank": key.rank,
+                "relative_error": fit.relative_error,
+                "lower_bound": meta.get("lower_bound"),
+                "method": meta.get("method"),
+                "source": meta.get("source"),
+                "seed": meta.get("seed"),
+                "restarts": meta.get("restarts"),
+                "time_budget_s": meta.get("time_budget_s"),
+                "seconds": meta.get("seconds"),
+                "stored_at": meta.get("stored_at"),
+                "package_version": meta.get("package_version"),
+            }
+        )
     return rows
 
 
@@ -190,19 +216,37 @@ def main(argv: list[str] | None = None) -> int:
     _common.add_common_args(parser)
     parser.add_argument("--L", type=int, nargs="+", default=None, help="only these degrees")
     parser.add_argument("--list", action="store_true", help="list the keys and stop")
-    parser.add_argument("--import", dest="import_dir", type=Path, default=None,
-                        help="offer the factor files of this folder to the store first")  # fmt: skip
-    parser.add_argument("--refit", nargs="+", default=None, metavar="NORM/PARITY/L/R",
-                        help="fit these keys again (e.g. unit/all/1/7) and keep the result if it "
-                             "is better than the stored fit")  # fmt: skip
+    parser.add_argument(
+        "--import",
+        dest="import_dir",
+        type=Path,
+        default=None,
+        help="offer the factor files of this folder to the store first",
+    )
+    parser.add_argument(
+        "--refit",
+        nargs="+",
+        default=None,
+        metavar="NORM/PARITY/L/R",
+        help="fit these keys again (e.g. unit/all/1/7) and keep the result if it "
+        "is better than the stored fit",
+    )
     parser.add_argument("--restarts", type=int, default=None, help="with --refit")
     parser.add_argument("--budget", type=float, default=None, help="seconds, with --refit")
     parser.add_argument("--seed", type=int, default=0, help="with --refit")
-    parser.add_argument("--method", choices=("fit_cp", "try_rank"), default="fit_cp",
-                        help="with --refit: tdn_theory.cp.fit_cp, or theory.rank_upper.try_rank "
-                             "(fit_cp, then Levenberg-Marquardt from random starts)")  # fmt: skip
-    parser.add_argument("--store", type=Path, default=None,
-                        help="store folder (default: the shipped store; quick: OUT/fits)")  # fmt: skip
+    parser.add_argument(
+        "--method",
+        choices=("fit_cp", "try_rank"),
+        default="fit_cp",
+        help="with --refit: tdn_theory.cp.fit_cp, or theory.rank_upper.try_rank "
+        "(fit_cp, then Levenberg-Marquardt from random starts)",
+    )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="store folder (default: the shipped store; quick: OUT/fits)",
+    )
     args = parser.parse_args(argv)
     out = _common.output_dir(args)
     store = FitStore(args.store or (out / "fits" if args.quick else SHIPPED))
@@ -229,12 +273,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for key in keys:
             try:
-                fit, meta = best_fit(key.L, key.rank, key.normalization, key.parity, store=store,
-                                     fit_missing=False)  # fmt: skip
+                fit, meta = best_fit(
+                    key.L, key.rank, key.normalization, key.parity, store=store, fit_missing=False
+                )
             except FitStoreError:
                 print(f"{str(key):28s} missing")
                 continue
-            how = f"exact rank {meta['padded_from_rank']} padded" if "padded_from_rank" in meta else "stored"
+            how = (
+                f"exact rank {meta['padded_from_rank']} padded"
+                if "padded_from_rank" in meta
+                else "stored"
+            )
             print(f"{str(key):28s} {fit.relative_error:.4g} ({how})")
         return 0
     if not args.L:
@@ -243,17 +292,24 @@ def main(argv: list[str] | None = None) -> int:
     fitted = []
     for key in keys:
         with run.timer() as t:
-            fit, meta = best_fit(key.L, key.rank, key.normalization, key.parity, store=store,
-                                 command=run.command)  # fmt: skip
+            fit, meta = best_fit(
+                key.L, key.rank, key.normalization, key.parity, store=store, command=run.command
+            )
         if t.seconds > 1.0:
-            fitted.append({"key": str(key), "relative_error": fit.relative_error,
-                           "seconds": round(t.seconds, 1)})  # fmt: skip
+            fitted.append(
+                {
+                    "key": str(key),
+                    "relative_error": fit.relative_error,
+                    "seconds": round(t.seconds, 1),
+                }
+            )
             print(f"[fits] {key}: {fit.relative_error:.4g} ({t.seconds:.0f} s)", flush=True)
     if args.L:  # a partial run (parallel workers): the summary is written by a full one
         return 0
     rows = store_table(store)
-    run.write(out, {"store": str(store.folder), "keys": rows, "fitted_this_run": fitted},
-              markdown(rows))  # fmt: skip
+    run.write(
+        out, {"store": str(store.folder), "keys": rows, "fitted_this_run": fitted}, markdown(rows)
+    )
     return 0
 
 

@@ -69,12 +69,17 @@ def factor_recheck(repeats: int) -> list[dict]:
         fit, meta = load_factors(path, recheck=True)  # warms the CG blocks
         hash_only = _median_seconds(lambda p=path: load_factors(p, recheck=False), repeats)
         full = _median_seconds(lambda p=path: load_factors(p, recheck=True), repeats)
-        rows.append({
-            "file": name, "L": meta["L"], "rank": meta["rank"],
-            "d3_R": int(np.prod(meta["shape"]) * meta["rank"]),
-            "load_hash_only_s": hash_only, "load_with_recheck_s": full,
-            "recheck_s": full - hash_only,
-        })
+        rows.append(
+            {
+                "file": name,
+                "L": meta["L"],
+                "rank": meta["rank"],
+                "d3_R": int(np.prod(meta["shape"]) * meta["rank"]),
+                "load_hash_only_s": hash_only,
+                "load_with_recheck_s": full,
+                "recheck_s": full - hash_only,
+            }
+        )
     return rows
 
 
@@ -83,15 +88,19 @@ def cache_verify() -> dict:
     with tempfile.TemporaryDirectory() as folder:
         env = dict(os.environ, TDN_THEORY_CACHE=folder)
         run = [sys.executable, "-c", _CACHE_CHILD]
-        out["cold_s"] = json.loads(subprocess.run(
-            [*run, "on"], env=env, capture_output=True, text=True, check=True).stdout)["seconds"]
+        out["cold_s"] = json.loads(
+            subprocess.run([*run, "on"], env=env, capture_output=True, text=True, check=True).stdout
+        )["seconds"]
         for mode in ("on", "off"):
-            result = subprocess.run([*run, mode], env=env, capture_output=True, text=True,
-                                    check=True)
+            result = subprocess.run(
+                [*run, mode], env=env, capture_output=True, text=True, check=True
+            )
             out[f"warm_verify_{mode}_s"] = json.loads(result.stdout)["seconds"]
-    out["note"] = ("cg_tensor(8) in a fresh process; cold = empty disk cache (sympy); warm = from "
-                   "the disk cache, with (on) and without (off) the orthogonality check of each "
-                   "block (the checksum is always verified)")
+    out["note"] = (
+        "cg_tensor(8) in a fresh process; cold = empty disk cache (sympy); warm = from "
+        "the disk cache, with (on) and without (off) the orthogonality check of each "
+        "block (the checksum is always verified)"
+    )
     return out
 
 
@@ -100,21 +109,31 @@ def _former_rotations() -> st.SearchStrategy[np.ndarray]:
 
     def shoemake(u1: float, u2: float, u3: float) -> np.ndarray:
         a, b = math.sqrt(1.0 - u1), math.sqrt(u1)
-        q = [a * math.sin(2 * math.pi * u2), a * math.cos(2 * math.pi * u2),
-             b * math.sin(2 * math.pi * u3), b * math.cos(2 * math.pi * u3)]
+        q = [
+            a * math.sin(2 * math.pi * u2),
+            a * math.cos(2 * math.pi * u2),
+            b * math.sin(2 * math.pi * u3),
+            b * math.cos(2 * math.pi * u3),
+        ]
         return Rotation.from_quat(q).as_matrix()
 
     unit = st.floats(0.0, 1.0, allow_nan=False)
-    special = st.sampled_from([np.eye(3), np.diag([1.0, -1, -1]), np.diag([-1.0, 1, -1]),
-                               np.diag([-1.0, -1, 1])])
+    special = st.sampled_from(
+        [np.eye(3), np.diag([1.0, -1, -1]), np.diag([-1.0, 1, -1]), np.diag([-1.0, -1, 1])]
+    )
     return st.one_of(special, st.builds(shoemake, unit, unit, unit))
 
 
 def _draw_through_given(strategy, n: int) -> np.ndarray:
     drawn = []
 
-    @settings(max_examples=n, derandomize=True, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=n,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(strategy)
     def collect(R):
         drawn.append(np.asarray(R))
@@ -150,8 +169,12 @@ def rotation_stats(n: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.integrity")
     _common.add_common_args(parser)
-    parser.add_argument("--draws", type=int, default=None, help="rotation draws (default 3000; quick 300)")
-    parser.add_argument("--repeats", type=int, default=None, help="timing repeats (default 5; quick 1)")
+    parser.add_argument(
+        "--draws", type=int, default=None, help="rotation draws (default 3000; quick 300)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timing repeats (default 5; quick 1)"
+    )
     args = parser.parse_args(argv)
     draws = args.draws if args.draws is not None else (300 if args.quick else 3000)
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 5)

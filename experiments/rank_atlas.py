@@ -449,6 +449,7 @@ def finish_row(row: dict, attempts: dict[int, RankAttempt], store: Any = None) -
     """Upper bound (smallest exact rank over fits, constructions and the fit store), interval,
     7L^2 verdict; the error at 7L^2 is the fit store's best known when it holds that key."""
     from tdn_theory.cp import best_known
+
     cands = [(c["rank"], c.get("file"), name) for name, c in row["constructions"].items()]
     best = row.get("best_exact_fit")
     if best:
@@ -461,12 +462,14 @@ def finish_row(row: dict, attempts: dict[int, RankAttempt], store: Any = None) -
     rank, file, source = min(cands, key=lambda c: (c[0], c[1] is None and "store" not in c[2]))
     row["upper"] = {"rank": rank, "file": file, "source": source}
     if source.startswith("fit store"):
-        row["upper"]["store_file"] = source[len("fit store ("):-1]
+        row["upper"]["store_file"] = source[len("fit store (") : -1]
         if best is None or rank < best["rank"]:
-            row["best_exact_fit"] = {"rank": rank, "file": None,
-                                     "store_file": row["upper"]["store_file"],
-                                     "relative_error": best_known(L, rank, norm, par,
-                                                                 store=store).relative_error}
+            row["best_exact_fit"] = {
+                "rank": rank,
+                "file": None,
+                "store_file": row["upper"]["store_file"],
+                "relative_error": best_known(L, rank, norm, par, store=store).relative_error,
+            }
     misses = sorted(r for r, a in attempts.items() if not a.exact)
     row["largest_failed_fit"] = max((r for r in misses if r < rank), default=None)
     R7 = row["rank_7L2"]

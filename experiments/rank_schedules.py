@@ -187,9 +187,16 @@ def main(argv: list[str] | None = None) -> int:
             if (L, R) in rows:
                 row = dict(rows[(L, R)], source="error_vs_rank.json")
             else:
-                row = rank_record(T, R, seed=args.seed, n_samples=samples, store=store,
-                                  quick=args.quick, factors=smallest["factors"] if name == SMALLEST else None,
-                                  info={"method": smallest["how"]} if name == SMALLEST else None)  # fmt: skip
+                row = rank_record(
+                    T,
+                    R,
+                    seed=args.seed,
+                    n_samples=samples,
+                    store=store,
+                    quick=args.quick,
+                    factors=smallest["factors"] if name == SMALLEST else None,
+                    info={"method": smallest["how"]} if name == SMALLEST else None,
+                )
                 row["source"] = "computed here"
                 rows[(L, R)] = row
             block["schedules"][name] = row

@@ -67,8 +67,13 @@ def _span(values: list[float], fmt: Callable[[float], str]) -> str:
 
 def _wrap(text: str, bullet: bool = False) -> str:
     """A paragraph (or a '- ' bullet) wrapped at 110 columns, as the rest of the README."""
-    return textwrap.fill(text, width=110, subsequent_indent="  " if bullet else "",
-                         break_long_words=False, break_on_hyphens=False)  # fmt: skip
+    return textwrap.fill(
+        text,
+        width=110,
+        subsequent_indent="  " if bullet else "",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 def _join(values) -> str:
@@ -181,8 +186,11 @@ def network(results: Path) -> str:
         return note[f"L{L}_7L2_depth3"]
 
     worst3 = {L: at3(L) for L in (1, 2, 3, 4) if f"L{L}_7L2_depth3" in note}
-    gains = [r["force_rel_adversarial"] / r["force_rel_haar_max"] for r in approx
-             if r["force_rel_haar_max"] > 0]  # fmt: skip
+    gains = [
+        r["force_rel_adversarial"] / r["force_rel_haar_max"]
+        for r in approx
+        if r["force_rel_haar_max"] > 0
+    ]
     tight = [r["force_tightness"] for r in approx if r["force_tightness"]]
     vacuous = sorted({(r["L"], r["depth"]) for r in approx if r["force_bound_rel"] >= 1})
     first_vacuous = {
@@ -508,8 +516,10 @@ def main(argv: list[str] | None = None) -> int:
             _io.write_text_atomic(path, new)
             print(f"rewrote the generated sections of {path.relative_to(ROOT)}")
     if stale_files:
-        print(f"generated sections out of date: {'; '.join(stale_files)}; "
-              "run python -m experiments.readme")  # fmt: skip
+        print(
+            f"generated sections out of date: {'; '.join(stale_files)}; "
+            "run python -m experiments.readme"
+        )
         return 1
     print("generated sections are current")
     return 0

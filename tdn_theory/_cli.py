@@ -41,9 +41,7 @@ def check_output_path(text: str) -> Path:
     """The ``--out`` path, if a file may be written there: its folder exists and is writable, and
     the path is absent or a writable regular file (never a folder, link, FIFO or device)."""
     if text.endswith(("/", os.sep)):
-        raise UsageError(
-            f"--out {text!r} names a folder (trailing slash); give a file name"
-        )
+        raise UsageError(f"--out {text!r} names a folder (trailing slash); give a file name")
     out = Path(text)
     if out.is_dir() and not out.is_symlink():
         raise UsageError(f"--out {str(out)!r} is a folder; give a file name")

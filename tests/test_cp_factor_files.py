@@ -55,8 +55,19 @@ def test_round_trip(tmp_path, fitted):
     for a, b in zip(loaded.factors, fit.factors, strict=True):
         np.testing.assert_array_equal(a, b)
     assert loaded.relative_error == fit.relative_error and loaded.seed == 2
-    for key in ("L", "rank", "normalization", "parity", "relative_error", "seed",
-                "package_version", "target_sha256", "format", "shape", "content_sha256"):
+    for key in (
+        "L",
+        "rank",
+        "normalization",
+        "parity",
+        "relative_error",
+        "seed",
+        "package_version",
+        "target_sha256",
+        "format",
+        "shape",
+        "content_sha256",
+    ):
         assert key in meta
     assert meta["rank"] == 5 and meta["shape"] == [4, 4, 4] and meta["format"] == ff.FORMAT
     assert meta["target_sha256"] == ff.target_id(1, "unit", "all")
@@ -129,8 +140,12 @@ def _meta(m, **changes):
         (lambda a, m: a.update(meta=_meta(m, relative_error=-1.0)), "relative_error"),
         (lambda a, m: a.update(meta=_meta(m, seed=1.5)), "seed"),
         # item 12: a zero-rank file is refused
-        (lambda a, m: a.update(A=a["A"][:, :0], B=a["B"][:, :0], C=a["C"][:, :0],
-                               meta=_meta(m, rank=0)), "empty"),
+        (
+            lambda a, m: a.update(
+                A=a["A"][:, :0], B=a["B"][:, :0], C=a["C"][:, :0], meta=_meta(m, rank=0)
+            ),
+            "empty",
+        ),
         # no content hash in a current-format file
         (lambda a, m: None, "content_sha256"),
     ],
@@ -228,16 +243,22 @@ def test_recheck_needs_a_named_tensor(tmp_path, fitted):
 
 def legacy_file(path, fit, meta):
     """A file as the old code wrote it: format /1, no content hash, byte-hash target_sha256."""
-    old = {"format": ff.LEGACY_FORMAT, "rank": fit.rank, "relative_error": fit.relative_error,
-           "seed": fit.seed, "seconds": 0.0, "shape": list(fit.A.shape[:1]) * 3,
-           "package_version": "0.1.0", **meta}
+    old = {
+        "format": ff.LEGACY_FORMAT,
+        "rank": fit.rank,
+        "relative_error": fit.relative_error,
+        "seed": fit.seed,
+        "seconds": 0.0,
+        "shape": list(fit.A.shape[:1]) * 3,
+        "package_version": "0.1.0",
+        **meta,
+    }
     return write_raw(path, {"A": fit.A, "B": fit.B, "C": fit.C}, old)
 
 
 def test_legacy_files_need_the_numeric_recheck(tmp_path, fitted):
     T, fit = fitted
-    named = {"L": 1, "normalization": "unit", "parity": "all",
-             "target_sha256": ff.tensor_sha256(T)}
+    named = {"L": 1, "normalization": "unit", "parity": "all", "target_sha256": ff.tensor_sha256(T)}
     good = legacy_file(tmp_path / "old.npz", fit, named)
     loaded, meta = load_factors(good, expect={"target_sha256": ff.target_id(1)}, recheck=False)
     np.testing.assert_array_equal(loaded.A, fit.A)
@@ -380,8 +401,7 @@ def test_committed_factor_files_verify():
             raw = json.loads(str(data["meta"]))
         assert raw["format"] == ff.FORMAT, path.name
         named = (raw["L"], raw["normalization"], raw["parity"])
-        fit, meta = load_factors(path, expect={"target_sha256": ff.target_id(*named)},
-                                 recheck=True)
+        fit, meta = load_factors(path, expect={"target_sha256": ff.target_id(*named)}, recheck=True)
         T = cg_tensor(*named)
         err = np.linalg.norm(T - fit.to_tensor()) / np.linalg.norm(T)
         assert abs(err - meta["relative_error"]) <= ff.ERROR_ATOL, path.name
@@ -395,8 +415,9 @@ def test_layer_from_file_refuses_altered_and_empty_files(tmp_path, exact_L2):
 
     arrays, meta = read_raw(exact_L2)
     altered = write_raw(tmp_path / "g.npz", {**arrays, "A": 2 * arrays["A"]}, meta)
-    empty = write_raw(tmp_path / "e.npz", {k: v[:, :0] for k, v in arrays.items()},
-                      {**meta, "rank": 0})
+    empty = write_raw(
+        tmp_path / "e.npz", {k: v[:, :0] for k, v in arrays.items()}, {**meta, "rank": 0}
+    )
     for path in (altered, empty):
         with pytest.raises(FactorFileError) as info:
             CPTensorProduct.from_file(path, expect={"L": 2})

@@ -23,8 +23,9 @@ from tdn_theory.cp.tensor_ops import cp_to_tensor, relative_error
 from tdn_theory.so3 import cg_tensor
 
 FACTORS = Path(__file__).resolve().parents[1] / "experiments" / "results" / "factors"
-FUZZ = settings(max_examples=40, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,13 @@ def original(tmp_path_factory):
     fit, meta = load_factors(path)
     with np.load(path) as data:
         arrays = {k: np.array(data[k]) for k in ("A", "B", "C")}
-    return {"folder": folder, "bytes": path.read_bytes(), "fit": fit, "meta": meta,
-            "arrays": arrays}
+    return {
+        "folder": folder,
+        "bytes": path.read_bytes(),
+        "fit": fit,
+        "meta": meta,
+        "arrays": arrays,
+    }
 
 
 def check_outcome(path, original):
@@ -74,8 +80,11 @@ _values = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(
 def test_altered_arrays(original, data):
     arrays = {k: v.copy() for k, v in original["arrays"].items()}
     name = data.draw(st.sampled_from(["A", "B", "C"]))
-    how = data.draw(st.sampled_from(["entry", "scale", "swap", "permute", "transpose", "dtype",
-                                     "drop_column", "random"]))
+    how = data.draw(
+        st.sampled_from(
+            ["entry", "scale", "swap", "permute", "transpose", "dtype", "drop_column", "random"]
+        )
+    )
     F = arrays[name]
     if how == "entry":
         i = data.draw(st.integers(0, F.shape[0] - 1))
@@ -105,8 +114,9 @@ def test_altered_arrays(original, data):
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-10, 10**20) | st.floats() | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5),
-                                                                      children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=6,
 )
 
@@ -142,19 +152,27 @@ _bad_int = st.one_of(
 OPTIONS = {
     "--L": (st.integers(0, 2).map(str), st.sampled_from(["-1", "21", "99", "1e9", "one", ""])),
     "--rank": (st.sampled_from(["1", "2", "3", "4", "auto"]), _bad_int),
-    "--normalization": (st.sampled_from(["unit", "cg", "gaunt", "sphere"]),
-                        st.sampled_from(["UNIT", "bogus", ""])),
+    "--normalization": (
+        st.sampled_from(["unit", "cg", "gaunt", "sphere"]),
+        st.sampled_from(["UNIT", "bogus", ""]),
+    ),
     "--parity": (st.sampled_from(["all", "even", "odd"]), st.sampled_from(["none", "ALL"])),
     "--restarts": (st.sampled_from(["1", "2", "1000000000"]), _bad_int),
     "--seed": (st.integers(0, 3).map(str), st.sampled_from(["-2", "1.0", "x"])),
-    "--time-budget": (st.sampled_from(["0.2", "1e-9"]),
-                      st.sampled_from(["0", "-1", "nan", "inf", "x", ""])),
+    "--time-budget": (
+        st.sampled_from(["0.2", "1e-9"]),
+        st.sampled_from(["0", "-1", "nan", "inf", "x", ""]),
+    ),
     "--rotations": (st.integers(1, 4).map(str), st.sampled_from(["0", "-1", "1000000000000"])),
 }
-FLAGS = (st.sampled_from(["--json", "--quiet"]),
-         st.sampled_from(["--bogus", "-x", "--L=1", "--time", "positional", "--help=no"]))
-OUT_KINDS = (st.sampled_from(["file", "none"]),
-             st.sampled_from(["folder/", "missing/f.npz", "existing_folder"]))
+FLAGS = (
+    st.sampled_from(["--json", "--quiet"]),
+    st.sampled_from(["--bogus", "-x", "--L=1", "--time", "positional", "--help=no"]),
+)
+OUT_KINDS = (
+    st.sampled_from(["file", "none"]),
+    st.sampled_from(["folder/", "missing/f.npz", "existing_folder"]),
+)
 
 
 def _maybe_hostile(draw, choices):
@@ -180,21 +198,29 @@ def argument_vectors(draw):
     return argv, _maybe_hostile(draw, OUT_KINDS)
 
 
-@settings(max_examples=30, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(case=argument_vectors())
 def test_command_line(case):
     argv, out_kind = case
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "existing_folder").mkdir()
-        target = {"file": folder / "f.npz", "folder/": str(folder / "new") + "/",
-                  "missing/f.npz": folder / "missing" / "f.npz",
-                  "existing_folder": folder / "existing_folder", "none": None}[out_kind]
+        target = {
+            "file": folder / "f.npz",
+            "folder/": str(folder / "new") + "/",
+            "missing/f.npz": folder / "missing" / "f.npz",
+            "existing_folder": folder / "existing_folder",
+            "none": None,
+        }[out_kind]
         full = argv + ([] if target is None else ["--out", str(target)])
         stdout, stderr = io.StringIO(), io.StringIO()
-        with contextlib.chdir(folder), contextlib.redirect_stdout(stdout), \
-                contextlib.redirect_stderr(stderr):
+        with (
+            contextlib.chdir(folder),
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(stderr),
+        ):
             code = cli.main(full)
         out, err = stdout.getvalue(), stderr.getvalue()
         written = sorted(p.name for p in folder.iterdir() if p.name != "existing_folder")

@@ -42,7 +42,9 @@ def test_cpfit_fields_and_reconstruction():
 
 def test_weights_live_in_the_factors_and_scale_is_restored():
     T = 7.5 * cg_tensor(1)
-    fit = fit_cp(T, 8, seed=0, **FAST)  # rank 8 is exact at L = 1 (the rank atlas, proofs/rank_bounds.md)
+    fit = fit_cp(
+        T, 8, seed=0, **FAST
+    )  # rank 8 is exact at L = 1 (the rank atlas, proofs/rank_bounds.md)
     assert fit.relative_error <= 1e-10
     np.testing.assert_allclose(fit.to_tensor(), T, atol=1e-9)
 
@@ -141,7 +143,9 @@ def test_gauss_newton_products_match_explicit_jacobian():
     rng = np.random.default_rng(1)
     V = [rng.standard_normal(F.shape) for F in U]
     applied = np.concatenate([x.ravel() for x in lm._jtj_apply(U, G, H, third, V)])
-    np.testing.assert_allclose(applied, J.T @ J @ np.concatenate([v.ravel() for v in V]), atol=1e-10)
+    np.testing.assert_allclose(
+        applied, J.T @ J @ np.concatenate([v.ravel() for v in V]), atol=1e-10
+    )
     # gradient of 1/2 ||cp - T||^2 is Jᵀ F
     T = rng.standard_normal((3, 4, 5))
     f, g = lm._CPLeastSquares(T).value_and_grad(U)

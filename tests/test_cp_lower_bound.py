@@ -57,7 +57,9 @@ def test_matches_an_independent_tensorly_computation():
         for mode in range(3):
             s = np.linalg.svd(tl.unfold(tl.tensor(T), mode), compute_uv=False)
             tails.append(np.sqrt(np.sum(s[rank:] ** 2)))
-        assert error_lower_bound(T, rank) == pytest.approx(max(tails) / np.linalg.norm(T), abs=1e-14)
+        assert error_lower_bound(T, rank) == pytest.approx(
+            max(tails) / np.linalg.norm(T), abs=1e-14
+        )
         assert absolute_lower_bound(T, rank) == pytest.approx(max(tails), abs=1e-13)
 
 

@@ -70,8 +70,11 @@ def test_best_known_2_28_is_the_best_in_the_store():
 
 
 def test_smallest_exact_ranks_and_padding():
-    exact = [k for k in available(L=2, normalization="unit", parity="all")
-             if best_known(2, k.rank).relative_error < 1e-10]  # fmt: skip
+    exact = [
+        k
+        for k in available(L=2, normalization="unit", parity="all")
+        if best_known(2, k.rank).relative_error < 1e-10
+    ]
     smallest = min(k.rank for k in exact)
     fit = best_known(2, smallest)
     assert _rel(2, fit) < 1e-12
@@ -189,19 +192,27 @@ def _quoted_unit_errors() -> list[tuple[str, int, int, float]]:
     out += [("nbody_ranks", nb["L"], r["rank"], r["relative_error"]) for r in nb["rows"]]
     rs = json.loads((RESULTS / "rank_schedules.json").read_text())
     for b in rs["per_L"]:
-        out += [("rank_schedules", b["L"], r["rank"], r["relative_error"])
-                for r in b["schedules"].values()]  # fmt: skip
+        out += [
+            ("rank_schedules", b["L"], r["rank"], r["relative_error"])
+            for r in b["schedules"].values()
+        ]
     atlas = json.loads((RESULTS / "rank_atlas.json").read_text())["rows"]
     for key, row in atlas.items():
         if key.startswith("unit/all/") and row.get("error_7L2") is not None:
             out.append(("rank_atlas", row["L"], row["rank_7L2"], row["error_7L2"]))
     bounds = json.loads((RESULTS / "bounds_vs_rank.json").read_text())["bounds"]
     for L, part in bounds.items():
-        out += [("bounds_vs_rank", int(L), r["rank"], r["relative_error"])
-                for r in part["rows"] if r["method"] == "fit store"]  # fmt: skip
+        out += [
+            ("bounds_vs_rank", int(L), r["rank"], r["relative_error"])
+            for r in part["rows"]
+            if r["method"] == "fit store"
+        ]
     eva = json.loads((RESULTS / "exact_vs_approximate.json").read_text())["rows"]
-    out += [("exact_vs_approximate", r["L"], r["unit_cp"]["rank"], r["unit_cp"]["relative_error"])
-            for r in eva if r["unit_cp"].get("fitted")]  # fmt: skip
+    out += [
+        ("exact_vs_approximate", r["L"], r["unit_cp"]["rank"], r["unit_cp"]["relative_error"])
+        for r in eva
+        if r["unit_cp"].get("fitted")
+    ]
     return [(f, L, R, e) for f, L, R, e in out if R < (L + 1) ** 4]
 
 

@@ -15,9 +15,20 @@ def test_quick_run_writes_json_png_and_provenance(tmp_path):
     data = json.loads((tmp_path / "nbody_ranks.json").read_text())
     assert (tmp_path / "nbody_ranks.png").stat().st_size > 1000
     prov = data["provenance"]
-    assert {"command", "git_commit", "started", "finished", "machine", "load_average_start",
-            "load_average_end", "threads", "mode"} <= set(prov)  # fmt: skip
-    assert prov["mode"] == "quick" and prov["command"].startswith("python -m experiments.nbody_ranks")
+    assert {
+        "command",
+        "git_commit",
+        "started",
+        "finished",
+        "machine",
+        "load_average_start",
+        "load_average_end",
+        "threads",
+        "mode",
+    } <= set(prov)
+    assert prov["mode"] == "quick" and prov["command"].startswith(
+        "python -m experiments.nbody_ranks"
+    )
     # the ranks the shipped store holds are read, not refitted: the same number as best_known
     for row in data["rows"]:
         if row["rank"] < 81:

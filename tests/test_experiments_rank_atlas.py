@@ -60,7 +60,10 @@ def test_row_upper_bound_is_backed_by_its_evidence(key, row):
     if upper.get("store_file"):  # an exact fit from the fit store (tdn_theory.cp.store)
         fit = best_known(row["L"], upper["rank"], row["normalization"], row["parity"])
         assert fit.rank == upper["rank"] and fit.relative_error < 1e-10
-        assert upper["store_file"] == f"{row['normalization']}_{row['parity']}_L{row['L']}_R{upper['rank']}.npz"
+        assert (
+            upper["store_file"]
+            == f"{row['normalization']}_{row['parity']}_L{row['L']}_R{upper['rank']}.npz"
+        )
     elif upper.get("file"):
         fit, meta = load_factors(RESULTS / "factors" / upper["file"])
         assert fit.rank == upper["rank"]
@@ -81,8 +84,11 @@ def test_row_upper_bound_is_backed_by_its_evidence(key, row):
         assert (row["error_7L2"] < 1e-10) == row["attempts"][str(R7)]["exact"]
 
 
-@pytest.mark.parametrize("key,row", [(k, r) for k, r in ROWS if "best" in r.get("lower", {})],
-                         ids=[k for k, r in ROWS if "best" in r.get("lower", {})])
+@pytest.mark.parametrize(
+    "key,row",
+    [(k, r) for k, r in ROWS if "best" in r.get("lower", {})],
+    ids=[k for k, r in ROWS if "best" in r.get("lower", {})],
+)
 def test_row_lower_bound_recomputes(key, row):
     T = so3.cg_tensor(row["L"], row["normalization"], row["parity"])
     best = row["lower"]["best"]

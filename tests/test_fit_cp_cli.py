@@ -29,8 +29,18 @@ def test_json_report_and_independent_reproduction(tmp_path, capsys):
     assert code == 0, err
     report = json.loads(out)
     assert list(report) == list(cli.JSON_KEYS)
-    for key in ("L", "rank", "relative_error", "lower_bound", "thm31_bound", "aposteriori_bound",
-                "equivariance_mean", "equivariance_max", "seconds", "out"):
+    for key in (
+        "L",
+        "rank",
+        "relative_error",
+        "lower_bound",
+        "thm31_bound",
+        "aposteriori_bound",
+        "equivariance_mean",
+        "equivariance_max",
+        "seconds",
+        "out",
+    ):
         assert key in report
     assert report["out"] == str(out_path) and out_path.is_file()
     # independent check: reconstruct from the arrays, compare with the CG tensor
@@ -55,8 +65,16 @@ def test_json_report_and_independent_reproduction(tmp_path, capsys):
 def test_table_report(tmp_path, capsys):
     code, out, err = run_main([*SMALL, "--quiet", "--out", str(tmp_path / "t.npz")], capsys)
     assert code == 0, err
-    for label in ("relative error", "certified lower bound", "Thm 3.1 bound", "a-posteriori bound",
-                  "equivariance error", "time", "factors written to", "5 paths"):
+    for label in (
+        "relative error",
+        "certified lower bound",
+        "Thm 3.1 bound",
+        "a-posteriori bound",
+        "equivariance error",
+        "time",
+        "factors written to",
+        "5 paths",
+    ):
         assert label in out
     assert err == ""
 
@@ -71,9 +89,21 @@ def test_default_output_name(tmp_path, capsys, monkeypatch):
 def _fit_cp_subprocess(tmp_path, stderr, name):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "tdn_theory.fit_cp", *SMALL, "--json", "--out",
-         str(tmp_path / name)],
-        stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=tmp_path, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "tdn_theory.fit_cp",
+            *SMALL,
+            "--json",
+            "--out",
+            str(tmp_path / name),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
     )
 
 
@@ -188,8 +218,20 @@ def test_memory_estimate_grows_with_L_and_rank():
 
 def test_rank_auto_writes_exact_sphere_factors(tmp_path, capsys):
     out_path = tmp_path / "s.npz"
-    argv = ["--L", "2", "--rank", "auto", "--normalization", "sphere", "--rotations", "10",
-            "--json", "--quiet", "--out", str(out_path)]
+    argv = [
+        "--L",
+        "2",
+        "--rank",
+        "auto",
+        "--normalization",
+        "sphere",
+        "--rotations",
+        "10",
+        "--json",
+        "--quiet",
+        "--out",
+        str(out_path),
+    ]
     code, out, err = run_main(argv, capsys)
     assert code == 0, err
     report = json.loads(out)
@@ -232,7 +274,8 @@ def test_special_output_files_are_refused_and_untouched(tmp_path, capsys):
         assert is_kind(os.lstat(path).st_mode)
     assert target.read_bytes() == b"keep"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["myfifo", "target.npz", "link.npz", "dangling.npz"] + (["mynull"] if len(cases) == 4 else [])
+        ["myfifo", "target.npz", "link.npz", "dangling.npz"]
+        + (["mynull"] if len(cases) == 4 else [])
     )
 
 
@@ -249,8 +292,9 @@ def test_trailing_slash_names_a_folder(tmp_path, capsys, monkeypatch):
 def test_too_many_rotations_is_refused_up_front(tmp_path, capsys, monkeypatch):
     """Item 6: --rotations 1000000000 used to allocate 29.8 GiB, crash and leave the file."""
     monkeypatch.chdir(tmp_path)
-    _one_line_exit_2(["--L", "1", "--rank", "8", "--rotations", "1000000000"], capsys,
-                     "--rotations 1000000000")
+    _one_line_exit_2(
+        ["--L", "1", "--rank", "8", "--rotations", "1000000000"], capsys, "--rotations 1000000000"
+    )
     assert list(tmp_path.iterdir()) == []
     assert cli.estimated_memory(1, 8, 10**9) > cli.estimated_memory(1, 8, 10**3)
 
@@ -274,9 +318,25 @@ def test_huge_restarts_with_a_budget_cost_nothing_up_front(tmp_path, capsys):
 
     tracemalloc.start()
     try:
-        code, out, err = run_main(["--L", "1", "--rank", "3", "--restarts", "200000",
-                                   "--time-budget", "0.5", "--rotations", "5", "--json",
-                                   "--quiet", "--out", str(tmp_path / "m.npz")], capsys)
+        code, out, err = run_main(
+            [
+                "--L",
+                "1",
+                "--rank",
+                "3",
+                "--restarts",
+                "200000",
+                "--time-budget",
+                "0.5",
+                "--rotations",
+                "5",
+                "--json",
+                "--quiet",
+                "--out",
+                str(tmp_path / "m.npz"),
+            ],
+            capsys,
+        )
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -311,9 +371,27 @@ def test_sigterm_to_a_running_process(tmp_path):
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tdn_theory.fit_cp", "--L", "3", "--rank", "60", "--restarts",
-         "1000", "--time-budget", "60", "--quiet", "--out", str(tmp_path / "s.npz")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "tdn_theory.fit_cp",
+            "--L",
+            "3",
+            "--rank",
+            "60",
+            "--restarts",
+            "1000",
+            "--time-budget",
+            "60",
+            "--quiet",
+            "--out",
+            str(tmp_path / "s.npz"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     time.sleep(4)
     proc.send_signal(signal.SIGTERM)

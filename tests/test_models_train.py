@@ -136,12 +136,32 @@ def test_cli_trains_and_writes_a_model_the_calculator_loads(configs, tmp_path, c
     out = tmp_path / "model.pt"
     status = main(
         [
-            "--data", "cuau-fcc", "--n-configs", "12", "--backend", "cp", "--L", "1",
-            "--factors", str(FACTORS / "exact_unit_all_L1.npz"), "--channels", "4",
-            "--layers", "1", "--cutoff", "4.0", "--epochs", "2", "--rotations", "2",
-            "--out", str(out), "--json", "--quiet",
+            "--data",
+            "cuau-fcc",
+            "--n-configs",
+            "12",
+            "--backend",
+            "cp",
+            "--L",
+            "1",
+            "--factors",
+            str(FACTORS / "exact_unit_all_L1.npz"),
+            "--channels",
+            "4",
+            "--layers",
+            "1",
+            "--cutoff",
+            "4.0",
+            "--epochs",
+            "2",
+            "--rotations",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+            "--quiet",
         ]
-    )  # fmt: skip
+    )
     assert status == 0
     report = json.loads(capsys.readouterr().out)
     assert report["n_train"] + report["n_val"] + report["n_test"] == 12

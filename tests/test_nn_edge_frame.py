@@ -125,8 +125,14 @@ def test_equivariance_under_rotations(R, seed, L):
     )
     x = torch.randn(len(e), 3, layer.d, generator=gen, dtype=F64)
     assert_equivariant(
-        layer, L, inputs=(x.numpy(), e.numpy()), kinds=("feature", "vector"),
-        rotations=np.repeat(R[None], len(e), axis=0), adversarial=False, dtype=F64, rtol=1e-12,
+        layer,
+        L,
+        inputs=(x.numpy(), e.numpy()),
+        kinds=("feature", "vector"),
+        rotations=np.repeat(R[None], len(e), axis=0),
+        adversarial=False,
+        dtype=F64,
+        rtol=1e-12,
     )
 
 
@@ -134,8 +140,12 @@ def test_equivariance_under_rotations(R, seed, L):
 def test_gradcheck_and_gradgradcheck_through_x_edge_and_weight(L):
     layer = EdgeFrameTensorProduct(L)
     gen = torch.Generator().manual_seed(L)
-    e = torch.cat([torch.tensor(SPECIAL_EDGES[:4] + SPECIAL_EDGES[5:6], dtype=F64),
-                   torch.randn(2, 3, generator=gen, dtype=F64)]).requires_grad_(True)  # fmt: skip
+    e = torch.cat(
+        [
+            torch.tensor(SPECIAL_EDGES[:4] + SPECIAL_EDGES[5:6], dtype=F64),
+            torch.randn(2, 3, generator=gen, dtype=F64),
+        ]
+    ).requires_grad_(True)
     x = torch.randn(len(e), 2, layer.d, generator=gen, dtype=F64, requires_grad=True)
     w = torch.randn(len(e), 2, generator=gen, dtype=F64, requires_grad=True)
     assert torch.autograd.gradcheck(layer, (x, e, w))

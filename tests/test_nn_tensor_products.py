@@ -155,8 +155,13 @@ def test_exact_layer_commutes_with_rotations(R, seed, L):
     cp = CPTensorProduct(*constructive_factors(so3.cg_tensor(L)))
     x, y, w = inputs(L, 3, (2,), seed=seed)
     assert_equivariant(
-        cp, L, inputs=(x.numpy(), y.numpy(), w.numpy()), kinds=("feature", "feature", "invariant"),
-        rotations=np.stack([R, R]), adversarial=False, dtype=torch.float64,
+        cp,
+        L,
+        inputs=(x.numpy(), y.numpy(), w.numpy()),
+        kinds=("feature", "feature", "invariant"),
+        rotations=np.stack([R, R]),
+        adversarial=False,
+        dtype=torch.float64,
     )
 
 

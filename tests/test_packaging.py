@@ -22,8 +22,12 @@ def _pyproject() -> dict:
 def _python(code: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=kwargs.pop("cwd", ROOT), env=env,
-        capture_output=True, text=True, **kwargs,
+        [sys.executable, "-c", code, *args],
+        cwd=kwargs.pop("cwd", ROOT),
+        env=env,
+        capture_output=True,
+        text=True,
+        **kwargs,
     )
 
 
@@ -72,8 +76,22 @@ def test_console_scripts_point_to_the_entry_points():
 def test_tdn_fit_cp_runs_as_its_console_script_does(tmp_path):
     """The wrapper pip writes for ``tdn-fit-cp`` calls ``sys.exit(main())`` with sys.argv."""
     out = tmp_path / "m.npz"
-    args = ["--L", "1", "--rank", "3", "--restarts", "1", "--rotations", "5",
-            "--time-budget", "5", "--json", "--quiet", "--out", str(out)]
+    args = [
+        "--L",
+        "1",
+        "--rank",
+        "3",
+        "--restarts",
+        "1",
+        "--rotations",
+        "5",
+        "--time-budget",
+        "5",
+        "--json",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     wrapper = "import sys\nfrom tdn_theory.fit_cp import main\nsys.exit(main())\n"
     result = _python(wrapper, *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -33,6 +33,8 @@ def test_an_edited_number_is_caught():
 
 def test_bad_markers_are_refused():
     with pytest.raises(ValueError, match="lacks"):
-        readme.render(readme.BEGIN.format(name="nosuch") + "\nx\n" + readme.END.format(name="nosuch"))
+        readme.render(
+            readme.BEGIN.format(name="nosuch") + "\nx\n" + readme.END.format(name="nosuch")
+        )
     with pytest.raises(ValueError, match="without its END"):
         readme.render(readme.BEGIN.format(name="nbody") + "\nx\n")

@@ -32,8 +32,11 @@ def test_round_trip_and_corruption(tmp_path, monkeypatch):
 
 def _rewrite(name, value, digest=None):
     """Replace an entry's value, keeping (digest=None: recomputing) its checksum."""
-    np.savez(cache.entry_path(name), value=value,
-             sha256=np.array(cache.checksum(value) if digest is None else digest))
+    np.savez(
+        cache.entry_path(name),
+        value=value,
+        sha256=np.array(cache.checksum(value) if digest is None else digest),
+    )
 
 
 def test_altered_values_are_rejected(tmp_path, monkeypatch):

@@ -63,7 +63,10 @@ def test_swap_symmetry(path):
 def test_swap_symmetry_exact():
     a = np.array(real_cg(1, 2, 2, exact=True).tolist(), dtype=object)
     b = np.array(real_cg(2, 1, 2, exact=True).tolist(), dtype=object)
-    assert all(sympy.simplify(x + y) == 0 for x, y in zip(b.ravel(), a.transpose(1, 0, 2).ravel(), strict=True))
+    assert all(
+        sympy.simplify(x + y) == 0
+        for x, y in zip(b.ravel(), a.transpose(1, 0, 2).ravel(), strict=True)
+    )
 
 
 def test_levi_civita_and_dot_product():
@@ -75,9 +78,7 @@ def test_levi_civita_and_dot_product():
     assert np.allclose(np.einsum("abc,a,b->c", real_cg(1, 1, 0), x, y), (x @ y) / math.sqrt(3))
 
 
-@pytest.mark.parametrize(
-    "args", [(-1, 0, 1), (1, 1, 3), (1.5, 1, 1), ("1", 1, 1), (True, 1, 1)]
-)
+@pytest.mark.parametrize("args", [(-1, 0, 1), (1, 1, 3), (1.5, 1, 1), ("1", 1, 1), (True, 1, 1)])
 def test_bad_paths_raise(args):
     with pytest.raises(ValueError, match=r"l1|l2|l3|triangle"):
         real_cg(*args)

@@ -89,9 +89,7 @@ def test_cg_tensor_is_equivariant(R, x, y):
 def test_every_block_is_invariant(R, path):
     l1, l2, l3 = path
     c = real_cg(*path)
-    rotated = np.einsum(
-        "abc,ax,by,cz->xyz", c, wigner_D(l1, R), wigner_D(l2, R), wigner_D(l3, R)
-    )
+    rotated = np.einsum("abc,ax,by,cz->xyz", c, wigner_D(l1, R), wigner_D(l2, R), wigner_D(l3, R))
     assert np.abs(rotated - c).max() < 1e-12
 
 

@@ -44,8 +44,9 @@ def test_draws_through_given_are_close_to_haar():
     (Haar: 3.2%) over 3000 draws; this checks 400 draws with loose limits (any profile)."""
     drawn = []
 
-    @settings(max_examples=400, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=400, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(strategies.rotations())
     def collect(R):
         drawn.append(R)

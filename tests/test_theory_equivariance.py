@@ -229,8 +229,12 @@ def test_invariant_basis_is_orthonormal_and_invariant():
         embedded[s3, s1, s2] = U
         assert_equivariant(
             lambda x, y, T=embedded: np.einsum("kij,ni,nj->nk", T, x, y),
-            L, n_samples=4, seed=11, adversarial=False, rtol=1e-12,
-        )  # fmt: skip
+            L,
+            n_samples=4,
+            seed=11,
+            adversarial=False,
+            rtol=1e-12,
+        )
 
 
 @pytest.mark.parametrize("L, rank", [(1, 2), (2, 4), (3, 30)])
@@ -290,12 +294,31 @@ def test_check_fit_report_is_consistent():
 
 #: the keys check_fit's dictionary always had, in order (worst-case extras after the method)
 FIT_CHECK_KEYS = [
-    "L", "d", "rank", "norm_T", "fit_error", "relative_error", "lower_bound",
-    "relative_lower_bound", "thm31_rank", "thm31_bound", "thm31_equivariance_bound",
-    "thm31_vacuous", "hosvd_error", "aposteriori_spectral", "aposteriori_frobenius",
-    "aposteriori_projected", "haar_mean_square", "haar_rms_error", "n_rotations",
-    "mc_mean_error", "mc_rms_error", "mc_max_error", "worst_case_error", "worst_case_method",
-]  # fmt: skip
+    "L",
+    "d",
+    "rank",
+    "norm_T",
+    "fit_error",
+    "relative_error",
+    "lower_bound",
+    "relative_lower_bound",
+    "thm31_rank",
+    "thm31_bound",
+    "thm31_equivariance_bound",
+    "thm31_vacuous",
+    "hosvd_error",
+    "aposteriori_spectral",
+    "aposteriori_frobenius",
+    "aposteriori_projected",
+    "haar_mean_square",
+    "haar_rms_error",
+    "n_rotations",
+    "mc_mean_error",
+    "mc_rms_error",
+    "mc_max_error",
+    "worst_case_error",
+    "worst_case_method",
+]
 TIGHTNESS = ["tightness_spectral", "tightness_frobenius", "tightness_projected"]
 EXTRAS = ["worst_case_rotation", "worst_case_x", "worst_case_y"]
 
@@ -307,8 +330,9 @@ def test_check_fit_is_a_frozen_report_with_the_same_keys(worst_case):
 
     T = cg_tensor(1)
     A, B, C = _fit(1, 2)
-    report = check_fit(T, (A, B, C), n_rotations=5, seed=0, worst_case=worst_case,
-                       worst_case_starts=1)  # fmt: skip
+    report = check_fit(
+        T, (A, B, C), n_rotations=5, seed=0, worst_case=worst_case, worst_case_starts=1
+    )
     assert isinstance(report, FitCheck)
     as_dict = report.to_dict()
     assert list(as_dict) == FIT_CHECK_KEYS + (EXTRAS if worst_case else []) + TIGHTNESS

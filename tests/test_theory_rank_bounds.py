@@ -177,19 +177,22 @@ def oracle(threshold, calls):
         calls.append(R)
         ok = R >= threshold
         return None, RankAttempt(R, 0.0 if ok else 0.1, ok, 0.0, 0, 1, None)
+
     return attempt
 
 
 @given(st.integers(3, 60), st.integers(1, 80))
 def test_bisection_finds_the_threshold_of_a_monotone_oracle(threshold, start):
     calls = []
-    hi, tried = search_exact_rank(oracle(threshold, calls), lower=2, start=start, ceiling=200,
-                                  max_up_steps=50)
+    hi, tried = search_exact_rank(
+        oracle(threshold, calls), lower=2, start=start, ceiling=200, max_up_steps=50
+    )
     assert hi == threshold
     assert len(calls) == len(set(calls))  # no rank fitted twice
     again = []
-    hi2, _ = search_exact_rank(oracle(threshold, again), lower=2, start=start, ceiling=200,
-                               known=tried)
+    hi2, _ = search_exact_rank(
+        oracle(threshold, again), lower=2, start=start, ceiling=200, known=tried
+    )
     assert hi2 == threshold and again == []  # resuming repeats nothing
 
 
@@ -197,8 +200,7 @@ def test_bisection_gives_up_above_the_ceiling_and_honours_resolution():
     hi, _ = search_exact_rank(oracle(500, []), lower=1, start=10, ceiling=40, max_up_steps=50)
     assert hi is None
     calls = []
-    hi, _ = search_exact_rank(oracle(70, calls), lower=1, start=100, ceiling=200,
-                              resolution=0.1)
+    hi, _ = search_exact_rank(oracle(70, calls), lower=1, start=100, ceiling=200, resolution=0.1)
     assert 70 <= hi <= 80 and len(calls) < 6
 
 
@@ -207,7 +209,8 @@ def test_try_rank_finds_a_planted_rank_and_confirms_it():
     fit, att = try_rank(T, 4, seed=0, restarts=2, time_budget=20.0)
     assert att.exact and att.relative_error < 1e-12
     assert relative_error(T, cp_to_tensor(fit.A, fit.B, fit.C)) == pytest.approx(
-        att.relative_error, rel=1e-6, abs=1e-15)
+        att.relative_error, rel=1e-6, abs=1e-15
+    )
     _, att3 = try_rank(T, 3, seed=0, restarts=2, time_budget=3.0)
     assert not att3.exact  # below the flattening rank 4: impossible
     with pytest.raises(ValueError, match="time_budget"):

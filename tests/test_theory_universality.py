@@ -89,9 +89,20 @@ def test_random_maps_differ_by_seed():
 
 
 @pytest.mark.parametrize(
-    "l1, l2, l3", [(0, 0, 0), (1, 1, 0), (1, 1, 1), (1, 1, 2), (1, 1, 3), (2, 1, 0), (2, 2, 4),
-                   (2, 1, 3), (3, 1, 1), (0, 2, 1)],
-)  # fmt: skip
+    "l1, l2, l3",
+    [
+        (0, 0, 0),
+        (1, 1, 0),
+        (1, 1, 1),
+        (1, 1, 2),
+        (1, 1, 3),
+        (2, 1, 0),
+        (2, 2, 4),
+        (2, 1, 3),
+        (3, 1, 1),
+        (0, 2, 1),
+    ],
+)
 def test_schur_dimension_of_equivariant_blocks(l1, l2, l3):
     """dim of invariants in l3 x l1 x l2 is 1 iff the triangle rule holds, else 0 (Schur)."""
     expected = 1 if abs(l1 - l2) <= l3 <= l1 + l2 else 0

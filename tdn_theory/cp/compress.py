@@ -107,10 +107,14 @@ def _drop_attempt(
         return factors, err, method, "tol"
     unknowns = sum(F.shape[0] for F in factors) * factors[0].shape[1]
     res = levenberg_marquardt(
-        T, *factors, max_iter=lm_iter, time_budget=max(budget - (time.perf_counter() - start), 1e-3),
-        target_error=min(tol, 1e-14) / 10, dense=True if unknowns <= dense_limit else None,
+        T,
+        *factors,
+        max_iter=lm_iter,
+        time_budget=max(budget - (time.perf_counter() - start), 1e-3),
+        target_error=min(tol, 1e-14) / 10,
+        dense=True if unknowns <= dense_limit else None,
         normalize=False,
-    )  # fmt: skip
+    )
     polished = [res.A, res.B, res.C]
     err_lm = relative_error(T, cp_to_tensor(*polished))
     if err_lm < err:
@@ -210,10 +214,15 @@ def compress_exact(
             t0 = time.perf_counter()
             budget = min(attempt_budget, max(time_budget - (t0 - start), 1e-3))
             trial, err, method, reason = _drop_attempt(
-                Tn, [F[:, keep] for F in factors], tol=tol, als_iter=int(als_iter),
-                lm_iter=int(lm_iter), budget=budget, dense_limit=int(dense_limit),
+                Tn,
+                [F[:, keep] for F in factors],
+                tol=tol,
+                als_iter=int(als_iter),
+                lm_iter=int(lm_iter),
+                budget=budget,
+                dense_limit=int(dense_limit),
                 max_term=max_term,
-            )  # fmt: skip
+            )
             attempts.append(
                 {
                     "rank": rank,

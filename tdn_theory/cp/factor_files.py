@@ -361,7 +361,9 @@ def _check_meta_types(meta: dict[str, Any], where: str) -> None:
     if "L" in meta and not (_is_int(meta["L"]) and meta["L"] >= 0):
         raise FactorFileError(f"{where}: meta L must be an integer >= 0, got {meta['L']!r}")
     if meta.get("seed") is not None and not _is_int(meta["seed"]):
-        raise FactorFileError(f"{where}: meta seed must be an integer or null, got {meta['seed']!r}")
+        raise FactorFileError(
+            f"{where}: meta seed must be an integer or null, got {meta['seed']!r}"
+        )
     if "seconds" in meta and not _is_number(meta["seconds"]):
         raise FactorFileError(f"{where}: meta seconds must be a number, got {meta['seconds']!r}")
 
@@ -382,9 +384,7 @@ def _parse(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, An
     if lacking:
         raise FactorFileError(f"{where}: meta lacks {lacking}")
     if meta["format"] not in (FORMAT, LEGACY_FORMAT):
-        raise FactorFileError(
-            f"{where}: unknown format {meta['format']!r} (expected {FORMAT!r})"
-        )
+        raise FactorFileError(f"{where}: unknown format {meta['format']!r} (expected {FORMAT!r})")
     _check_meta_types(meta, where)
     for name in ("A", "B", "C"):
         F = arrays[name]
@@ -405,9 +405,7 @@ def _parse(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, An
     if rank < 1 or min(shape) < 1:
         raise FactorFileError(f"{where}: the factors are empty (shape {shape}, rank {rank})")
     if meta["rank"] != rank:
-        raise FactorFileError(
-            f"{where}: meta says rank {meta['rank']}, arrays have {rank} columns"
-        )
+        raise FactorFileError(f"{where}: meta says rank {meta['rank']}, arrays have {rank} columns")
     if meta["shape"] != shape:
         raise FactorFileError(f"{where}: meta says shape {meta['shape']}, arrays give {shape}")
     if "L" in meta:
@@ -502,7 +500,10 @@ def load_factors(
 
 
 def upgrade_factor_file(
-    path: str | os.PathLike, *, target: np.ndarray | None = None, out: str | os.PathLike | None = None
+    path: str | os.PathLike,
+    *,
+    target: np.ndarray | None = None,
+    out: str | os.PathLike | None = None,
 ) -> Path:
     """Re-save a legacy (tdn_theory.cp/1) factor file in the current format; return the path.
 

@@ -59,8 +59,40 @@ __all__ = [
 RULES = ("lebedev", "gauss-legendre")
 
 #: Orders (= exact polynomial degree) accepted by scipy.integrate.lebedev_rule (scipy >= 1.15).
-LEBEDEV_ORDERS = (3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 35,
-                  41, 47, 53, 59, 65, 71, 77, 83, 89, 95, 101, 107, 113, 119, 125, 131)  # fmt: skip
+LEBEDEV_ORDERS = (
+    3,
+    5,
+    7,
+    9,
+    11,
+    13,
+    15,
+    17,
+    19,
+    21,
+    23,
+    25,
+    27,
+    29,
+    31,
+    35,
+    41,
+    47,
+    53,
+    59,
+    65,
+    71,
+    77,
+    83,
+    89,
+    95,
+    101,
+    107,
+    113,
+    119,
+    125,
+    131,
+)
 
 Scaling = Sequence[Sequence[float]] | Mapping[str, Sequence[Sequence[float]]] | None
 

@@ -176,8 +176,15 @@ class FitStore:
         stamp = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
         if stamp in _VERIFIED:
             fit, meta = _VERIFIED[stamp]
-            return CPFit(fit.A.copy(), fit.B.copy(), fit.C.copy(), fit.relative_error, [],
-                         fit.seed, fit.seconds), dict(meta)  # fmt: skip
+            return CPFit(
+                fit.A.copy(),
+                fit.B.copy(),
+                fit.C.copy(),
+                fit.relative_error,
+                [],
+                fit.seed,
+                fit.seconds,
+            ), dict(meta)
         expect = {
             "L": key.L,
             "normalization": key.normalization,
@@ -218,7 +225,9 @@ class FitStore:
             return False
         fit = CPFit(fit.A, fit.B, fit.C, err, [], fit.seed, fit.seconds)
         meta = dict(provenance or {})
-        if "seed" in meta and meta["seed"] != fit.seed:  # e.g. a search whose best start had its own
+        if (
+            "seed" in meta and meta["seed"] != fit.seed
+        ):  # e.g. a search whose best start had its own
             meta["search_seed"] = meta.pop("seed")
         meta.update(
             L=key.L,
@@ -323,7 +332,11 @@ def _unavailable(key: FitKey, stores: list[FitStore]) -> FitStoreError:
     same = available(stores[0]) if stores else []
     if len(stores) > 1:
         same = sorted(set(same) | set(stores[1].keys()))
-    near = [k for k in same if (k.normalization, k.parity, k.L) == (key.normalization, key.parity, key.L)]
+    near = [
+        k
+        for k in same
+        if (k.normalization, k.parity, k.L) == (key.normalization, key.parity, key.L)
+    ]
     if near:
         listing = f"ranks {[k.rank for k in near]} for {key.normalization}/{key.parity}/L={key.L}"
     else:
@@ -411,6 +424,11 @@ def best_fit(
         stored = own.get(key)
         if stored is not None:
             return stored
-    meta.update(L=key.L, normalization=key.normalization, parity=key.parity,
-                relative_error=fit.relative_error, rank=key.rank)
+    meta.update(
+        L=key.L,
+        normalization=key.normalization,
+        parity=key.parity,
+        relative_error=fit.relative_error,
+        rank=key.rank,
+    )
     return fit, meta

@@ -105,7 +105,6 @@ def check_rank(rank: object, *, who: str = "fit_cp") -> int:
 Factors = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-
 def as_factors(factors: Any) -> Factors:
     """Return (A, B, C) as float64 arrays from a tuple/list or an object with .A .B .C (e.g. CPFit).
 

@@ -140,7 +140,9 @@ def generate_emt(name: str, *, n_configs: int | None = None, seed: int = 0) -> l
     from ase.md.langevin import Langevin
 
     recipe = _recipe(name)
-    n_configs = recipe.n_configs if n_configs is None else check_int(n_configs, "n_configs", minimum=1)
+    n_configs = (
+        recipe.n_configs if n_configs is None else check_int(n_configs, "n_configs", minimum=1)
+    )
     seed = check_int(seed, "seed")
     rng = np.random.default_rng(seed)
     configs: list = []
@@ -199,7 +201,9 @@ def _key(name: str, n_configs: int, seed: int) -> dict:
 def dataset_path(name: str, *, n_configs: int | None = None, seed: int = 0) -> Path:
     """Path of the cached extxyz file of a named set, generating (and verifying) it as needed."""
     recipe = _recipe(name)
-    n_configs = recipe.n_configs if n_configs is None else check_int(n_configs, "n_configs", minimum=1)
+    n_configs = (
+        recipe.n_configs if n_configs is None else check_int(n_configs, "n_configs", minimum=1)
+    )
     seed = check_int(seed, "seed")
     key = _key(name, n_configs, seed)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]

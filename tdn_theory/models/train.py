@@ -287,7 +287,9 @@ def train(
         }
         history.append(record)
         if on_epoch is not None:
-            on_epoch(record, improved)  # the model holds this epoch's weights (the best if improved)
+            on_epoch(
+                record, improved
+            )  # the model holds this epoch's weights (the best if improved)
         if bar is not None:
             bar.set_postfix(
                 val_E=f"{val['energy_mae_mev_per_atom']:.1f}",

@@ -187,9 +187,7 @@ def _real_cg_float(l1: int, l2: int, l3: int) -> np.ndarray:
     return block
 
 
-def real_cg(
-    l1: int, l2: int, l3: int, exact: bool = False
-) -> np.ndarray | sympy.Array:
+def real_cg(l1: int, l2: int, l3: int, exact: bool = False) -> np.ndarray | sympy.Array:
     """Real CG block of the path ``(l1, l2, l3)``, shape ``(2l1+1, 2l2+1, 2l3+1)``, index ``[m1, m2, m3]``.
 
     Standard CG normalization. ``exact=True`` returns a sympy Array whose entries are exact

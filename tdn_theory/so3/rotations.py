@@ -15,7 +15,9 @@ def check_rotation(R: object, name: str = "R") -> np.ndarray:
     """Return ``R`` as a float64 array of shape ``(..., 3, 3)`` after checking it is in SO(3)."""
     array = np.asarray(R, dtype=np.float64)
     if array.ndim < 2 or array.shape[-2:] != (3, 3):
-        raise ValueError(f"{name} must be a rotation matrix of shape (..., 3, 3); got shape {array.shape}")
+        raise ValueError(
+            f"{name} must be a rotation matrix of shape (..., 3, 3); got shape {array.shape}"
+        )
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} must be a rotation matrix; it contains NaN or infinity")
     gram = np.einsum("...ji,...jk->...ik", array, array)
@@ -26,7 +28,9 @@ def check_rotation(R: object, name: str = "R") -> np.ndarray:
             f"max |R^T R - I| = {deviation:.1e}"
         )
     if array.size and np.any(np.linalg.det(array) < 0):
-        raise ValueError(f"{name} must be a proper rotation (det R = +1); got a reflection (det -1)")
+        raise ValueError(
+            f"{name} must be a proper rotation (det R = +1); got a reflection (det -1)"
+        )
     return array
 
 

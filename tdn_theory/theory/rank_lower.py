@@ -181,10 +181,7 @@ def _check_mode(mode: int, who: str) -> int:
 def flattening_ranks(T: np.ndarray, rtol: float = DEFAULT_RTOL) -> list[NumericalRank]:
     """Certified numerical ranks of the unfoldings T_(n) = moveaxis(T, n, 0).reshape(d_n, -1)."""
     T = _check_tensor(T, "flattening_ranks")
-    return [
-        numerical_rank(unfold(T, mode), rtol)
-        for mode in range(3)
-    ]
+    return [numerical_rank(unfold(T, mode), rtol) for mode in range(3)]
 
 
 def flattening_bound(T: np.ndarray, rtol: float = DEFAULT_RTOL) -> LowerBound:
@@ -225,7 +222,7 @@ def koszul_young_matrix(slices: np.ndarray, p: int) -> np.ndarray:
                 continue
             sign = -1.0 if sum(1 for s in S if s < a) % 2 else 1.0
             i = rows[tuple(sorted(S + (a,)))]
-            M[i * dC:(i + 1) * dC, j * dB:(j + 1) * dB] = sign * slices[a].T
+            M[i * dC : (i + 1) * dC, j * dB : (j + 1) * dB] = sign * slices[a].T
     return M
 
 

@@ -53,7 +53,6 @@ __all__ = [
 ]
 
 
-
 @dataclass
 class RankAttempt:
     """One fit at one rank: its relative error, whether it counts as exact, and its cost."""
@@ -103,8 +102,9 @@ def confirm_exact(T: np.ndarray, fit: CPFit, *, max_iter: int = 100) -> CPFit:
     return fit
 
 
-def _lm_from_gaussian(T: np.ndarray, rank: int, seed: int, max_iter: int,
-                      time_budget: float | None) -> CPFit:
+def _lm_from_gaussian(
+    T: np.ndarray, rank: int, seed: int, max_iter: int, time_budget: float | None
+) -> CPFit:
     """Levenberg–Marquardt (the engine's polish) from seeded Gaussian factors of T's scale.
 
     The factors are drawn for T / ||T||_F (entries scale (R |T|)^(-1/6)), which is the scale the
@@ -120,9 +120,23 @@ def _lm_from_gaussian(T: np.ndarray, rank: int, seed: int, max_iter: int,
     )
     A, lm = res.A * norm, res.history[0]
     err = relative_error(T, cp_to_tensor(A, res.B, res.C))
-    return CPFit(A=A, B=res.B, C=res.C, relative_error=err, seed=int(seed), seconds=res.seconds,
-                 history=[{"stage": "lm-gaussian", "seed": int(seed), "reason": lm["reason"],
-                           "iterations": int(lm["iterations"]), "relative_error": float(err)}])
+    return CPFit(
+        A=A,
+        B=res.B,
+        C=res.C,
+        relative_error=err,
+        seed=int(seed),
+        seconds=res.seconds,
+        history=[
+            {
+                "stage": "lm-gaussian",
+                "seed": int(seed),
+                "reason": lm["reason"],
+                "iterations": int(lm["iterations"]),
+                "relative_error": float(err),
+            }
+        ],
+    )
 
 
 def try_rank(
@@ -150,9 +164,15 @@ def try_rank(
     notes = []
     best: CPFit | None = None
     try:
-        best = fit_cp(T, int(rank), restarts=int(restarts), seed=int(seed),
-                      polish_starts=min(2, int(restarts)), polish_iter=int(polish_iter),
-                      time_budget=0.5 * time_budget)
+        best = fit_cp(
+            T,
+            int(rank),
+            restarts=int(restarts),
+            seed=int(seed),
+            polish_starts=min(2, int(restarts)),
+            polish_iter=int(polish_iter),
+            time_budget=0.5 * time_budget,
+        )
         notes.append(f"engine {best.relative_error:.1e}")
     except np.linalg.LinAlgError:
         notes.append("engine ALS singular")
@@ -277,8 +297,14 @@ def weight_ratio(L: int, normalization: str, part: str) -> tuple[np.ndarray, np.
 
 
 def complete_weights(
-    W: np.ndarray, mask: np.ndarray, *, max_rank: int = 8, restarts: int = 6, seed: int = 0,
-    rtol: float = 1e-13, min_rank: int = 1,
+    W: np.ndarray,
+    mask: np.ndarray,
+    *,
+    max_rank: int = 8,
+    restarts: int = 6,
+    seed: int = 0,
+    rtol: float = 1e-13,
+    min_rank: int = 1,
 ) -> tuple[list[np.ndarray], float]:
     """Smallest-rank CP (a, b, c) with sum_s a_s ⊗ b_s ⊗ c_s = W on the mask; returns
     (factors, relative residual on the mask).
@@ -304,7 +330,7 @@ def complete_weights(
         def split(x, S=S, sizes=sizes):
             out, pos = [], 0
             for n, size in zip(dims, sizes, strict=True):
-                out.append(x[pos:pos + size].reshape(n, S))
+                out.append(x[pos : pos + size].reshape(n, S))
                 pos += size
             return out
 
@@ -326,19 +352,35 @@ def complete_weights(
 
         for _ in range(int(restarts)):
             x0 = rng.standard_normal(sum(sizes)) * (norm / np.sqrt(len(target))) ** (1 / 3)
-            sol = least_squares(residual, x0, jac=jacobian, method="trf", xtol=1e-15,
-                                ftol=1e-15, gtol=1e-15, max_nfev=4000)
+            sol = least_squares(
+                residual,
+                x0,
+                jac=jacobian,
+                method="trf",
+                xtol=1e-15,
+                ftol=1e-15,
+                gtol=1e-15,
+                max_nfev=4000,
+            )
             err = float(np.linalg.norm(residual(sol.x))) / norm
             best_err = min(best_err, err)
             if err < rtol:
                 return split(sol.x), err
-    raise ValueError(f"complete_weights: no CP of rank <= {max_rank} matches the weights "
-                     f"(best residual {best_err:.1e}); raise max_rank")
+    raise ValueError(
+        f"complete_weights: no CP of rank <= {max_rank} matches the weights "
+        f"(best residual {best_err:.1e}); raise max_rank"
+    )
 
 
 def scaled_sphere_cp(
-    L: int, normalization: str = "unit", parity: str = "all", *, seed: int = 0,
-    max_rank: int = 8, restarts: int = 6, min_rank: int = 1,
+    L: int,
+    normalization: str = "unit",
+    parity: str = "all",
+    *,
+    seed: int = 0,
+    max_rank: int = 8,
+    restarts: int = 6,
+    min_rank: int = 1,
 ) -> ScaledSphereCP:
     """Exact CP of cg_tensor(L, normalization, parity) of rank S_e N_e + 2 S_o N_o.
 
@@ -358,8 +400,9 @@ def scaled_sphere_cp(
         W, mask = weight_ratio(L, normalization, part)
         if not mask.any():
             continue
-        (a, b, c), err = complete_weights(W, mask, max_rank=max_rank, restarts=restarts,
-                                          seed=seed, min_rank=min_rank)
+        (a, b, c), err = complete_weights(
+            W, mask, max_rank=max_rank, restarts=restarts, seed=seed, min_rank=min_rank
+        )
         ranks[part], residuals[part] = a.shape[1], err
         for s in range(a.shape[1]):
             fit = sphere_cp(L, part, scalings={part: (a[:, s], b[:, s], c[:, s])}, check=False)
@@ -368,6 +411,12 @@ def scaled_sphere_cp(
     A, B, C = (np.concatenate([col[n] for col in columns], axis=1) for n in range(3))
     T = so3.cg_tensor(L, normalization, parity)
     err = relative_error(T, cp_to_tensor(A, B, C))
-    fit = CPFit(A=A, B=B, C=C, relative_error=err, seed=int(seed),
-                history=[{"stage": "scaled-sphere", "ranks": ranks, "points": points}])
+    fit = CPFit(
+        A=A,
+        B=B,
+        C=C,
+        relative_error=err,
+        seed=int(seed),
+        history=[{"stage": "scaled-sphere", "ranks": ranks, "points": points}],
+    )
     return ScaledSphereCP(fit=fit, ranks=ranks, points=points, completion_error=residuals)
