@@ -42,6 +42,20 @@ SCHEDULES: dict[str, Any] = {
 }
 
 
+def paper_and_exact_ranks(L: int) -> dict[str, int | None]:
+    """The paper's schedules 7L, ceil(16 ln^2(L+1)), 7L^2 at L (from SCHEDULES) and the smallest
+    exact rank in the fit store (tdn_theory.cp.smallest_exact_rank), under the keys the model
+    experiments store."""
+    from tdn_theory.cp import smallest_exact_rank
+
+    return {
+        "7L": SCHEDULES["7L"](L),
+        "16ln^2(L+1)": SCHEDULES["16log^2(L+1)"](L),
+        "7L^2": SCHEDULES["7L^2"](L),
+        "exact": smallest_exact_rank(L),
+    }
+
+
 def bilinear(A: np.ndarray, B: np.ndarray, C: np.ndarray, x: np.ndarray, y: np.ndarray):
     """M_hat(x, y) = A ((B^T x) * (C^T y)) for batches x, y of shape (n, d); returns (n, d)."""
     return ((x @ B) * (y @ C)) @ A.T

@@ -23,26 +23,20 @@ forces) per backend on one fixed batch, interleaved over rounds, medians; ratios
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 
 import numpy as np
 
 from experiments import _common
-from tdn_theory.cp import smallest_exact_rank
+from experiments._rank_study import paper_and_exact_ranks
 
 NAME = "accuracy_vs_rank"
 
 
 def ranks_for(L: int) -> dict[str, int]:
     """The paper's schedules at L and the smallest exact rank found."""
-    return {
-        "7L": 7 * L,
-        "16ln^2(L+1)": math.ceil(16 * math.log(L + 1) ** 2),
-        "7L^2": 7 * L * L,
-        "exact": smallest_exact_rank(L),
-    }
+    return paper_and_exact_ranks(L)
 
 
 def backends_for(L: int) -> list[dict]:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -43,8 +42,9 @@ import numpy as np
 import torch
 
 from experiments import _io
+from experiments._rank_study import paper_and_exact_ranks
 from tdn_theory import so3
-from tdn_theory.cp import EXACT_RTOL, smallest_exact_rank
+from tdn_theory.cp import EXACT_RTOL
 from tdn_theory.models import TDNPotential
 from tdn_theory.models.network_bound import (
     adversarial_rotation,
@@ -61,12 +61,7 @@ EXACT_TOL = EXACT_RTOL  # a tensor product this close to exact is "exact": defec
 
 def schedules(L: int) -> dict[str, int]:
     """The four rank schedules compared at degree L: 7L, 16 ln^2(L+1), 7L^2 and the exact rank."""
-    return {
-        "7L": 7 * L,
-        "16ln^2(L+1)": math.ceil(16 * math.log(L + 1) ** 2),
-        "7L^2": 7 * L * L,
-        "exact": smallest_exact_rank(L),
-    }
+    return paper_and_exact_ranks(L)
 
 
 # --------------------------------------------------------------------------------------------
