@@ -5,12 +5,15 @@ approximate the CG tensor, ``M[k, i, j] ~ sum_r A[k, r] B[i, r] C[j, r]``, the l
 every channel ``c``
 
     out[..., c, k] = weight[..., c]
-                     * sum_r A[k, r] (sum_i B[i, r] x[..., c, i]) (sum_j C[j, r] y[..., j])
+                     * sum_r A[k, r] (sum_i B[i, r] x[..., c, i]) (sum_j C[j, r] y[..., (c,) j])
 
-i.e. ``out = ((x @ B) * (y @ C)[..., None, :]) @ A.T``, scaled per channel: three matrix
-products and one elementwise product, ``O(d R)`` work per channel instead of ``O(d^3)``.
-``weight`` is one number per channel shared by all paths (path-weight sharing); with exact
-factors the layer is exactly SO(3)-equivariant for any weight.
+i.e. ``out = ((x @ B) * (y @ C)) @ A.T``, scaled per channel: three matrix products and one
+elementwise product, ``O(d R)`` work per channel instead of ``O(d^3)``. Input 2 is either shared
+by the channels, ``y`` of shape (..., d2) (the spherical harmonics of an edge), or carries the
+channels, ``y`` of shape (..., C, d2) (the paper's shared-weight layer ``z_u = M(x_u, (W y)_u)``):
+a ``y`` with as many dimensions as ``x`` is per channel. ``weight`` is one number per channel
+shared by all paths (path-weight sharing); with exact factors the layer is exactly
+SO(3)-equivariant for any weight.
 """
 
 from __future__ import annotations
@@ -86,11 +89,13 @@ def check_layer_inputs(
     d_in2: int,
     reference: torch.Tensor,
     layer: str,
-) -> None:
+) -> bool:
     """Raise a one-line ValueError when ``x``, ``y``, ``weight`` do not fit a layer.
 
-    Expected: ``x`` (..., channels, d_in1), ``y`` (..., d_in2), ``weight`` (..., channels) or
-    None, batch shapes broadcastable, all with ``reference``'s dtype and device.
+    Expected: ``x`` (..., channels, d_in1); ``y`` (..., d_in2) shared by the channels or
+    (..., channels, d_in2) per channel (a ``y`` with as many dimensions as ``x``); ``weight``
+    (..., channels) or None; batch shapes broadcastable, all with ``reference``'s dtype and
+    device. Returns True when ``y`` is per channel.
     """
     for name, t in (("x", x), ("y", y), ("weight", weight)):
         if t is None and name == "weight":
@@ -105,13 +110,25 @@ def check_layer_inputs(
             f"{layer}: x has last dimension {x.shape[-1]} but the layer expects d = {d_in1}; "
             "x must have shape (..., channels, d)"
         )
+    channels = x.shape[-2]
     if y.ndim < 1 or y.shape[-1] != d_in2:
         raise ValueError(
             f"{layer}: y has shape {tuple(y.shape)} but the layer expects (..., {d_in2}) "
-            "(input 2 has one channel)"
+            f"(shared by the channels) or (..., {channels}, {d_in2}) (per channel)"
         )
-    channels = x.shape[-2]
-    batch_shapes = [x.shape[:-2], y.shape[:-1]]
+    if y.ndim > x.ndim:
+        raise ValueError(
+            f"{layer}: y has {y.ndim} dimensions, more than x ({x.ndim}); a per-channel y has "
+            "as many dimensions as x: add the batch dimensions to x (e.g. x[None])"
+        )
+    per_channel = y.ndim == x.ndim
+    if per_channel and y.shape[-2] != channels:
+        raise ValueError(
+            f"{layer}: y has shape {tuple(y.shape)} (per channel: as many dimensions as x) but x "
+            f"has {channels} channels; y must have shape (..., {channels}, {d_in2}) or "
+            f"(..., {d_in2})"
+        )
+    batch_shapes = [x.shape[:-2], y.shape[: -2 if per_channel else -1]]
     if weight is not None:
         if weight.ndim < 1 or weight.shape[-1] != channels:
             raise ValueError(
@@ -126,6 +143,7 @@ def check_layer_inputs(
             f"{layer}: batch shapes {[tuple(s) for s in batch_shapes]} of x, y, weight "
             "do not broadcast"
         ) from None
+    return per_channel
 
 
 class CPTensorProduct(torch.nn.Module):
@@ -141,7 +159,8 @@ class CPTensorProduct(torch.nn.Module):
         precision (float64 stays float64), so exact factors stay exact; use ``.float()`` or
         ``.to(torch.float32)`` for a float32 layer.
 
-    ``forward(x, y, weight=None)``: ``x`` (..., channels, d1), ``y`` (..., d2), ``weight``
+    ``forward(x, y, weight=None)``: ``x`` (..., channels, d1), ``y`` (..., d2) shared by the
+    channels or (..., channels, d2) per channel (as many dimensions as ``x``), ``weight``
     (..., channels) or None; batch shapes broadcast. Returns (..., channels, d3).
     """
 
@@ -150,8 +169,9 @@ class CPTensorProduct(torch.nn.Module):
     C: torch.Tensor
 
     #: Size in bytes per intra-op thread of the (samples x channels x R) intermediate of one
-    #: block in the blocked CPU path (0 disables it). A quarter of a 2 MiB L2 cache: best of
-    #: 256 KiB..1 MiB at L = 3, 4, 6 on the 2-core VM (1-2 threads).
+    #: block of :class:`_CPProduct` on CPU (one block on other devices). A quarter of a 2 MiB L2
+    #: cache: best of 256 KiB..1 MiB at L = 3, 4, 6 on the 2-core VM (1-2 threads). 0 disables
+    #: the Function: the plain path of autograd operations (needed under torch.func transforms).
     blocked_bytes: int = 1 << 19
 
     def __init__(
@@ -256,67 +276,74 @@ class CPTensorProduct(torch.nn.Module):
         """The approximated CG tensor ``einsum("kr,ir,jr->kij", A, B, C)``, shape (d3, d1, d2)."""
         return torch.einsum("kr,ir,jr->kij", self.A, self.B, self.C)
 
-    def flops(self, batch: int, channels: int) -> int:
+    def flops(self, batch: int, channels: int, *, per_channel_y: bool = False) -> int:
         """Floating point operations of one forward without weight, as multiply-adds x 2.
 
-        ``2 N C d1 R`` (x @ B) + ``2 N d2 R`` (y @ C) + ``N C R`` (product) + ``2 N C R d3`` (@ Aᵀ).
+        ``2 N C d1 R`` (x @ B) + ``2 N d2 R`` (y @ C; ``2 N C d2 R`` for a per-channel y)
+        + ``N C R`` (product) + ``2 N C R d3`` (@ Aᵀ).
         """
         d1, d2, d3 = self.dims
         R = self.rank
         n, c = batch, channels
-        return 2 * n * c * d1 * R + 2 * n * d2 * R + n * c * R + 2 * n * c * R * d3
+        y_rows = n * c if per_channel_y else n
+        return 2 * n * c * d1 * R + 2 * y_rows * d2 * R + n * c * R + 2 * n * c * R * d3
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None
     ) -> torch.Tensor:
         d1, d2, _ = self.dims
-        check_layer_inputs(
+        per_channel = check_layer_inputs(
             x, y, weight, d_in1=d1, d_in2=d2, reference=self.A, layer="CPTensorProduct"
         )
-        if self._use_blocked(x):
-            return self._blocked(x, y, weight)
+        if self._use_function(x):
+            return self._function(x, y, weight, per_channel)
         h = torch.matmul(x, self.B)  # (..., C, R): one GEMM over all edges and channels
-        yc = torch.matmul(y, self.C).unsqueeze(-2)  # (..., 1, R)
-        h = h * yc
+        v = torch.matmul(y, self.C)  # (..., R) shared, or (..., C, R) per channel
+        h = h * (v if per_channel else v.unsqueeze(-2))
         out = torch.matmul(h, self.A.mT)  # (..., C, d3)
         if weight is not None:
             out = out * weight.unsqueeze(-1)
         return out
 
-    def _use_blocked(self, x: torch.Tensor) -> bool:
-        """On CPU, outside torch.compile, with fixed factors and a non-empty x: the blocked path."""
-        if self.blocked_bytes <= 0 or x.device.type != "cpu":
-            return False
-        if x.numel() == 0:  # no samples or no channels: nothing to block (empty output)
+    def _use_function(self, x: torch.Tensor) -> bool:
+        """Fixed factors, outside torch.compile, a non-empty x: the :class:`_CPProduct` path."""
+        if self.blocked_bytes <= 0 or x.numel() == 0:  # no samples or no channels: nothing to block (empty output)
             return False
         if torch.compiler.is_compiling():
             return False
         return not any(f.requires_grad for f in (self.A, self.B, self.C))
 
-    def _blocked(
-        self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
+    def _function(
+        self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None, per_channel: bool
     ) -> torch.Tensor:
-        """The same product, computed block by block over the flattened batch.
+        """The same product through :class:`_CPProduct`, block by block on CPU.
 
-        Batch shapes are broadcast and flattened to n samples; :class:`_BlockedCPProduct` then
-        works on blocks of samples whose (block x channels x R) intermediates stay in cache
-        (on CPU every fresh large temporary costs page faults that take longer than the
-        arithmetic). Values equal the plain path up to rounding; autograd (also double
-        backward) goes through the blocked backward.
+        Batch shapes are broadcast and flattened to n samples. On CPU the Function works on
+        blocks of samples whose (block x channels x R) intermediates stay in cache (every fresh
+        large temporary costs page faults that take longer than the arithmetic); elsewhere on
+        one block. Values equal the plain path up to rounding;
+        autograd (also double backward) goes through the Function's backward.
         """
         d1, d2, d3 = self.dims
         channels = x.shape[-2]
-        shapes = [x.shape[:-2], y.shape[:-1]] + ([weight.shape[:-1]] if weight is not None else [])
+        y_batch = y.shape[:-2] if per_channel else y.shape[:-1]
+        shapes = [x.shape[:-2], y_batch] + ([weight.shape[:-1]] if weight is not None else [])
         batch = torch.broadcast_shapes(*shapes)
         n = math.prod(batch)
         xs = x.expand(*batch, channels, d1).reshape(n, channels, d1)
-        ys = y.expand(*batch, d2).reshape(n, d2)
+        if per_channel:
+            ys = y.expand(*batch, channels, d2).reshape(n, channels, d2)
+        else:
+            ys = y.expand(*batch, d2).reshape(n, 1, d2)
         ws = weight.expand(*batch, channels).reshape(n, channels) if weight is not None else None
         A, B, C = self._padded_factors()
-        # each of the intra-op threads works on its share of a block's rows
-        budget = self.blocked_bytes * max(1, torch.get_num_threads())
-        block = max(1, budget // (channels * A.shape[1] * x.element_size()))
-        out = _BlockedCPProduct.apply(xs, ys, ws, A, B, C, block)
+        if x.device.type == "cpu":
+            # each of the intra-op threads works on its share of a block's rows
+            budget = self.blocked_bytes * max(1, torch.get_num_threads())
+            block = max(1, budget // (channels * A.shape[1] * x.element_size()))
+        else:
+            block = n
+        out = _CPProduct.apply(xs, ys, ws, A, B, C, block)
         return out.reshape(*batch, channels, d3)
 
     def _padded_factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -343,57 +370,91 @@ class CPTensorProduct(torch.nn.Module):
         return f"d1={d1}, d2={d2}, d3={d3}, rank={self.rank}, dtype={self.A.dtype}"
 
 
-class _BlockedCPProduct(torch.autograd.Function):
-    """``out[n, c] = w[n, c] * A((Bᵀ x[n, c]) ⊙ (Cᵀ y[n]))`` on blocks of ``block`` samples.
+class _CPProduct(torch.autograd.Function):
+    """``out[n, c] = w[n, c] * A((Bᵀ x[n, c]) ⊙ (Cᵀ y[n, c or 0]))`` on blocks of ``block`` samples.
 
-    Shapes: x (n, C, d1), y (n, d2), w (n, C) or None, A (d3, R), B (d1, R), C (d2, R) (fixed:
-    no gradient). With g = dL/dout, gh = (w g) A, u = (Bᵀ x), v = (Cᵀ y):
-    dL/dx = (gh ⊙ v) Bᵀ, dL/dy = (sum_c gh ⊙ u) Cᵀ, dL/dw = sum_k g ⊙ ((u ⊙ v) Aᵀ).
-    The backward recomputes u per block and is built from differentiable operations, so
-    double backward (forces in training) works.
+    Shapes: x (n, C, d1), y (n, 1, d2) (shared by the channels) or (n, C, d2) (per channel),
+    w (n, C) or None, A (d3, R), B (d1, R), C (d2, R) (fixed: no gradient). With g = dL/dout,
+    u = x B, v = y C (both (.., R)), ga = g A and s = ga ⊙ u, the backward is
+
+        dL/dx[c] = w[c] ((ga[c] ⊙ v) Bᵀ),
+        dL/dy = (sum_c w[c] s[c]) Cᵀ   (per channel: w[c] (s[c] Cᵀ)),
+        dL/dw[c] = sum_r s[c, r] v[r],
+
+    two GEMMs per block (g A and · Bᵀ; the y side is one small GEMM per sample for a shared y),
+    two elementwise products of size C R, and the weight applied on the d-sized outputs. The
+    plain autograd backward multiplies by the weight at size C R and, for dL/dw, keeps the
+    unweighted output. Without ``create_graph`` u is the one saved in the forward; under
+    ``create_graph`` (forces in training) u is recomputed from the saved x (a saved u carries no
+    graph back to x: a third GEMM), and every operation above is differentiable, so double
+    backward works.
     """
 
     @staticmethod
     def forward(ctx, x, y, w, A, B, C, block):  # type: ignore[override]
         n, channels, _ = x.shape
         rank = A.shape[1]
-        v = torch.matmul(y, C)  # (n, R)
+        v = torch.matmul(y, C)  # (n, 1 or C, R)
         out = torch.empty(n, channels, A.shape[0], dtype=x.dtype, device=x.device)
+        keep_u = any(ctx.needs_input_grad[:3])
+        u_all = torch.empty(n, channels, rank, dtype=x.dtype, device=x.device) if keep_u else None
         buffer = torch.empty(min(block, n), channels, rank, dtype=x.dtype, device=x.device)
         A_t = A.mT.contiguous()
         for start in range(0, n, block):
             stop = min(start + block, n)
             h = buffer[: stop - start]
-            torch.matmul(x[start:stop], B, out=h)
-            h.mul_(v[start:stop].unsqueeze(-2))
+            if u_all is not None:
+                torch.matmul(x[start:stop], B, out=u_all[start:stop])
+                torch.mul(u_all[start:stop], v[start:stop], out=h)
+            else:
+                torch.matmul(x[start:stop], B, out=h)
+                h.mul_(v[start:stop])
             torch.matmul(h, A_t, out=out[start:stop])
             if w is not None:
                 out[start:stop].mul_(w[start:stop].unsqueeze(-1))
-        ctx.save_for_backward(x, y, w, A, B, C)
+        ctx.save_for_backward(x, y, w, A, B, C, u_all)
         ctx.block = block
         return out
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
-        x, y, w, A, B, C = ctx.saved_tensors
+        x, y, w, A, B, C, u_saved = ctx.saved_tensors
         need_x, need_y, need_w = ctx.needs_input_grad[:3]
+        shared = y.shape[1] == 1  # one y for all channels (with one channel: the same)
         block = ctx.block
-        v = torch.matmul(y, C)
+        # under create_graph the backward must be differentiable in x: recompute u from x
+        recompute = torch.is_grad_enabled() or u_saved is None
+        v = torch.matmul(y, C)  # (n, 1 or C, R)
+        # torch.split, not slicing: under double backward every slice would scatter its
+        # gradient into a fresh full-size zero tensor (quadratic in the number of blocks);
+        # split's backward concatenates once
+        g_s, x_s, v_s = g.split(block), x.split(block), v.split(block)
+        u_s = x_s if recompute else u_saved.split(block)
+        w_s = w.split(block) if w is not None else [None] * len(g_s)
         parts_x, parts_y, parts_w = [], [], []
-        for start in range(0, x.shape[0], block):
-            rows = slice(start, start + block)
-            g_b = g[rows]
-            gw_b = g_b * w[rows].unsqueeze(-1) if w is not None else g_b
-            gh = torch.matmul(gw_b, A)  # (b, C, R)
+        for g_b, u_b, v_b, w_b in zip(g_s, u_s, v_s, w_s, strict=True):
+            ga = torch.matmul(g_b, A)  # (b, C, R)
             if need_x:
-                parts_x.append(torch.matmul(gh * v[rows].unsqueeze(-2), B.mT))
-            if need_y or need_w:
-                u = torch.matmul(x[rows], B)  # (b, C, R)
-                if need_y:
-                    parts_y.append((gh * u).sum(-2))
-                if need_w:
-                    o = torch.matmul(u * v[rows].unsqueeze(-2), A.mT)  # (b, C, d3)
-                    parts_w.append((g_b * o).sum(-1))
+                gx = torch.matmul(ga * v_b, B.mT)  # (b, C, d1)
+                parts_x.append(gx * w_b.unsqueeze(-1) if w_b is not None else gx)
+            if not (need_y or need_w):
+                continue
+            if recompute:
+                u_b = torch.matmul(u_b, B)  # (b, C, R) from x
+            s = ga * u_b
+            if need_w:
+                if shared:
+                    parts_w.append(torch.matmul(s, v_b.mT).squeeze(-1))  # (b, C)
+                else:
+                    parts_w.append((s * v_b).sum(-1))
+            if need_y:
+                if shared:
+                    if w_b is not None:
+                        parts_y.append(torch.matmul(w_b.unsqueeze(-2), s))  # (b, 1, R)
+                    else:
+                        parts_y.append(s.sum(-2, keepdim=True))
+                else:
+                    parts_y.append(s * w_b.unsqueeze(-1) if w_b is not None else s)
         grad_x = torch.cat(parts_x) if need_x else None
         grad_y = torch.matmul(torch.cat(parts_y), C.mT) if need_y else None
         grad_w = torch.cat(parts_w) if need_w else None
