@@ -313,6 +313,12 @@ def test_clear_errors_for_bad_inputs():
             layer(x, torch.zeros(3, 4, dtype=F64), w)
         with pytest.raises(ValueError, match="must be a torch.Tensor"):
             layer(x.numpy(), y, w)
+        # a per-channel y (as many dimensions as x) with the wrong channel count; a y with
+        # more dimensions than x
+        with pytest.raises(ValueError, match="x has 3 channels; y must have shape"):
+            layer(x, torch.zeros(2, 5, 4, dtype=F64), w)
+        with pytest.raises(ValueError, match="more than x"):
+            layer(x[0], torch.zeros(2, 3, 4, dtype=F64), w[0])
         # an integer input is told to cast the input, never layer.to(torch.int64)
         with pytest.raises(ValueError) as info:
             layer(x.long(), y, w)
@@ -415,3 +421,89 @@ def test_cuda_matches_cpu():
     torch.testing.assert_close(out.cpu(), CGTensorProduct(L)(x, y, w), rtol=0, atol=1e-10)
     with pytest.raises(ValueError, match="is on cpu"):
         cp(x, y.cuda(), w.cuda())
+
+
+def per_channel_reference(T: torch.Tensor, x, y, w):
+    """``w[c] * einsum("kij,ci,cj->ck")``: the tensor applied to a per-channel second input."""
+    return torch.einsum("kij,...ci,...cj->...ck", T, x, y) * w.unsqueeze(-1)
+
+
+@pytest.mark.parametrize("L", [1, 2, 3])
+def test_per_channel_y_equals_the_einsum_of_the_tensor_float64(L):
+    """y (..., C, d): CP (Function and plain paths), dense (outer, sparse), e3nn "uuu"."""
+    channels = 4
+    T = so3.cg_tensor(L)
+    M = torch.from_numpy(T)
+    x, _, w = inputs(L, channels, (3, 2), seed=30 + L)
+    y = torch.randn(x.shape, generator=torch.Generator().manual_seed(L), dtype=F64)
+    ref = per_channel_reference(M, x, y, w)
+    assert ref.abs().max() > 0.1
+    fit = fit_cp(T, 5, restarts=1, seed=0, max_iter=5, polish=False)  # an inexact CP
+    exact, approx = CPTensorProduct(*constructive_factors(T)), CPTensorProduct(fit.A, fit.B, fit.C)
+    approx_ref = per_channel_reference(approx.dense_tensor(), x, y, w)
+    for block_bytes in (0, 700, 1 << 19):  # plain path, several blocks, one block
+        exact.blocked_bytes = approx.blocked_bytes = block_bytes
+        torch.testing.assert_close(exact(x, y, w), ref, rtol=0, atol=1e-12)
+        torch.testing.assert_close(approx(x, y, w), approx_ref, rtol=0, atol=1e-12)
+        # a per-channel y shared by the batch broadcasts (it keeps x's number of dimensions)
+        y1 = y[:1, :1]
+        torch.testing.assert_close(
+            exact(x, y1, w), per_channel_reference(M, x, y1, w), rtol=0, atol=1e-12
+        )
+    for form in ("outer", "sparse"):
+        cg = CGTensorProduct(L, form=form)
+        torch.testing.assert_close(cg(x, y, w), ref, rtol=0, atol=1e-12)
+        assert cg.flops(10, channels, per_channel_y=True) == 10 * channels * (
+            (L + 1) ** 4 + (2 * cg.nnz if form == "sparse" else 2 * (L + 1) ** 6)
+        )
+    tp = e3nn_tensor_product(L, channels, dtype=F64, per_channel_y=True)
+    z = tp(to_e3nn_layout(x), to_e3nn_layout(y), e3nn_path_weights(w, L))
+    torch.testing.assert_close(from_e3nn_layout(z, L, channels), ref, rtol=0, atol=1e-12)
+    wrapped = E3nnLayout(CGTensorProduct(L), L, channels)
+    torch.testing.assert_close(
+        from_e3nn_layout(wrapped(to_e3nn_layout(x), to_e3nn_layout(y), w), L, channels),
+        ref,
+        rtol=0,
+        atol=1e-12,
+    )
+
+
+@pytest.mark.parametrize("layer_kind", ["cp_function", "cp_plain", "cg_outer", "cg_sparse"])
+def test_per_channel_y_gradcheck_and_gradgradcheck(layer_kind):
+    """First and second derivatives through x, a per-channel y and the weight (float64)."""
+    L, channels = 2, 3
+    if layer_kind.startswith("cp"):
+        fit = fit_cp(so3.cg_tensor(L), 12, restarts=1, seed=0, max_iter=20, polish=False)
+        layer = CPTensorProduct(fit.A, fit.B, fit.C)
+        layer.blocked_bytes = 700 if layer_kind == "cp_function" else 0
+    else:
+        layer = CGTensorProduct(L, form=layer_kind.removeprefix("cg_"))
+    x, _, w = inputs(L, channels, (4,), seed=15)
+    y = torch.randn(x.shape, generator=torch.Generator().manual_seed(16), dtype=F64)
+    args = tuple(t.clone().requires_grad_(True) for t in (x, y, w))
+    assert torch.autograd.gradcheck(layer, args, eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradgradcheck(layer, args, eps=1e-6, atol=1e-6)
+
+
+def test_cp_function_backward_equals_autograd_of_the_plain_path():
+    """_CPProduct's backward (saved u; and under create_graph, recomputed u) against autograd."""
+    L, channels = 3, 5
+    fit = fit_cp(so3.cg_tensor(L), 20, restarts=1, seed=1, max_iter=10, polish=False)
+    plain, function = plain_and_blocked(CPTensorProduct(fit.A, fit.B, fit.C), 1 << 12)
+    x, y_shared, w = inputs(L, channels, (7,), seed=17)
+    y_channel = torch.randn(x.shape, generator=torch.Generator().manual_seed(18), dtype=F64)
+    g = torch.randn(7, channels, 16, generator=torch.Generator().manual_seed(19), dtype=F64)
+    for y in (y_shared, y_channel):
+        for weight in (w, None):
+            grads = {}
+            for name, layer in (("plain", plain), ("function", function)):
+                leaves = [t.clone().requires_grad_(True) for t in (x, y)]
+                if weight is not None:
+                    leaves.append(weight.clone().requires_grad_(True))
+                out = layer(*leaves) if weight is not None else layer(*leaves, None)
+                first = torch.autograd.grad(out, leaves, g, create_graph=True)
+                # a second derivative: d/d(leaves) of a scalar of the first derivatives
+                second = torch.autograd.grad(sum((f**2).sum() for f in first), leaves)
+                grads[name] = first + second
+            for a, b in zip(grads["plain"], grads["function"], strict=True):
+                torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-10)

@@ -1,8 +1,9 @@
 """Tensor-product backends of the potential, chosen by name, behind one interface.
 
 Every backend is a ``torch.nn.Module`` with ``forward(x, y, weight)``: ``x`` (E, C, d) neighbour
-features, ``y`` (E, d) edge harmonics, ``weight`` (E, C) one weight per channel per edge
-(path-weight sharing), returning (E, C, d) = ``weight[c] * M(x[c], y)`` for a tensor ``M``
+features, ``y`` (E, d) edge harmonics or (E, C, d) per channel (weighted harmonics, see
+``per_channel_y``), ``weight`` (E, C) one weight per channel per edge or None
+(path-weight sharing), returning (E, C, d) = ``weight[c] * M(x[c], y[(c)])`` for a tensor ``M``
 indexed ``[k (output), i (input 1), j (input 2)]``, and ``dense_tensor()`` returning the (d, d, d)
 tensor it computes (for bounds and comparisons).
 
@@ -43,15 +44,33 @@ class E3nnProduct(torch.nn.Module):
     """e3nn's TensorProduct computing ``weight[c] * M(x[c], y)`` in this project's layout."""
 
     def __init__(
-        self, L: int, channels: int, normalization: str, parity: str, dtype: torch.dtype
+        self,
+        L: int,
+        channels: int,
+        normalization: str,
+        parity: str,
+        dtype: torch.dtype,
+        per_channel_y: bool = False,
     ) -> None:
         super().__init__()
         self.L, self.channels = int(L), int(channels)
         self.normalization, self.parity = normalization, parity
-        self.tp = e3nn_tensor_product(L, channels, parity, dtype=dtype)
+        self.per_channel_y = bool(per_channel_y)
+        self.tp = e3nn_tensor_product(L, channels, parity, dtype=dtype, per_channel_y=per_channel_y)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if (y.ndim == x.ndim) != self.per_channel_y:
+            want = "(E, C, d)" if self.per_channel_y else "(E, d)"
+            raise ValueError(
+                f"E3nnProduct: y has shape {tuple(y.shape)} but this product was built with "
+                f"per_channel_y={self.per_channel_y}; pass y of shape {want}"
+            )
+        if weight is None:
+            weight = x.new_ones(x.shape[:-1])
         w = e3nn_path_weights(weight, self.L, self.normalization, self.parity)
+        y = to_e3nn_layout(y) if self.per_channel_y else y
         out = self.tp(to_e3nn_layout(x), y, w)
         return from_e3nn_layout(out, self.L, self.channels)
 
@@ -114,8 +133,13 @@ def make_tensor_product(
     factors: str | os.PathLike | None = None,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
+    per_channel_y: bool = False,
 ) -> torch.nn.Module:
-    """Build the named backend (see the module docstring); one-line ValueError on bad input."""
+    """Build the named backend (see the module docstring); one-line ValueError on bad input.
+
+    ``per_channel_y``: the second input will carry the channels (E, C, d); only e3nn's product
+    is built differently (mode "uuu"), the others accept both shapes.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if backend != "cp" and (rank is not None or factors is not None):
@@ -123,7 +147,7 @@ def make_tensor_product(
     if backend == "dense":
         return _Dense(L, normalization, parity, dtype=dtype)
     if backend == "e3nn":
-        return E3nnProduct(L, channels, normalization, parity, dtype)
+        return E3nnProduct(L, channels, normalization, parity, dtype, per_channel_y)
     if backend == "sphere":
         if normalization != "sphere":
             raise ValueError(

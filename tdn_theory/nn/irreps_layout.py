@@ -78,12 +78,19 @@ def from_e3nn_layout(z: torch.Tensor, L: int, channels: int) -> torch.Tensor:
 
 
 def e3nn_tensor_product(
-    L: int, channels: int, parity: str = "all", *, dtype: torch.dtype | None = None
+    L: int,
+    channels: int,
+    parity: str = "all",
+    *,
+    dtype: torch.dtype | None = None,
+    per_channel_y: bool = False,
 ) -> o3.TensorProduct:
     """e3nn's ``"uvu"`` TensorProduct over every path of ``so3.paths(L, parity)``, unnormalized.
 
     ``irreps_in1 = irreps(L, channels)``, ``irreps_in2 = irreps(L, 1)``, ``irreps_out =
-    irreps(L, channels)``; one instruction per path in ``so3.paths`` order, external per-sample
+    irreps(L, channels)``. With ``per_channel_y`` input 2 carries the channels too:
+    ``irreps_in2 = irreps(L, channels)`` and mode ``"uuu"`` (channel u of x with channel u of
+    y). One instruction per path in ``so3.paths`` order, external per-sample
     weights (``shared_weights=False``) of shape ``(..., n_paths * channels)`` laid out
     ``[path, channel]``; ``irrep_normalization="none"`` and ``path_normalization="none"``, so
     path ``p = (l1, l2, l3)`` contributes
@@ -93,8 +100,9 @@ def e3nn_tensor_product(
     is built in; its coefficients are computed in that dtype.
     """
     path_list = so3.paths(L, parity)
-    ir1, ir2 = irreps(L, channels), irreps(L, 1)
-    instructions = [(l1, l2, l3, "uvu", True) for (l1, l2, l3) in path_list]
+    ir1, ir2 = irreps(L, channels), irreps(L, channels if per_channel_y else 1)
+    mode = "uuu" if per_channel_y else "uvu"
+    instructions = [(l1, l2, l3, mode, True) for (l1, l2, l3) in path_list]
     # e3nn computes its wigner_3j buffers in the default dtype at construction; building a
     # float32 module and casting it would leave float32-rounded coefficients in a float64 module.
     previous = torch.get_default_dtype()
@@ -137,9 +145,11 @@ class E3nnLayout(torch.nn.Module):
     """Wrap a layer of this package so that it reads and writes e3nn-layout tensors.
 
     ``forward(x, y, weight=None)``: ``x`` of shape ``(..., C*d)`` with irreps ``irreps(L, C)``,
-    ``y`` of shape ``(..., d)`` (irreps ``irreps(L, 1)``, identical to this project's layout),
-    ``weight`` of shape ``(..., C)`` or None; returns ``(..., C*d)`` with irreps ``irreps(L, C)``.
-    It computes ``to_e3nn_layout(layer(from_e3nn_layout(x), y, weight))``.
+    ``y`` of shape ``(..., d)`` (irreps ``irreps(L, 1)``, identical to this project's layout) or,
+    per channel, ``(..., C*d)`` (irreps ``irreps(L, C)``, e3nn's layout), ``weight`` of shape
+    ``(..., C)`` or None; returns ``(..., C*d)`` with irreps ``irreps(L, C)``. It computes
+    ``to_e3nn_layout(layer(from_e3nn_layout(x), y', weight))`` with ``y' = y`` or
+    ``from_e3nn_layout(y)``.
     """
 
     def __init__(self, layer: torch.nn.Module, L: int, channels: int) -> None:
@@ -154,5 +164,8 @@ class E3nnLayout(torch.nn.Module):
     def forward(
         self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None
     ) -> torch.Tensor:
+        d = (self.L + 1) ** 2
+        if self.channels > 1 and y.ndim >= 1 and y.shape[-1] == self.channels * d:
+            y = from_e3nn_layout(y, self.L, self.channels)  # per channel
         out = self.layer(from_e3nn_layout(x, self.L, self.channels), y, weight)
         return to_e3nn_layout(out)
