@@ -361,3 +361,64 @@ def test_create_graph_lets_a_force_loss_train_the_weights():
     clone = small_model()
     clone.load_state_dict(state)
     assert evaluate(clone, atoms)[0] == evaluate(model, atoms)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# the per-channel layer form (edge_input="per_channel")
+# --------------------------------------------------------------------------------------------
+
+
+def test_per_channel_edge_input_backends_agree_and_are_equivariant():
+    """Per-channel, per-degree weights on Y: every exact backend computes the same model, whose
+    energy is rotation-invariant and forces equivariant; CP at 7L^2 is close, not exact."""
+    dense = small_model("dense", edge_input="per_channel")
+    assert dense.interactions[0].radial_2.shape == (16, 3 * 3)  # C (L+1) radial outputs
+    atoms = alloy()
+    E, F = evaluate(dense, atoms)
+    shared = small_model("dense")
+    assert abs(evaluate(shared, atoms)[0] - E) > 1e-6 * abs(E)  # another model
+    for other in (
+        dense.with_backend("e3nn"),
+        dense.with_backend("cp", factors=EXACT_L2),
+        dense.with_backend("dense"),
+    ):
+        assert other.edge_input == "per_channel"
+        E_o, F_o = evaluate(other, atoms)
+        assert abs(E_o - E) <= 1e-10 * abs(E)
+        assert np.abs(F_o - F).max() <= 1e-10 * np.abs(F).max()
+    R = np.linalg.qr(np.random.default_rng(3).standard_normal((3, 3)))[0]
+    R *= np.sign(np.linalg.det(R))
+    E_R, F_R = evaluate(dense, atoms, R)
+    assert abs(E_R - E) <= 1e-10 * abs(E)
+    assert np.linalg.norm(F_R - F @ R.T) <= 1e-9 * np.linalg.norm(F)
+    with pytest.raises(ValueError, match="edge_input must be one of"):
+        small_model(edge_input="channels")
+
+
+def test_per_channel_edge_input_trains_through_forces_and_round_trips(tmp_path):
+    """create_graph through the CP Function in the per-channel form; checkpoint keeps the form."""
+    from tdn_theory.models import load_potential, save_potential
+
+    model = small_model("cp", factors=EXACT_L2, edge_input="per_channel")
+    atoms = alloy()
+    pos = torch.as_tensor(atoms.positions)
+    _, F = model.energy_and_forces(
+        pos, atoms.numbers, np.asarray(atoms.cell), True, create_graph=True
+    )
+    (F**2).sum().backward()
+    grads = [p.grad for p in model.interactions[0].parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert model.interactions[0].radial_2.grad.abs().max() > 0
+    # the same gradients through the plain autograd path of the CP layer
+    plain = small_model("cp", factors=EXACT_L2, edge_input="per_channel")
+    plain.tp.blocked_bytes = 0
+    _, F_p = plain.energy_and_forces(
+        pos, atoms.numbers, np.asarray(atoms.cell), True, create_graph=True
+    )
+    (F_p**2).sum().backward()
+    for a, b in zip(plain.interactions[0].parameters(), grads, strict=True):
+        torch.testing.assert_close(b, a.grad, rtol=1e-9, atol=1e-12)
+    path = save_potential(tmp_path / "pc.pt", model)
+    loaded, _ = load_potential(path)
+    assert loaded.edge_input == "per_channel"
+    assert evaluate(loaded, atoms)[0] == evaluate(model, atoms)[0]

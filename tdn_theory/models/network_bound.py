@@ -74,6 +74,11 @@ def bound_quantities(
     atom and axis (3N forward-mode passes, batched with ``torch.func.vmap``). Memory grows like
     N^2 K C d (all Jacobians at once): meant for configurations of tens of atoms.
     """
+    if model.edge_input != "shared":
+        raise ValueError(
+            "bound_quantities: the network bound is derived for the shared edge input "
+            f"(TP(h, Y) scaled per channel); this model has edge_input={model.edge_input!r}"
+        )
     saved = getattr(model.tp, "blocked_bytes", None)
     if saved is not None:
         model.tp.blocked_bytes = 0

@@ -11,7 +11,11 @@ Architecture (one interaction layer ``t = 1..K``; ``j -> i`` over the edges of t
   ``w^t_ij = MLP_t(bessel(|r_ij|) * u(|r_ij|))`` (8 Bessel functions, polynomial cutoff ``u``
   with p = 6: value and two derivatives vanish at the cutoff);
 * message: ``m_i = (1/a) sum_j w^t_ij ⊙ TP(h_j, Y_ij)``, ``a`` the fixed ``avg_neighbors``, TP the
-  backend's tensor product (one weight per channel shared by all paths);
+  backend's tensor product (one weight per channel shared by all paths). With
+  ``edge_input="per_channel"`` (the TDN paper's layer ``z_u = M(x_u, (W y)_u)``) the radial MLP
+  gives one weight per channel and degree, ``w^t_ij[c, l]``, and the second input carries the
+  channels: ``m_i = (1/a) sum_j TP(h_j, Y^w_ij)``, ``Y^w_ij[c, l-block] = w^t_ij[c, l] Y_ij[l-block]``
+  (no dense y-first contraction then exists; see :mod:`tdn_theory.nn`);
 * mixing: ``u_i[:, l] = W^t_l m_i[:, l]`` (one C x C matrix per degree), gate scalars
   ``z_i = G^t m_i[:, 0]`` (C x (C L));
 * gate: ``g_i[c, 0] = SiLU(u_i[c, 0])``, ``g_i[c, l] = sigmoid(z_i[c, l]) u_i[c, l]`` for l >= 1;
@@ -44,7 +48,10 @@ from tdn_theory._checks import check_int
 from tdn_theory.models.backends import BACKENDS, make_tensor_product
 from tdn_theory.models.graph import Graph, build_graph, check_structure
 
-__all__ = ["TDNPotential", "bessel_basis", "polynomial_cutoff"]
+__all__ = ["EDGE_INPUTS", "TDNPotential", "bessel_basis", "polynomial_cutoff"]
+
+#: The two layer forms: Y shared by the channels, or Y weighted per channel and degree.
+EDGE_INPUTS = ("shared", "per_channel")
 
 
 def bessel_basis(r: torch.Tensor, cutoff: float, n: int) -> torch.Tensor:
@@ -88,16 +95,19 @@ def _species_numbers(species: Sequence[Any]) -> list[int]:
 class _Interaction(torch.nn.Module):
     """Weights of one layer: radial MLP, per-degree mixing W_l, gate matrix G."""
 
-    def __init__(self, L: int, channels: int, n_basis: int, hidden: int, gen, dtype) -> None:
+    def __init__(
+        self, L: int, channels: int, n_basis: int, hidden: int, gen, dtype, per_degree: bool
+    ) -> None:
         super().__init__()
         C = channels
+        radial_out = C * (L + 1) if per_degree else C  # [c] or [c, l]
 
         def normal(*shape: int, fan_in: int) -> torch.nn.Parameter:
             t = torch.randn(*shape, generator=gen, dtype=torch.float64) / math.sqrt(fan_in)
             return torch.nn.Parameter(t.to(dtype))
 
         self.radial_1 = normal(n_basis, hidden, fan_in=n_basis)
-        self.radial_2 = normal(hidden, C, fan_in=hidden)
+        self.radial_2 = normal(hidden, radial_out, fan_in=hidden)
         self.mix = normal(L + 1, C, C, fan_in=C)  # [l, out c', in c]
         self.gate = normal(C, C * L, fan_in=C) if L > 0 else None
 
@@ -119,6 +129,8 @@ class TDNPotential(torch.nn.Module):
     normalization : the CG path normalization the tensor product represents; None means
         "sphere" for backend "sphere" and "unit" otherwise.
     parity : "all" (rotation-invariant energy, not mirror-invariant) or "even" (E(3)-invariant).
+    edge_input : "shared" (default: ``TP(h_j, Y_ij)`` scaled per channel) or "per_channel"
+        (``TP(h_j, Y^w_ij)`` with per-channel, per-degree radial weights on Y).
     seed : seeds every initial weight (and the "cp" fit).
     avg_neighbors : the fixed constant ``a`` dividing the message sums.
     dtype : torch.float64 (default) or torch.float32; ``.float()`` / ``.double()`` work too.
@@ -142,6 +154,7 @@ class TDNPotential(torch.nn.Module):
         parity: str = "all",
         seed: int = 0,
         *,
+        edge_input: str = "shared",
         n_basis: int = 8,
         radial_hidden: int = 16,
         readout_hidden: int = 16,
@@ -160,6 +173,9 @@ class TDNPotential(torch.nn.Module):
             raise ValueError(f"avg_neighbors must be a positive number, got {avg_neighbors!r}")
         if parity not in ("all", "even"):
             raise ValueError(f"parity must be 'all' or 'even' for a potential, got {parity!r}")
+        if edge_input not in EDGE_INPUTS:
+            raise ValueError(f"edge_input must be one of {EDGE_INPUTS}, got {edge_input!r}")
+        self.edge_input = edge_input
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
         if normalization is None:
@@ -181,7 +197,9 @@ class TDNPotential(torch.nn.Module):
             torch.randn(len(self.species), C, generator=gen, dtype=torch.float64).to(dtype)
         )
         self.interactions = torch.nn.ModuleList(
-            _Interaction(self.L, C, self.n_basis, radial_hidden, gen, dtype)
+            _Interaction(
+                self.L, C, self.n_basis, radial_hidden, gen, dtype, edge_input == "per_channel"
+            )
             for _ in range(self.n_layers)
         )
         self.readout_1 = torch.nn.Parameter(
@@ -214,6 +232,7 @@ class TDNPotential(torch.nn.Module):
             factors=factors,
             seed=self.seed,
             dtype=dtype,
+            per_channel_y=edge_input == "per_channel",
         )
 
     # ----------------------------------------------------------------------------------------
@@ -258,6 +277,7 @@ class TDNPotential(torch.nn.Module):
             factors=factors,
             seed=self.seed,
             dtype=self.dtype,
+            per_channel_y=self.edge_input == "per_channel",
         ).to(self.device)
         old_tp, self.tp = self.tp, None
         try:
@@ -340,7 +360,8 @@ class TDNPotential(torch.nn.Module):
     ) -> dict[str, Any]:
         """Evaluate the model. Returns a dict with "energy" (0-d tensor), "forces" (N, 3) when
         asked, and with ``keep``: "features" (list of K+1 tensors (N, C, d): h^0..h^K), and per
-        layer "layers" (dicts with "input" h^{t-1}, "weight" (E, C), "mixed" u (N, C, d),
+        layer "layers" (dicts with "input" h^{t-1}, "weight" (E, C) (per channel: (E, C, L+1)),
+        "mixed" u (N, C, d),
         "gate_scalars" z (N, C, L)), "Y" (E, d), "graph".
         """
         pos, cell_t, species, graph = self.prepare(positions, numbers, cell, pbc)
@@ -376,8 +397,12 @@ class TDNPotential(torch.nn.Module):
         features, records = [h], []
         mix_index = self._degree
         for layer in self.interactions:
-            w = layer.radial(basis)  # (E, C)
-            msg = self.tp(h[graph.src], Y, w)  # (E, C, d)
+            w = layer.radial(basis)  # (E, C), or (E, C*(L+1)) per channel and degree
+            if self.edge_input == "per_channel":
+                w = w.unflatten(-1, (C, L + 1))  # (E, C, L+1)
+                msg = self.tp(h[graph.src], w[:, :, mix_index] * Y[:, None, :])  # (E, C, d)
+            else:
+                msg = self.tp(h[graph.src], Y, w)  # (E, C, d)
             zeros = msg.new_zeros(N, C, self.d)
             m = zeros.index_add(0, graph.dst, msg) / self.avg_neighbors
             W = layer.mix[mix_index]  # (d, C', C)
@@ -425,4 +450,5 @@ class TDNPotential(torch.nn.Module):
             f"species={[chemical_symbols[z] for z in self.species]}, L={self.L}, "
             f"channels={self.channels}, layers={self.n_layers}, cutoff={self.cutoff}, "
             f"backend={self.backend!r}, normalization={self.normalization!r}, parity={self.parity!r}"
+            + (f", edge_input={self.edge_input!r}" if self.edge_input != "shared" else "")
         )
