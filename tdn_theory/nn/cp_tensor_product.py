@@ -307,7 +307,9 @@ class CPTensorProduct(torch.nn.Module):
 
     def _use_function(self, x: torch.Tensor) -> bool:
         """Fixed factors, outside torch.compile, a non-empty x: the :class:`_CPProduct` path."""
-        if self.blocked_bytes <= 0 or x.numel() == 0:  # no samples or no channels: nothing to block (empty output)
+        if (
+            self.blocked_bytes <= 0 or x.numel() == 0
+        ):  # no samples or no channels: nothing to block (empty output)
             return False
         if torch.compiler.is_compiling():
             return False
@@ -382,12 +384,12 @@ class _CPProduct(torch.autograd.Function):
         dL/dw[c] = sum_r s[c, r] v[r],
 
     two GEMMs per block (g A and · Bᵀ; the y side is one small GEMM per sample for a shared y),
-    two elementwise products of size C R, and the weight applied on the d-sized outputs. The
+    two elementwise products of size C R, and the weight applied on the d-sized outputs (the
     plain autograd backward multiplies by the weight at size C R and, for dL/dw, keeps the
-    unweighted output. Without ``create_graph`` u is the one saved in the forward; under
-    ``create_graph`` (forces in training) u is recomputed from the saved x (a saved u carries no
-    graph back to x: a third GEMM), and every operation above is differentiable, so double
-    backward works.
+    unweighted output). u is the one saved in the forward. Under ``create_graph`` (forces in
+    training) the backward is :class:`_CPProductGrad`, a Function whose own backward (the
+    second derivative) is written out in GEMMs too, instead of autograd replaying every
+    operation of the first backward.
     """
 
     @staticmethod
@@ -420,16 +422,24 @@ class _CPProduct(torch.autograd.Function):
     def backward(ctx, g):  # type: ignore[override]
         x, y, w, A, B, C, u_saved = ctx.saved_tensors
         need_x, need_y, need_w = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():  # create_graph: a Function with an explicit backward
+            weight = w if w is not None else x.new_ones(x.shape[:2])
+            grad_x, grad_y, grad_w = _CPProductGrad.apply(g, x, y, weight, A, B, C, ctx.block)
+            return (
+                grad_x if need_x else None,
+                grad_y if need_y else None,
+                grad_w if need_w and w is not None else None,
+                None,
+                None,
+                None,
+                None,
+            )
         shared = y.shape[1] == 1  # one y for all channels (with one channel: the same)
         block = ctx.block
-        # under create_graph the backward must be differentiable in x: recompute u from x
-        recompute = torch.is_grad_enabled() or u_saved is None
         v = torch.matmul(y, C)  # (n, 1 or C, R)
-        # torch.split, not slicing: under double backward every slice would scatter its
-        # gradient into a fresh full-size zero tensor (quadratic in the number of blocks);
-        # split's backward concatenates once
+        # torch.split, not slicing (a slice's backward scatters into a full-size zero tensor)
         g_s, x_s, v_s = g.split(block), x.split(block), v.split(block)
-        u_s = x_s if recompute else u_saved.split(block)
+        u_s = x_s if u_saved is None else u_saved.split(block)
         w_s = w.split(block) if w is not None else [None] * len(g_s)
         parts_x, parts_y, parts_w = [], [], []
         for g_b, u_b, v_b, w_b in zip(g_s, u_s, v_s, w_s, strict=True):
@@ -439,18 +449,15 @@ class _CPProduct(torch.autograd.Function):
                 parts_x.append(gx * w_b.unsqueeze(-1) if w_b is not None else gx)
             if not (need_y or need_w):
                 continue
-            if recompute:
+            if u_saved is None:
                 u_b = torch.matmul(u_b, B)  # (b, C, R) from x
             s = ga * u_b
             if need_w:
-                if shared:
-                    parts_w.append(torch.matmul(s, v_b.mT).squeeze(-1))  # (b, C)
-                else:
-                    parts_w.append((s * v_b).sum(-1))
+                parts_w.append((s * v_b).sum(-1))  # (b, C)
             if need_y:
                 if shared:
                     if w_b is not None:
-                        parts_y.append(torch.matmul(w_b.unsqueeze(-2), s))  # (b, 1, R)
+                        parts_y.append((s * w_b.unsqueeze(-1)).sum(-2, keepdim=True))
                     else:
                         parts_y.append(s.sum(-2, keepdim=True))
                 else:
@@ -459,3 +466,96 @@ class _CPProduct(torch.autograd.Function):
         grad_y = torch.matmul(torch.cat(parts_y), C.mT) if need_y else None
         grad_w = torch.cat(parts_w) if need_w else None
         return grad_x, grad_y, grad_w, None, None, None, None
+
+
+class _CPProductGrad(torch.autograd.Function):
+    """The backward of :class:`_CPProduct` as a Function of its own, for double backward.
+
+    Forward: ``(g, x, y, w) -> (dL/dx, dL/dy, dL/dw)`` by the formulas of :class:`_CPProduct`
+    (u = x B, v = y C, ga = g A; w a tensor, ones when the layer had no weight). Backward,
+    given X = dL2/d(dL/dx), Y = dL2/d(dL/dy), W = dL2/d(dL/dw), with p = X B, q = Y C:
+
+        dL2/dg = T Aᵀ,   T = w p ⊙ v + w q ⊙ u + W u ⊙ v,
+        dL2/dx = (ga ⊙ (w q + W v)) Bᵀ,
+        dL2/dy = (ga ⊙ (w p + W u)) Cᵀ   (summed over the channels for a shared y),
+        dL2/dw = sum_r ga ⊙ (p ⊙ v + q ⊙ u),
+
+    (w and W broadcast over r). Both directions run block by block (``block`` samples, the
+    (block x C x R) intermediates in cache, u, v, ga recomputed per block rather than saved),
+    where autograd through the first backward would replay every operation of it on
+    full-size temporaries. Third derivatives are not supported (once_differentiable).
+    """
+
+    @staticmethod
+    def forward(ctx, g, x, y, w, A, B, C, block):  # type: ignore[override]
+        shared = y.shape[1] == 1
+        v = torch.matmul(y, C)  # (n, 1 or C, R)
+        grad_x = torch.empty_like(x)
+        grad_w = torch.empty_like(w)
+        rank = A.shape[1]
+        gv = torch.empty(x.shape[0], y.shape[1], rank, dtype=x.dtype, device=x.device)
+        for start in range(0, x.shape[0], block):
+            rows = slice(start, min(start + block, x.shape[0]))
+            u = torch.matmul(x[rows], B)  # (b, C, R)
+            ga = torch.matmul(g[rows], A)  # (b, C, R)
+            wc = w[rows].unsqueeze(-1)
+            torch.matmul(ga * v[rows], B.mT, out=grad_x[rows])
+            grad_x[rows].mul_(wc)
+            s = ga.mul_(u)
+            torch.sum(s * v[rows], -1, out=grad_w[rows])
+            s.mul_(wc)
+            if shared:
+                torch.sum(s, -2, keepdim=True, out=gv[rows])
+            else:
+                gv[rows] = s
+        grad_y = torch.matmul(gv, C.mT)
+        ctx.save_for_backward(g, x, y, w, A, B, C)
+        ctx.shared, ctx.block = shared, block
+        return grad_x, grad_y, grad_w
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, X, Y, W):  # type: ignore[override]
+        g, x, y, w, A, B, C = ctx.saved_tensors
+        block = ctx.block
+        v = torch.matmul(y, C)  # (n, 1 or C, R)
+        q_all = torch.matmul(Y, C) if Y is not None else None  # (n, 1 or C, R)
+        grad_g = torch.empty_like(g)
+        grad_x = torch.empty_like(x)
+        grad_w = torch.empty_like(w)
+        dv_all = torch.empty(x.shape[0], y.shape[1], A.shape[1], dtype=x.dtype, device=x.device)
+        for start in range(0, x.shape[0], block):
+            rows = slice(start, min(start + block, x.shape[0]))
+            u = torch.matmul(x[rows], B)
+            ga = torch.matmul(g[rows], A)
+            v_b, wc = v[rows], w[rows].unsqueeze(-1)
+            T = torch.zeros_like(ga)
+            du = torch.zeros_like(ga)  # dL2/du / ga
+            dv = torch.zeros_like(ga)  # dL2/dv / ga
+            dw = torch.zeros_like(ga)  # dL2/dw / ga (before the sum over r)
+            if X is not None:
+                p = torch.matmul(X[rows], B)
+                dv.addcmul_(wc, p)
+                p.mul_(v_b)
+                T.addcmul_(wc, p)
+                dw.add_(p)
+            if q_all is not None:
+                q = q_all[rows] * u
+                T.addcmul_(wc, q)
+                dw.add_(q)
+                du.addcmul_(wc, q_all[rows].expand_as(du))
+            if W is not None:
+                Wc = W[rows].unsqueeze(-1)
+                T.addcmul_(Wc, u * v_b)
+                du.addcmul_(Wc, v_b.expand_as(du))
+                dv.addcmul_(Wc, u)
+            torch.matmul(T, A.mT, out=grad_g[rows])
+            torch.matmul(du.mul_(ga), B.mT, out=grad_x[rows])
+            dv.mul_(ga)
+            if ctx.shared:
+                torch.sum(dv, -2, keepdim=True, out=dv_all[rows])
+            else:
+                dv_all[rows] = dv
+            torch.sum(dw.mul_(ga), -1, out=grad_w[rows])
+        grad_y = torch.matmul(dv_all, C.mT)
+        return grad_g, grad_x, grad_y, grad_w, None, None, None, None
