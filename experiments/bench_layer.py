@@ -590,14 +590,14 @@ def model_benchmark(args: argparse.Namespace, device: torch.device) -> dict[str,
     """Training step and inference of the whole potential per backend, both layer forms.
 
     Settings of experiments/accuracy_vs_rank.py's speed table (16 channels, 2 layers, cutoff
-    4.5 Å, float64, 8 Cu-Au EMT configurations in one batch). Interleaved rounds of one
+    4.5 Å, float64, ``--model-configs`` (default 8) Cu-Au EMT configurations in one batch). Interleaved rounds of one
     ``blocked_autorange`` per (form, backend, phase); ratios to dense in the same form.
     """
     from tdn_theory.models import TDNPotential, data
     from tdn_theory.models.train import collate, predict
 
     L, C = args.model_L, args.model_channels
-    configs = data.load_dataset("cuau-fcc", n_configs=8, seed=0)
+    configs = data.load_dataset("cuau-fcc", n_configs=8, seed=0)[: args.model_configs]
     species = data.species_of(configs)
     exact_file = _io.RESULTS / EXACT_FACTOR_FILES.get(L, "none")
     models: dict[tuple[str, str], Any] = {}
@@ -1221,6 +1221,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model-L", type=int, default=2, help="L of the whole-model benchmark")
     p.add_argument("--model-channels", type=int, default=16)
     p.add_argument(
+        "--model-configs",
+        type=int,
+        default=8,
+        help="Cu-Au configurations in the model benchmark's batch (1..8; default 8)",
+    )
+    p.add_argument(
         "--model-min-run-time",
         type=float,
         default=None,
@@ -1270,6 +1276,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.exit(2, f"bench_layer: --L values must lie in 1..{so3.MAX_L}\n")
     if not 1 <= args.model_L <= 4:
         p.exit(2, "bench_layer: --model-L must lie in 1..4 (the exact factor files)\n")
+    if not 1 <= args.model_configs <= 8:
+        p.exit(2, "bench_layer: --model-configs must lie in 1..8\n")
     if min(args.channels) < 1 or args.threads < 1 or args.model_channels < 1:
         p.exit(2, "bench_layer: --channels, --model-channels and --threads must be >= 1\n")
     if args.rounds is not None and args.rounds < 1:

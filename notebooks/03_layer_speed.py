@@ -85,11 +85,14 @@ else:
 
 # %% [markdown]
 # ## Part 1b — the layer benchmark against every exact product (`experiments.bench_layer`)
-# `experiments/results/bench_layer_cpu.json` times, interleaved in one run, the edge-frame
-# product, the dense CG product (y contracted first, and the per-channel "outer" form), the CP
-# layer at $R = 7L^2$, at the smallest exact rank known and with the exact sphere factors, e3nn's
-# "uvu" tensor product and cuequivariance's channel-wise product, for 16, 64 and 256 channels.
-# Plotted: eager forward time per edge at the main channel count; then the decision rows.
+# `experiments/results/bench_layer_cpu.json` times, interleaved in one run with
+# `torch.utils.benchmark`, two layer forms: the second input shared by the channels
+# ($y = Y(\hat r)$; the edge-frame product, the dense CG product with $y$ contracted first and in
+# the "outer" form) and one per channel ($y$ of shape (N, C, d): the paper's layer
+# $z_u = M(x_u, (Wy)_u)$; the dense product as one GEMM of $x \otimes y$ with $M$, or sparse over
+# nnz($M$)); in both the CP layer at $R = 7L^2$, at the smallest exact rank known and with the exact
+# sphere factors, and e3nn ("uvu" / "uuu"), for 16, 64 and 256 channels. Plotted: eager forward
+# time per edge at the main channel count, solid shared, dashed per channel; then the decision rows.
 
 # %%
 path = results / "bench_layer_cpu.json"
@@ -97,29 +100,32 @@ if path.exists():
     bench = json.loads(path.read_text())
     try:
         main_c = str(bench["config"]["main_channels"])
-        per_L = bench["results"][main_c]
-        Ls_b = sorted(per_L, key=int)
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for method, entry in per_L[Ls_b[0]]["methods"].items():
-            if "eager" not in entry:
-                continue
-            per_edge = [
-                per_L[L]["methods"][method]["eager"]["forward"]["seconds_per_edge"] * 1e6
-                for L in Ls_b
-            ]
-            ax.plot([int(L) for L in Ls_b], per_edge, "o-", label=method)
+        for form, style in (("shared", "o-"), ("per_channel", "s--")):
+            per_L = bench["results"][form][main_c]
+            Ls_b = sorted(per_L, key=int)
+            for method, entry in per_L[Ls_b[0]]["methods"].items():
+                if "eager" not in entry:
+                    continue
+                per_edge = [
+                    per_L[L]["methods"][method]["eager"]["forward"]["seconds_per_edge"] * 1e6
+                    for L in Ls_b
+                ]
+                ax.plot([int(L) for L in Ls_b], per_edge, style, label=f"{method} ({form})")
         ax.set_yscale("log")
         ax.set_xlabel("maximal degree L")
         ax.set_ylabel("microseconds per edge (eager forward)")
         ax.set_title(f"experiments.bench_layer on CPU, {main_c} channels")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=6)
         plt.show()
         for row in bench["decision"]:
             fwd = row["forward"]
             print(
-                f"L = {row['L']}, C = {row['channels']:3d}: fastest exact {fwd['fastest_exact']:14s}"
-                f" CP 7L^2 / fastest exact = {fwd['cp_over_fastest_exact']:.2f}"
+                f"{row['form']:11s} L = {row['L']}, C = {row['channels']:3d}: fastest exact "
+                f"{fwd['fastest_exact']:15s} CP 7L^2 / fastest exact = "
+                f"{fwd['cp_over_fastest_exact']:.2f}{' (tie)' if fwd['tie'] else ''}, "
+                f"flop model {row['flop_model']['cp_over_fewest_exact']:.2f}"
             )
     except (KeyError, IndexError, TypeError) as exc:
         print(f"{path} has an unexpected layout ({exc!r}); see experiments/bench_layer.py")
@@ -141,7 +147,7 @@ def median_time(layer, x, y):
     with torch.no_grad():
         for i in range(REPEATS + 2):
             t0 = time.perf_counter()
-            layer(x, y)
+            layer(x, y)  # y (N, d): shared by the channels; y (N, C, d): one per channel
             if i >= 2:
                 times.append(time.perf_counter() - t0)
     return float(np.median(times))
@@ -158,16 +164,22 @@ for L in range(1, LIVE_MAX_L + 1):
     cg_s = median_time(CGTensorProduct(L, dtype=torch.float32), x, y)
     edges = torch.randn(BATCH, 3, generator=gen)
     ef_s = median_time(EdgeFrameTensorProduct(L, dtype=torch.float32), x, edges)
-    live.append((L, R, cp_s, cg_s, ef_s))
+    y_c = torch.randn(BATCH, CHANNELS, d, generator=gen)  # a second input per channel
+    cp_c = median_time(CPTensorProduct(A, B, C), x, y_c)
+    cg_c = median_time(CGTensorProduct(L, dtype=torch.float32), x, y_c)
+    live.append((L, R, cp_s, cg_s, ef_s, cp_c, cg_c))
     print(
-        f"L = {L}: CP (R = {R}) {cp_s * 1e3:.3f} ms, dense CG {cg_s * 1e3:.3f} ms, "
-        f"edge frame {ef_s * 1e3:.3f} ms, speed-up {cg_s / cp_s:.2f}x"
+        f"L = {L}: shared y: CP (R = {R}) {cp_s * 1e3:.3f} ms, dense CG {cg_s * 1e3:.3f} ms, "
+        f"edge frame {ef_s * 1e3:.3f} ms, speed-up {cg_s / cp_s:.2f}x; per-channel y: CP "
+        f"{cp_c * 1e3:.3f} ms, dense CG {cg_c * 1e3:.3f} ms, speed-up {cg_c / cp_c:.2f}x"
     )
 
 fig, ax = plt.subplots(figsize=(6, 4))
 ax.plot([r[0] for r in live], [r[2] * 1e3 for r in live], "o-", label="CP, R = 7 L^2")
 ax.plot([r[0] for r in live], [r[3] * 1e3 for r in live], "k--s", label="dense CG product")
 ax.plot([r[0] for r in live], [r[4] * 1e3 for r in live], "g-.^", label="edge frame (exact)")
+ax.plot([r[0] for r in live], [r[5] * 1e3 for r in live], "C1o:", label="CP, per-channel y")
+ax.plot([r[0] for r in live], [r[6] * 1e3 for r in live], "C2s:", label="dense CG, per-channel y")
 ax.set_yscale("log")
 ax.set_xlabel("maximal degree L")
 ax.set_ylabel("ms per forward (median)")
@@ -179,26 +191,32 @@ plt.show()
 
 # %% [markdown]
 # ## How to read it: count the multiply-adds
-# Per sample with $C$ channels, the dense layer first contracts $M$ with the one-channel input
-# $y$ ($2d^3$ flops, shared by all channels) and then multiplies each channel by a $d \times d$
-# matrix ($2Cd^2$). The CP layer costs about $2CdR$ ($x B$) $+ 2dR$ ($y C$) $+ CR$ $+ 2CRd$
-# ($\cdot A^\top$) $\approx 4CdR$. So the CP layer does less work only when
-# $4CdR < 2d^3 + 2Cd^2$, i.e. $R < (d^2/C + d)/2$. With the paper's $R = 7L^2 \approx 7d$
-# that needs $d > 13\,C$: few channels and large $L$. The paper's $O(L^6) \to O(L^4)$ count is
-# per channel when each channel is contracted with the full $d^3$ tensor; a dense layer that
-# shares the $y$-contraction across channels (as `tdn_theory.nn.CGTensorProduct` does) is a
-# much stronger baseline than e3nn's generic tensor product, which the CP layer does beat
-# (part 1b). The paper's micro-benchmark (4.0x to 83.6x for L = 1..6, GPU, against e3nn's
-# fully connected tensor product) is therefore not comparable digit for digit.
+# *Shared second input.* Per sample with $C$ channels, the dense layer first contracts $M$ with the
+# one-channel input $y$ ($2d^3$ flops as a GEMM, $2\,\mathrm{nnz}(M)$ if done sparsely, shared by
+# all channels) and then multiplies each channel by a $d \times d$ matrix ($2Cd^2$). The CP layer
+# costs about $2CdR$ ($x B$) $+ 2dR$ ($y C$) $+ CR$ $+ 2CRd$ ($\cdot A^\top$) $\approx 4CdR$. So
+# the CP layer does less work only when $4CdR < 2d^3 + 2Cd^2$, i.e. $R < (d^2/C + d)/2$. With the
+# paper's $R = 7L^2 \approx 7d$ that needs $d > 13\,C$: few channels and large $L$.
+#
+# *Second input per channel* (the paper's $z_u = M(x_u, (Wy)_u)$, per-channel, per-degree weights
+# on $Y$): there is no $y$-first order. The dense layer costs $d^2$ ($x \otimes y$) $+ 2d^3$ (one
+# GEMM) per channel, or $d^2 + 2\,\mathrm{nnz}(M)$ as a sparse product (nnz$(M)/d^3$ = 0.25 at
+# L = 1 down to 0.10 at L = 6); CP costs about $6dR$. Against the GEMM form CP at $7L^2$ has fewer
+# flops from L = 3 on; against the nnz count it has more at every L (the sparse product runs far
+# below the GEMM rate, so the measurement decides). Against e3nn's path-by-path count CP wins at
+# every L in the shared form, but loses at L = 1, 2 in the per-channel form. The paper's
+# $O(L^6) \to O(L^4)$ count is per channel with each channel contracted with the full $d^3$ tensor.
+# The paper's micro-benchmark (4.0x to 83.6x for L = 1..6, GPU, against e3nn's fully connected
+# tensor product) is therefore not comparable digit for digit.
 #
 # The edge-frame product (`EdgeFrameTensorProduct`, exact for $y = Y(\hat r)$) rotates each
 # channel into the frame of the edge and back ($2 \cdot 2\sum_l (2l+1)^2$ flops) and applies the
-# sparse $m$-blocks of the CG tensor at the polar axis ($2\sum_b s_b^2$): $O(L^3)$ per channel, but
-# for $L \le 6$ that is only 1-1.8x fewer flops per channel than the dense layer's $2d^2$, plus a
-# per-edge Wigner recursion, and it runs as many small batched products.
+# sparse $m$-blocks of the CG tensor at the polar axis ($2\sum_b s_b^2$): $O(L^3)$ per channel,
+# plus the per-edge Wigner recursion, $O(L^4)$ (about $24L^4$ flops for large L; at L = 6 as much
+# as 18 channels): $O(L^4 + CL^3)$ per edge. It runs as many small batched products.
 
 # %%
-for L, R, cp_s, cg_s, ef_s in live:
+for L, R, cp_s, cg_s, ef_s, cp_c, cg_c in live:
     d = (L + 1) ** 2
     cp_flops = 2 * CHANNELS * d * R + 2 * d * R + CHANNELS * R + 2 * CHANNELS * R * d
     cg_flops = 2 * d**3 + 2 * CHANNELS * d**2
@@ -206,5 +224,7 @@ for L, R, cp_s, cg_s, ef_s in live:
     print(
         f"L = {L}: flops per sample CP {cp_flops:8d}, dense {cg_flops:8d}, edge frame {ef_flops:8d} "
         f"(dense / CP {cg_flops / cp_flops:.2f}); measured time ratio {cg_s / cp_s:.2f}, "
-        f"edge frame / dense {ef_s / cg_s:.2f}"
+        f"edge frame / dense {ef_s / cg_s:.2f}; per-channel y: flops dense / CP "
+        f"{(d * d + 2 * d**3) * CHANNELS / (cp_flops + 2 * (CHANNELS - 1) * d * R):.2f}, "
+        f"measured time ratio {cg_c / cp_c:.2f}"
     )

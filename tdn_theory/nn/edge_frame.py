@@ -11,9 +11,13 @@ With a rotation ``R`` that takes ``r̂`` to the polar axis ``ŷ`` (e3nn's polar 
 ``Y^l(ŷ)`` is ``sqrt(2l+1)`` at m = 0 and zero elsewhere, so ``P`` is sparse: in the real basis it
 only couples ``(l1, m)`` to ``(l3, ±m)``. The layer reads that pattern off the exact CG tensor
 (it is not assumed) and contracts each connected block of ``P`` separately. Per edge and channel
-that is ``O(L^3)`` work (two block rotations ``sum_l (2l+1)^2`` each and the blocks of ``P``),
-against ``O(L^4)`` for CP at rank ``~L^2`` and ``O(L^6 + C L^4)`` for the dense product: the SO(2)
-reduction used by eSCN and EquiformerV2.
+that is ``O(L^3)`` work (two block rotations ``sum_l (2l+1)^2`` each and the blocks of ``P``), but
+the Wigner blocks ``D^l(R)`` cost ``O(L^4)`` per edge (the coupling recursion, about
+``24 L^4`` flops for large L; 48,150 at L = 6, as much as 18 channels of the rotate-and-contract
+work): ``O(L^4 + C L^3)`` per edge in all, against ``O(C L^4)`` for CP at rank ``~L^2`` and
+``O(L^6 + C L^4)`` for the dense product (``O(nnz(M) + C L^4)`` if the y contraction is sparse):
+the SO(2) reduction used by eSCN and EquiformerV2. (A J-matrix / Euler-angle factorisation of the
+rotation would bring the per-edge part to ``O(L^3)``; it is not done here.)
 
 The rotation is chosen without Euler angles: the minimal (Rodrigues) rotation taking ``r̂`` to
 ``ŷ`` when ``r̂_y >= 0``, and otherwise the minimal rotation to ``-ŷ`` followed by a half turn
