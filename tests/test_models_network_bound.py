@@ -214,3 +214,11 @@ def test_layering_theory_and_lower_layers_do_not_import_models_or_nn():
                     assert not (
                         parts[0] == "tdn_theory" and len(parts) > 1 and parts[1] in above
                     ), f"{path.name} ({layer}) imports {name}"
+
+
+def test_bound_quantities_refuse_the_per_channel_layer_form():
+    """The network bound is derived for TP(h, Y) scaled per channel; the per-channel form is refused."""
+    model = TDNPotential(["Cu"], 1, 2, 1, 4.0, edge_input="per_channel")
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    with pytest.raises(ValueError, match="edge_input='per_channel'"):
+        bound_quantities(model, atoms.positions, atoms.numbers, np.asarray(atoms.cell), True)
