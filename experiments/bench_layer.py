@@ -52,11 +52,12 @@ the fewest forward flops of an exact form, counting nnz(M) for the dense contrac
 y-first or per-channel contraction), the edge frame (shared form) and e3nn's path-by-path count.
 
 ``--model`` (on by default; ``--no-model`` skips it) times the whole potential at one L (default
-2, 16 channels, 2 layers, float64, 8 Cu-Au EMT configurations): a training step (energy, forces
-with create_graph, a loss on both, backward) and inference (energy and forces), for dense, CP at
-7L^2 (the shipped fit; also through the plain autograd path, ``cp_7L2_autograd``, to show what
-the CP Function's backward saves), CP exact (the rank-30 factor file at L = 2), sphere and e3nn,
-in both layer forms, interleaved the same way.
+2, 16 channels, 2 layers, float64, ``--model-configs`` Cu-Au EMT configurations): a training step
+(energy, forces with create_graph, a loss on both, backward) and inference (energy and forces),
+for dense, CP at 7L^2 (the shipped fit with the layer's default backward, and
+``cp_7L2_function`` with its gradients through the CP Function and its explicit second
+derivative), CP exact (the rank-30 factor file at L = 2), sphere and e3nn, in both layer forms,
+interleaved the same way.
 
     python -m experiments.bench_layer                     # CPU -> results/bench_layer_cpu.{json,png,md}
     python -m experiments.bench_layer --quick --out DIR   # a minute or two
@@ -607,9 +608,9 @@ def model_benchmark(args: argparse.Namespace, device: torch.device) -> dict[str,
         ).to(device)
         models[(form, "dense")] = base
         models[(form, "cp_7L2")] = base.with_backend("cp", rank=7 * L * L)
-        plain = base.with_backend("cp", rank=7 * L * L)
-        plain.tp.blocked_bytes = 0  # the plain autograd path: no _CPProduct Function
-        models[(form, "cp_7L2_autograd")] = plain
+        function = base.with_backend("cp", rank=7 * L * L)
+        function.tp.backward = "function"  # gradients through _CPProduct / _CPProductGrad
+        models[(form, "cp_7L2_function")] = function
         if exact_file.is_file():
             models[(form, "cp_exact")] = base.with_backend("cp", factors=exact_file)
         models[(form, "sphere")] = base.with_backend("sphere")
@@ -657,6 +658,12 @@ def model_benchmark(args: argparse.Namespace, device: torch.device) -> dict[str,
         "atoms": int(batch.positions.shape[0]),
         "edges": int(batch.graph.src.shape[0]),
         "cp_exact_factors": str(exact_file.relative_to(ROOT)) if exact_file.is_file() else None,
+        "variants": {
+            "cp_7L2": "the best stored rank-7L^2 fit with the layer's default backward "
+            f"({CPTensorProduct.backward!r})",
+            "cp_7L2_function": "the same with backward='function' (the CP Function and its "
+            "explicit second derivative)",
+        },
         "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "results": results,
         "compare": compare,
@@ -888,8 +895,9 @@ def model_table(model: dict[str, Any]) -> str:
         f"{model['layers']} layers, {model['dtype']}, one batch of {model['configs']} Cu-Au EMT "
         f"configurations ({model['atoms']} atoms, {model['edges']} edges), load average "
         f"{load[0]:.1f}. Median ms over the rounds, and the ratio to dense in the same layer form "
-        "((tie) when the interquartile ranges overlap). cp_7L2_autograd is the same CP layer "
-        "through plain autograd operations instead of its Function:",
+        "((tie) when the interquartile ranges overlap). "
+        + " ".join(f"{k}: {v}." for k, v in model.get("variants", {}).items())
+        + ":",
         "",
         "| backend | shared: train step ms | / dense | inference ms | / dense | per_channel: "
         "train step ms | / dense | inference ms | / dense |",

@@ -96,7 +96,7 @@ def test_bench_layer_tiny_run_writes_json_png_and_tables(tmp_path):
     assert model["L"] == 1 and model["configs"] == 1
     for form in bench.FORMS:
         names = set(model["results"][form])
-        assert names >= {"dense", "cp_7L2", "cp_7L2_autograd", "cp_exact", "sphere", "e3nn"}
+        assert names >= {"dense", "cp_7L2", "cp_7L2_function", "cp_exact", "sphere", "e3nn"}
         dense = model["results"][form]["dense"]["train_step"]
         cp_train = model["results"][form]["cp_7L2"]["train_step"]
         assert cp_train["over_dense"] == pytest.approx(cp_train["median_s"] / dense["median_s"])

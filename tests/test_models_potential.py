@@ -396,10 +396,12 @@ def test_per_channel_edge_input_backends_agree_and_are_equivariant():
 
 
 def test_per_channel_edge_input_trains_through_forces_and_round_trips(tmp_path):
-    """create_graph through the CP Function in the per-channel form; checkpoint keeps the form."""
+    """create_graph through the CP Function (backward="function") in the per-channel form equals
+    the default plain autograd path; a checkpoint keeps the form."""
     from tdn_theory.models import load_potential, save_potential
 
     model = small_model("cp", factors=EXACT_L2, edge_input="per_channel")
+    model.tp.backward = "function"  # the CP Function and its explicit second derivative
     atoms = alloy()
     pos = torch.as_tensor(atoms.positions)
     _, F = model.energy_and_forces(
@@ -411,7 +413,7 @@ def test_per_channel_edge_input_trains_through_forces_and_round_trips(tmp_path):
     assert model.interactions[0].radial_2.grad.abs().max() > 0
     # the same gradients through the plain autograd path of the CP layer
     plain = small_model("cp", factors=EXACT_L2, edge_input="per_channel")
-    plain.tp.blocked_bytes = 0
+    assert plain.tp.backward == "autograd"  # the default
     _, F_p = plain.energy_and_forces(
         pos, atoms.numbers, np.asarray(atoms.cell), True, create_graph=True
     )

@@ -202,6 +202,7 @@ def plain_and_blocked(layer: CPTensorProduct, block_bytes: int):
     plain.blocked_bytes = 0
     blocked = CPTensorProduct(layer.A, layer.B, layer.C)
     blocked.blocked_bytes = block_bytes  # 1 byte: one sample per block
+    blocked.backward = "function"  # the Function for gradients too (default: plain autograd)
     return plain, blocked
 
 
@@ -443,6 +444,7 @@ def test_per_channel_y_equals_the_einsum_of_the_tensor_float64(L):
     approx_ref = per_channel_reference(approx.dense_tensor(), x, y, w)
     for block_bytes in (0, 700, 1 << 19):  # plain path, several blocks, one block
         exact.blocked_bytes = approx.blocked_bytes = block_bytes
+        exact.backward = approx.backward = "function"
         torch.testing.assert_close(exact(x, y, w), ref, rtol=0, atol=1e-12)
         torch.testing.assert_close(approx(x, y, w), approx_ref, rtol=0, atol=1e-12)
         # a per-channel y shared by the batch broadcasts (it keeps x's number of dimensions)
@@ -476,6 +478,7 @@ def test_per_channel_y_gradcheck_and_gradgradcheck(layer_kind):
         fit = fit_cp(so3.cg_tensor(L), 12, restarts=1, seed=0, max_iter=20, polish=False)
         layer = CPTensorProduct(fit.A, fit.B, fit.C)
         layer.blocked_bytes = 700 if layer_kind == "cp_function" else 0
+        layer.backward = "function"
     else:
         layer = CGTensorProduct(L, form=layer_kind.removeprefix("cg_"))
     x, _, w = inputs(L, channels, (4,), seed=15)
@@ -507,3 +510,21 @@ def test_cp_function_backward_equals_autograd_of_the_plain_path():
                 grads[name] = first + second
             for a, b in zip(grads["plain"], grads["function"], strict=True):
                 torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-10)
+
+
+def test_default_backward_is_plain_autograd_and_function_on_request():
+    """No gradients: the Function; gradients recorded: plain autograd unless backward="function"."""
+    L = 1
+    cp = CPTensorProduct(*constructive_factors(so3.cg_tensor(L)))
+    x, y, w = inputs(L, 2, (3,), seed=20)
+    xr = x.clone().requires_grad_(True)
+    assert cp.backward == "autograd"
+
+    def producer(out: torch.Tensor) -> str:  # the node below the final reshape
+        return type(out.grad_fn.next_functions[0][0]).__name__
+
+    assert "CPProduct" not in producer(cp(xr, y, w))
+    cp.backward = "function"
+    assert producer(cp(xr, y, w)) == "_CPProductBackward"
+    with torch.no_grad():
+        torch.testing.assert_close(cp(x, y, w), CGTensorProduct(L)(x, y, w), rtol=0, atol=1e-12)

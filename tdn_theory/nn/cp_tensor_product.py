@@ -174,6 +174,14 @@ class CPTensorProduct(torch.nn.Module):
     #: the Function: the plain path of autograd operations (needed under torch.func transforms).
     blocked_bytes: int = 1 << 19
 
+    #: Where gradients go: "autograd" (default) takes the plain path of autograd operations
+    #: whenever gradients are recorded (training, forces) and :class:`_CPProduct` only for a
+    #: forward without gradients; "function" takes the Function (with its two-GEMM backward and
+    #: the explicit second derivative of :class:`_CPProductGrad`) for gradients too. Measured by
+    #: ``python -m experiments.bench_layer`` (model table, CPU, L = 2): the plain path trained
+    #: faster than the Function on the 2-core VM, so it is the default.
+    backward: str = "autograd"
+
     def __init__(
         self,
         A: Any,
@@ -306,10 +314,11 @@ class CPTensorProduct(torch.nn.Module):
         return out
 
     def _use_function(self, x: torch.Tensor) -> bool:
-        """Fixed factors, outside torch.compile, a non-empty x: the :class:`_CPProduct` path."""
-        if (
-            self.blocked_bytes <= 0 or x.numel() == 0
-        ):  # no samples or no channels: nothing to block (empty output)
+        """The :class:`_CPProduct` path: fixed factors, outside torch.compile, a non-empty x,
+        and no gradients recorded unless ``backward = "function"``."""
+        if self.blocked_bytes <= 0 or x.numel() == 0:  # empty: nothing to block
+            return False
+        if self.backward != "function" and torch.is_grad_enabled():
             return False
         if torch.compiler.is_compiling():
             return False
