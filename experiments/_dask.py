@@ -16,7 +16,8 @@ units through one ``Units`` object::
 
 Results are gathered in submission order, so a sweep's output does not depend on which worker ran
 what. Units must be module-level functions whose arguments pickle. On a terminal Dask's own
-progress bar (``dask.distributed.progress``) shows the units done; in logs there is none.
+progress bar (``dask.distributed.progress``) shows the units done (serial: a tqdm bar); in logs
+there is none.
 Without the extra, ``--workers 2`` or ``--scheduler`` stop with one line (exit 2) that names
 ``pip install 'tdn_theory[dask]'``.
 """
@@ -123,15 +124,20 @@ class Units:
 
         threading.Thread(target=progress, args=(futures,), daemon=True).start()
 
-    def map(self, fn: Callable, items: Iterable, **kwargs: Any) -> list:
+    def map(self, fn: Callable, items: Iterable, desc: str | None = None, **kwargs: Any) -> list:
         """[fn(item, **kwargs) for item in items], in order; the first error is raised.
+
+        Progress on a terminal: a tqdm bar named `desc` when serial, Dask's bar when parallel.
 
         Parallel: the keyword arguments (e.g. shared geometries) are scattered once to every
         worker rather than sent with each unit.
         """
         items = list(items)
         if self.client is None:
-            return [fn(item, **kwargs) for item in items]
+            from tqdm import tqdm
+
+            bar = tqdm(items, desc=desc, disable=None if self.progress else True, file=sys.stderr)
+            return [fn(item, **kwargs) for item in bar]
         shared = {k: self.client.scatter([v], broadcast=True)[0] for k, v in kwargs.items()}
         futures = [self.client.submit(fn, item, pure=False, **shared) for item in items]
         if self.progress:
@@ -161,7 +167,7 @@ def units(args: Any, *, progress: bool | None = None) -> Iterator[Units]:
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port (not 8787, which another cluster may hold)
             silence_logs=logging.ERROR,
         ) as cluster,
         Client(cluster) as client,

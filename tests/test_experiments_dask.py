@@ -32,7 +32,7 @@ def client():
             n_workers=2,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port (not 8787, which another cluster may hold)
             silence_logs=logging.ERROR,
         ) as cluster,
         distributed.Client(cluster) as client,
