@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -619,12 +618,6 @@ def markdown(state: dict) -> str:
     return "\n".join(out)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--max-L", type=int, default=6, help="largest L of the unit/all rows (1..6)")
@@ -716,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
                 src = state["rows"][row["same_tensor_as"]]
                 row.update({k: v for k, v in src.items() if k not in ("parity", "paths")})
         save()
-        _write_text_atomic(out / "rank_atlas.md", markdown(state))
+        _io.write_text_atomic(out / "rank_atlas.md", markdown(state))
         print(f"refreshed {json_path} and {out / 'rank_atlas.md'} from {args.store_obj}")
         return 0
 
@@ -751,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
         for future in pool.as_completed(list(futures.values())) if pool.parallel else ():
             state["rows"][keys[future]] = future.result()
             save()
-    _write_text_atomic(out / "rank_atlas.md", markdown(state))
+    _io.write_text_atomic(out / "rank_atlas.md", markdown(state))
     print(f"wrote {json_path} and {out / 'rank_atlas.md'}")
     return 0
 
