@@ -6,7 +6,8 @@ Writes bench_parallel.json and .md into experiments/results (or DIR).
 1. The accuracy sweep (``experiments.accuracy_vs_rank --quick --seeds 0 1``: 13 independent
    training runs) with ``--workers 1`` (serial, in-process) and ``--workers N`` (a Dask
    LocalCluster of N processes, one thread each): wall seconds of each command, and whether the
-   runs' numbers are identical (every key except seconds and the learning curves' seconds).
+   runs' numbers are identical (every key except seconds and the learning curves' seconds). Order
+   1, N, N, 1 (and 1, 2, 2, 1 below), so that a drift of the machine's load hits both counts.
 2. ``python -m tdn_theory.train_potential`` with 1 process and under ``torchrun --standalone
    --nproc_per_node 2`` (gloo, CPU, float64) on the same data and global batches: the median
    seconds per epoch of each, and the largest weight difference of the two checkpoints.
@@ -62,16 +63,22 @@ def _numbers(runs: list[dict]) -> list[dict]:
 
 def sweep(workers: list[int], tmp: Path) -> dict:
     """Part 1: the quick accuracy sweep with each worker count."""
-    rows, runs = [], {}
-    for n in workers:
-        out = tmp / f"workers{n}"
+    rows, first = [], None
+    for i, n in enumerate(workers + workers[::-1]):  # A B B A: both see the load's drift
+        out = tmp / f"sweep{i}"
         argv = ["-m", "experiments.accuracy_vs_rank", "--quick", "--seeds", "0", "1"]
         seconds, _ = _python([*argv, "--out", str(out), "--workers", str(n)])
-        runs[n] = json.loads((out / "accuracy_vs_rank.json").read_text())["runs"]
-        rows.append({"workers": n, "units": len(runs[n]), "wall_seconds": round(seconds, 1)})
-    first = _numbers(runs[workers[0]])
-    for row in rows:
-        row["same_results_as_workers_1"] = _numbers(runs[row["workers"]]) == first
+        runs = _numbers(json.loads((out / "accuracy_vs_rank.json").read_text())["runs"])
+        first = runs if first is None else first
+        rows.append(
+            {
+                "workers": n,
+                "units": len(runs),
+                "wall_seconds": round(seconds, 1),
+                "same_results_as_workers_1": runs == first,
+                "load_average": _common.load_average(),
+            }
+        )
     return {"command": "python -m experiments.accuracy_vs_rank --quick --seeds 0 1", "rows": rows}
 
 
@@ -79,10 +86,10 @@ def ddp(quick: bool, tmp: Path) -> dict:
     """Part 2: seconds per epoch with 1 and 2 processes, and the weight difference."""
     import torch
 
-    extra = ["--n-configs", "40" if quick else "80", "--epochs", "2" if quick else "4"]
+    extra = ["--n-configs", "40" if quick else "80", "--epochs", "2" if quick else "3"]
     rows, states = [], []
-    for n in (1, 2):
-        out = tmp / f"ddp{n}.pt"
+    for i, n in enumerate((1, 2, 2, 1)):  # A B B A
+        out = tmp / f"ddp{i}.pt"
         launch = ["-m", "tdn_theory.train_potential"]
         if n > 1:
             launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n)]
@@ -96,10 +103,11 @@ def ddp(quick: bool, tmp: Path) -> dict:
                 "wall_seconds": round(seconds, 1),
                 "n_train": report["n_train"],
                 "epochs": report["epochs_run"],
+                "load_average": _common.load_average(),
             }
         )
         states.append(torch.load(out, weights_only=True)["state"])
-    diff = max(float((states[0][k] - states[1][k]).abs().max()) for k in states[0])
+    diff = max(float((states[0][k] - s[k]).abs().max()) for s in states[1:] for k in states[0])
     return {
         "command": "train_potential " + " ".join(TRAIN_ARGS + extra),
         "rows": rows,
@@ -144,15 +152,18 @@ def study_estimate(results: Path) -> dict:
 def markdown(result: dict) -> str:
     s, d, e = result["sweep"], result["ddp"], result["study"]
     lines = [f"Accuracy sweep `{s['command']}`:", ""]
-    lines += ["| workers | units | wall s | same results |", "|---|---|---|---|"]
+    lines += ["| workers | units | wall s | same results | load after |", "|---|---|---|---|---|"]
     lines += [
-        f"| {r['workers']} | {r['units']} | {r['wall_seconds']} | {r['same_results_as_workers_1']} |"
+        f"| {r['workers']} | {r['units']} | {r['wall_seconds']} | {r['same_results_as_workers_1']} "
+        f"| {r['load_average'][0]} |"
         for r in s["rows"]
     ]
     lines += ["", f"Training under torchrun (`{d['command']}`):", ""]
-    lines += ["| processes | s / epoch | wall s |", "|---|---|---|"]
+    lines += ["| processes | s / epoch | wall s | load after |", "|---|---|---|---|"]
     lines += [
-        f"| {r['processes']} | {r['seconds_per_epoch']} | {r['wall_seconds']} |" for r in d["rows"]
+        f"| {r['processes']} | {r['seconds_per_epoch']} | {r['wall_seconds']} "
+        f"| {r['load_average'][0]} |"
+        for r in d["rows"]
     ]
     lines += ["", f"Largest weight difference, 2 processes vs 1: {d['max_weight_difference']:.1e}."]
     lines += ["", f"Molecular study, {e['runs']} runs (calculated from {e['source']}):", ""]
