@@ -31,7 +31,7 @@ def test_short_tables_are_rows_of_the_full_ones():
     text = README.read_text()
     full = readme.EXPERIMENTS_README.read_text()
     for short, whole in (("network_short", "network"), ("accuracy_short", "accuracy")):
-        rows = [r for r in readme.SECTIONS[short](readme._io.RESULTS).splitlines()[2:]]
+        rows = readme.SECTIONS[short](readme._io.RESULTS).splitlines()[2:]
         assert rows and all(r in full and r in text for r in rows), short
         assert readme.SECTIONS[whole](readme._io.RESULTS) in full
 

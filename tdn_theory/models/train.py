@@ -17,6 +17,10 @@ seed (model initialisation, batch order and every reduction are seeded or ordere
 Mini-batches are one disjoint graph: the neighbour list of every configuration is built once
 (:meth:`TDNPotential.prepare`), and a batch concatenates atoms and edges, with each periodic image
 shift turned into its Cartesian offset ``S @ cell`` so that a batch needs no per-structure cell.
+
+Under ``torchrun`` (``context=``, :mod:`tdn_theory.models.distributed`) every process takes its block of
+each global mini-batch and the loss is normalised by the global batch, so that N processes reach the
+weights of one; validation errors are summed across processes.
 """
 
 from __future__ import annotations
