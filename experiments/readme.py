@@ -501,7 +501,15 @@ def accuracy_short(results: Path) -> str:
     return _first_table(accuracy(results))
 
 
+def parallel(results: Path) -> str:
+    """Sweeps on 1 vs N Dask workers, training on 1 vs 2 processes, the study's estimate."""
+    from experiments.bench_parallel import markdown
+
+    return markdown(_load(results, "bench_parallel")).rstrip("\n")
+
+
 SECTIONS: dict[str, Callable[[Path], str]] = {
+    "parallel": parallel,
     "bench_layer": bench_layer,
     "bench_layer_short": bench_layer_short,
     "network_short": network_short,
