@@ -889,9 +889,8 @@ def model_table(model: dict[str, Any]) -> str:
         f"{model['layers']} layers, {model['dtype']}, one batch of {model['configs']} Cu-Au EMT "
         f"configurations ({model['atoms']} atoms, {model['edges']} edges), load average "
         f"{load[0]:.1f}. Median ms over the rounds, and the ratio to dense in the same layer form "
-        "((tie) when the interquartile ranges overlap). "
-        + " ".join(f"{k}: {v}." for k, v in model.get("variants", {}).items())
-        + ":",
+        "((tie) when the interquartile ranges overlap)."
+        + "".join(f" {k}: {v}." for k, v in model.get("variants", {}).items()),
         "",
         "| backend | shared: train step ms | / dense | inference ms | / dense | per_channel: "
         "train step ms | / dense | inference ms | / dense |",
