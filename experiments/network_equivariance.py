@@ -2,7 +2,8 @@
 
 On real atomic geometries (a periodic fcc Cu-Au alloy and a Cu-Au icosahedral cluster, each
 rattled and as a snapshot of Langevin MD with ASE's EMT calculator), for randomly initialised
-``TDNPotential`` models (C = 8 channels, cutoff 4 Å, seed 0) with L = 1..4 and depth 1..6, and
+``TDNPotential`` models (C = 8 channels, cutoff 4 Å, seed 0) with L = 1..3 (``--L``: up to 4) and
+depth 1..6, and
 CP tensor products of the unit CG tensor at the ranks 7L, ceil(16 ln^2(L+1)), 7L^2 and an exact
 rank (the committed exact factor files), this measures
 
@@ -11,21 +12,27 @@ rank (the committed exact factor files), this measures
 * the per-layer feature defect |h^t(Rx) - D h^t(x)|_F,
 
 over Haar-sampled rotations plus a Nelder-Mead search over rotations (started at the worst Haar
-sample), and evaluates the bound of proofs/network_propagation.md on the same configuration
-(tightness = worst defect found / bound). It also measures the mirror check: for parity "all"
-and "even" (exact dense backend), |E(-x) - E(x)| / |E| and |F(-x) + F(x)| / |F|.
+sample), and evaluates both bounds of proofs/network_propagation.md on the same configuration:
+Theorem 1 (Lipschitz propagation, ``evaluate_bound(..., method="lipschitz")``) and Theorem 2
+(first order on the orbit plus proven remainder, the default; evaluated for L <= BOUND2_MAX_L and
+approximate tensor products, where it does not refuse), with Theorem 2's first-order estimate (not
+a bound). Ratios: bound / worst found and estimate / worst found. It also measures the mirror
+check: for parity "all" and "even" (exact dense backend), |E(-x) - E(x)| / |E| and |F(-x) + F(x)| / |F|.
+
+The sweep is a list of independent units (:func:`units`: one per L, rank schedule and depth), each
+computed by :func:`compute_unit` on every geometry.
 
 Grid. Full mode: depth 1..6 for the ranks 7L^2 and exact (the README table), the other two ranks
 at depth 3; 12 Haar rotations and a 30-evaluation search per point. ``--quick``: L = 1, 2, depth
-1..3, the alloy only, 4 rotations, an 8-evaluation search (about a minute).
+1..3, the alloy only, 4 rotations, an 8-evaluation search (one to three minutes).
 
 Every CP comes from the fit store (``tdn_theory.cp.best_fit`` through the model's ``rank=``): the
 best-known fit at each rank, the exact rank being the store's smallest exact one.
 
 Writes experiments/results/network_equivariance.{json,png,md} atomically. Run:
 
-    OMP_NUM_THREADS=1 python -m experiments.network_equivariance           # ~15 min, 2 cores
-    python -m experiments.network_equivariance --quick                     # ~1 min, results/quick/
+    OMP_NUM_THREADS=1 python -m experiments.network_equivariance           # ~35 min, loaded 2 cores
+    python -m experiments.network_equivariance --quick                     # 1-3 min, results/quick/
     python -m experiments.network_equivariance --table                     # print the .md table
 """
 
@@ -542,7 +549,9 @@ def plot(data: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="L = 1, 2, depth 1..3, ~1 min")
-    parser.add_argument("--L", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument(
+        "--L", type=int, nargs="+", default=[1, 2, 3], help="degrees (4 allowed: Theorem 1 only)"
+    )
     parser.add_argument("--rotations", type=int, default=12, help="Haar rotations per point")
     parser.add_argument("--search", type=int, default=30, help="adversarial evaluations (0: none)")
     parser.add_argument("--seed", type=int, default=0)

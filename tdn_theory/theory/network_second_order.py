@@ -197,13 +197,12 @@ def _project_rows(G: np.ndarray, L: int) -> np.ndarray:
 
 
 def first_order_orbit_bound(G: np.ndarray, Q: np.ndarray, L: int) -> tuple[np.ndarray, float]:
-    """sup_R |G (rho(R) Q - Q)| <= |G Q| + ||G (I - P)||_2 ||Q||_F for linear maps G (n, d^3).
+    """Lemma 8(a): sup_R |G (rho(R) Q - Q)| <= |G Q| + ||G (I - P)||_2 ||Q||_F.
 
-    ``G`` (n, d, d, d) (n output components), ``Q = (I - P) T_hat``. Returns the bound per output
-    block (one value per row when n rows are bounded together is not wanted: the caller groups
-    rows) as (the vector |G Q| (n,), the operator norm of G (I - P)). rho(R) Q stays in the range of
-    I - P and has the Frobenius norm of Q.
-    """
+    ``G`` (n, d, d, d): a linear map to R^n, one row per output; ``Q = (I - P) T_hat``. Returns
+    (G (I - P) Q as a vector (n,), ||G (I - P)||_2); rho(R) Q stays in the range of I - P and has
+    the Frobenius norm of Q.
+    """"""
     Gp = _project_rows(G, L).reshape(len(G), -1)
     GQ = Gp @ Q.reshape(-1)
     return GQ, float(np.linalg.norm(Gp, 2))
