@@ -202,7 +202,7 @@ def first_order_orbit_bound(G: np.ndarray, Q: np.ndarray, L: int) -> tuple[np.nd
     ``G`` (n, d, d, d): a linear map to R^n, one row per output; ``Q = (I - P) T_hat``. Returns
     (G (I - P) Q as a vector (n,), ||G (I - P)||_2); rho(R) Q stays in the range of I - P and has
     the Frobenius norm of Q.
-    """"""
+    """
     Gp = _project_rows(G, L).reshape(len(G), -1)
     GQ = Gp @ Q.reshape(-1)
     return GQ, float(np.linalg.norm(Gp, 2))
