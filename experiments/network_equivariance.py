@@ -19,8 +19,8 @@ approximate tensor products, where it does not refuse), with Theorem 2's first-o
 a bound). Ratios: bound / worst found and estimate / worst found. It also measures the mirror
 check: for parity "all" and "even" (exact dense backend), |E(-x) - E(x)| / |E| and |F(-x) + F(x)| / |F|.
 
-The sweep is a list of independent units (:func:`units`: one per L, rank schedule and depth), each
-computed by :func:`compute_unit` on every geometry.
+The sweep is a list of independent units (:func:`grid`: one per L, rank schedule and depth), each
+computed by :func:`measure_unit` on every geometry (in parallel with ``--workers``, experiments._dask).
 
 Grid. Full mode: depth 1..6 for the ranks 7L^2 and exact (the README table), the other two ranks
 at depth 3; 12 Haar rotations and a 30-evaluation search per point. ``--quick``: L = 1, 2, depth
@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from experiments import _io
+from experiments import _dask, _io
 from experiments._rank_study import paper_and_exact_ranks
 from tdn_theory import so3
 from tdn_theory.cp import EXACT_RTOL
@@ -246,41 +246,34 @@ def mirror_part(geoms: dict, Ls: list[int], depths: list[int], seed: int) -> lis
     return rows
 
 
-def units(args) -> list[dict]:
-    """The independent units of the sweep: one per (L, schedule, rank, depth)."""
-    Ls = [1, 2] if args.quick else args.L
-    depths = [1, 2, 3] if args.quick else list(range(1, 7))
-    side_depth = 3
-    out = []
+def grid(Ls: list[int], depths: list[int], side_depth: int = 3) -> list[tuple]:
+    """The independent units (L, schedule, rank, depth): every depth for 7L^2 and the exact rank,
+    the other two schedules at side_depth only."""
+    units = []
     for L in Ls:
         for schedule, rank in schedules(L).items():
             deep = schedule in ("7L^2", "exact")
             for depth in depths if deep else [d for d in depths if d == side_depth]:
-                first = depth == (depths[0] if deep else side_depth)
-                out.append(
-                    {"L": L, "schedule": schedule, "rank": rank, "depth": depth, "first": first}
-                )
-    return out
+                units.append((L, schedule, rank, depth))
+    return units
 
 
-def compute_unit(unit: dict, geoms: dict, n_rot: int, search: int, seed: int) -> dict:
-    """One unit: the CP model of the dense weights at (L, rank, depth), measured on every
-    geometry. Returns {"tensor_product": entry or None, "rows": [...]}."""
-    L, schedule, rank, depth = unit["L"], unit["schedule"], unit["rank"], unit["depth"]
+def measure_unit(unit: tuple, *, geoms: dict, n_rot: int, search: int, seed: int) -> dict:
+    """One unit of the grid: the model's tensor-product error and a measured point per geometry."""
+    L, schedule, rank, depth = unit
+    t0 = time.perf_counter()
     dense = TDNPotential(SPECIES, L, CHANNELS, depth, CUTOFF, "dense", seed=seed)
     model = tensor_product(dense, L, rank, schedule)
     eps, S, rel = tensor_product_error(model)
-    tp = None
-    if unit["first"]:
-        tp = {
-            "L": L,
-            "schedule": schedule,
-            "rank": rank,
-            "relative_error": rel,
-            "eps_by_degree": [float(e) for e in eps],
-            "S": S,
-            "source": model.tp.meta.get("path") or "committed factor file",
-        }
+    tp = {
+        "L": L,
+        "schedule": schedule,
+        "rank": rank,
+        "relative_error": rel,
+        "eps_by_degree": [float(e) for e in eps],
+        "S": S,
+        "source": model.tp.meta.get("path") or "committed factor file",
+    }
     exact = rel < EXACT_TOL
     rows = []
     for name, atoms in geoms.items():
@@ -313,6 +306,13 @@ def compute_unit(unit: dict, geoms: dict, n_rot: int, search: int, seed: int) ->
             energy_estimate_ratio=_ratio(point["energy_estimate_rel"], point["energy_rel_worst"]),
         )
         rows.append(point)
+    print(
+        f"L={L} {schedule:12s} R={rank:3d} depth={depth}: force err "
+        f"{max(r['force_rel_worst'] for r in rows):.2e}, bound "
+        f"{max(r['force_bound_rel'] for r in rows):.2e}, Thm 2 "
+        f"{max((r['force_bound2_rel'] or 0.0) for r in rows):.2e} ({time.perf_counter() - t0:.0f} s)",
+        flush=True,
+    )
     return {"tensor_product": tp, "rows": rows}
 
 
@@ -327,23 +327,20 @@ def run(args) -> dict:
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     geoms = structures(args.seed, args.quick)
     Ls = [1, 2] if args.quick else args.L
+    depths = [1, 2, 3] if args.quick else list(range(1, 7))
+    side_depth = 3
     n_rot, search = (4, 8) if args.quick else (args.rotations, args.search)
+    units = grid(Ls, depths, side_depth)
+    with _dask.units(args) as pool:
+        results = pool.map(
+            measure_unit, units, geoms=geoms, n_rot=n_rot, search=search, seed=args.seed
+        )
     tps, rows = [], []
-    t_start = time.perf_counter()
-    for unit in units(args):
-        result = compute_unit(unit, geoms, n_rot, search, args.seed)
-        if result["tensor_product"] is not None:
+    for (_, schedule, _, depth), result in zip(units, results, strict=True):
+        deep = schedule in ("7L^2", "exact")
+        if depth == (depths[0] if deep else side_depth):
             tps.append(result["tensor_product"])
         rows.extend(result["rows"])
-        new = result["rows"]
-        print(
-            f"L={unit['L']} {unit['schedule']:12s} R={unit['rank']:3d} depth={unit['depth']}: "
-            f"force err {max(r['force_rel_worst'] for r in new):.2e}, bound "
-            f"{max(r['force_bound_rel'] for r in new):.2e}, Thm 2 "
-            f"{max((r['force_bound2_rel'] or 0.0) for r in new):.2e} "
-            f"({time.perf_counter() - t_start:.0f} s)",
-            flush=True,
-        )
     mirror = mirror_part(
         geoms, Ls[:2] if args.quick else [2, 3], [1, 3] if args.quick else [1, 3, 6], args.seed
     )
@@ -557,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="JSON path (PNG, MD beside it)")
     parser.add_argument("--table", action="store_true", help="print the table of an existing JSON")
+    _dask.add_args(parser)
     args = parser.parse_args(argv)
     default = _io.RESULTS / "quick" if args.quick else _io.RESULTS
     out = args.out or default / "network_equivariance.json"
@@ -571,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, "error: --rotations must be >= 1, --search and --seed >= 0\n")
     if out.exists() and not out.is_file():
         parser.exit(2, f"error: {out} exists and is not a regular file\n")
+    _dask.check_args(args)
     load_start = list(os.getloadavg())
     t0 = time.perf_counter()
     data = run(args)
@@ -602,6 +601,7 @@ def main(argv: list[str] | None = None) -> int:
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "loadavg_start": load_start,
         "loadavg_end": list(os.getloadavg()),
+        **_dask.describe(args),
         "seconds": round(time.perf_counter() - t0, 1),
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
