@@ -124,6 +124,9 @@ def _check_factor_file(path: str, L: int) -> None:
 
 
 MEMORY_FRACTION = 0.5  # refuse a run whose estimated memory exceeds this share (as fit_cp)
+BYTES_PER_CONFIG = (
+    16 * 2**10
+)  # a generated configuration held in memory (atoms, labels, extxyz text)
 
 
 def _available_memory() -> int:
@@ -175,6 +178,12 @@ def validate(args) -> dict[str, Any]:
         s[name.replace("-", "_")] = _parse_seed(getattr(args, name.replace("-", "_")), name)
     # 80/10/10 needs at least 10 configurations for a non-empty validation and test split
     s["n_configs"] = None if args.n_configs is None else parse_int(args.n_configs, "n-configs", 10)
+    if s["n_configs"] is not None:
+        _check_memory(
+            BYTES_PER_CONFIG * s["n_configs"],
+            f"--n-configs {s['n_configs']}",
+            "generate fewer configurations",
+        )
     s["cutoff"] = _parse_float(args.cutoff, "cutoff", positive=True)
     s["lr"] = _parse_float(args.lr, "lr", positive=True)
     for name in ("weight-decay", "energy-weight", "force-weight"):

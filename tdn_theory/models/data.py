@@ -278,8 +278,10 @@ def _cached_problem(path: Path, sidecar: Path, key: dict) -> str | None:
     """None when the cached set matches its sidecar and key; else what is wrong ("missing" if absent)."""
     try:
         kinds = [check_regular_or_absent(path), check_regular_or_absent(sidecar)]
-    except OSError as exc:  # a FIFO, link or device is a miss, never opened (it could block)
+    except NotRegularFileError as exc:  # a FIFO, link or device is a miss, never opened
         return f"not a regular file ({exc})"
+    except OSError:  # the cache folder is unusable (a file in its place, no permission)
+        return "missing"
     if kinds == [None, None]:
         return "missing"
     try:

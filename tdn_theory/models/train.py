@@ -292,7 +292,9 @@ def train(
         )
         if not math.isfinite(val_loss):
             raise FloatingPointError(
-                f"validation loss became {val_loss} at epoch {epoch}; lower the learning rate"
+                f"validation loss became {val_loss} at epoch {epoch}; lower the learning rate "
+                f"({settings.lr:g}) or the loss weights (energy {settings.energy_weight:g}, "
+                f"force {settings.force_weight:g})"
             )
         scheduler.step(val_loss)
         improved = val_loss < best_loss
@@ -339,6 +341,10 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     return tqdm(total=total, desc="epochs", unit="epoch", leave=False, disable=None)
 
 
+#: Below this force RMS (eV/Å) the data's forces count as zero (rounding of a symmetric structure).
+FORCE_SCALE_FLOOR = 1e-6
+
+
 def symmetry_errors(
     model: TDNPotential,
     configs: Sequence,
@@ -353,7 +359,8 @@ def symmetry_errors(
     3N components of ``F(Rx) - R F(x)`` (eV/Å). It is reported absolute and relative to the
     data's force scale ``s``: the RMS of the reference forces of ``configs`` (of the model's
     forces F(x) when ``configs`` carry no forces), pooled over all of them. Both are defined at
-    F = 0 (a perfect crystal, a one-atom cell), where the relative figures are None when s = 0.
+    F = 0 (a perfect crystal, a one-atom cell): the relative figures are None when
+    s < :data:`FORCE_SCALE_FLOOR` (the data's forces are zero up to rounding).
 
     ``force_equivariance_mean`` / ``force_equivariance_abs_mean_mev_per_A``: mean over
     ``rotations`` Haar rotations (``scipy`` ``Rotation.random`` with ``seed``) and over the
@@ -393,9 +400,10 @@ def symmetry_errors(
         count += 3 * len(atoms)
     scale = math.sqrt(squares / count)
     mean, high = float(np.mean(means)), float(np.max(worst))
+    relative = scale >= FORCE_SCALE_FLOOR
     return {
-        "force_equivariance_mean": mean / scale if scale > 0 else None,
-        "force_equivariance_max": high / scale if scale > 0 else None,
+        "force_equivariance_mean": mean / scale if relative else None,
+        "force_equivariance_max": high / scale if relative else None,
         "force_equivariance_abs_mean_mev_per_A": 1e3 * mean,
         "force_equivariance_abs_max_mev_per_A": 1e3 * high,
         "force_scale_eV_per_A": scale,
