@@ -236,6 +236,8 @@ def validate(args) -> dict[str, Any]:
             )
         if args.n_configs is not None:
             raise UsageError("--n-configs is for named sets; a file is used whole")
+        if s["data_seed"] != 0:
+            raise UsageError("--data-seed is for named sets; a file is used as it is")
     s["named"] = named
     s["out"] = check_output_path(args.out)
     _check_not_an_input(
@@ -263,7 +265,7 @@ def _check_sizes(s: dict[str, Any], model, configs: list) -> list:
     pairs = max(neighbour_pairs(len(a), np.asarray(a.cell), a.pbc, s["cutoff"]) for a in configs)
     _check_memory(
         64 * pairs,
-        f"--cutoff {s['cutoff']:g} (up to {pairs:.3g} neighbour pairs in one configuration)",
+        f"--cutoff {s['cutoff']:g} (about {pairs:.3g} neighbour pairs in one configuration)",
         "use a smaller cutoff",
     )
     where = f"{s['data']}: configuration" if not s["named"] else f"{s['data']} configuration"

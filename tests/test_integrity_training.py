@@ -565,3 +565,28 @@ def test_18_symbols_weight_decay_progress_and_handle_leak(tiny, tmp_path, monkey
     monkeypatch.setattr(data, "_progress_bar", lambda total, desc: Bar())
     data.generate_emt("cuau-fcc", n_configs=2, progress=True)
     assert ticks == [1, 1, "closed"]
+
+
+# -- found in the hostile pass after the fixes (not in the list) ------------------------
+
+
+def test_hostile_tiny_periodic_cell_is_refused_before_the_neighbour_list():
+    model = TDNPotential(["Cu"], 1, 2, 1, 3.0)
+    atoms = Atoms("Cu", positions=[[0.0, 0.0, 0.0]], cell=np.eye(3) * 1e-3, pbc=True)
+    atoms.calc = TDNCalculator(model)
+    with pytest.raises(ValueError, match="the cell is too small for the cutoff"):
+        atoms.get_potential_energy()
+
+
+def test_hostile_fifo_checkpoint_and_options_that_do_nothing(tiny, tmp_path, capsys):
+    fifo = tmp_path / "model.pt"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        load_potential(fifo)
+    out = str(tmp_path / "m.pt")
+    assert main(["--data", str(tiny), *QUICK, "--data-seed", "3", "--out", out]) == 2
+    assert "--data-seed is for named sets" in _one_line_error(capsys)
+    argv = ["--data", "cuau-fcc", *QUICK, "--n-configs", "1000000000000", "--out", out]
+    assert main(argv) == 2 and "--n-configs 1000000000000 needs about" in _one_line_error(capsys)
+    argv = ["--data", str(tiny), *QUICK, "--energy-weight", "1e308", "--out", out]
+    assert main(argv) == 1 and "or the loss weights (energy 1e+308" in _one_line_error(capsys)

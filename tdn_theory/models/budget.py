@@ -8,9 +8,11 @@ that are off by orders of magnitude (``--channels 1000000000``, ``--cutoff 1e9``
 - parameters: per layer ``(L+1) C^2`` (mixing) ``+ L C^2`` (gates) ``+ n_basis h + h C`` (radial
   MLP), plus the embedding ``S C`` and the readout ``C h + h``; each held 6 times in training
   (weights, gradients, two AdamW moments, the best-epoch copy, a spare);
-- neighbour pairs of one configuration of N atoms: at most ``N * N * prod_i m_i`` with
-  ``m_i = 2 ceil(r_c / h_i) + 1`` periodic images along each periodic direction i (``h_i`` the
-  lattice plane spacing of that direction within the periodic sub-lattice), ``m_i = 1`` otherwise;
+- periodic images within the cutoff: ``prod_i m_i`` with ``m_i = 2 ceil(r_c / h_i) + 1`` along each
+  periodic direction i (``h_i`` the lattice plane spacing of that direction within the periodic
+  sub-lattice), ``m_i = 1`` otherwise. Every atom sees its own images up to the cutoff, so a
+  configuration of N atoms has at least about ``N prod_i m_i / 2`` neighbour pairs: a cell far
+  smaller than the cutoff (``--cutoff 1e9``, a 0.001 Å cell) is caught before ASE builds the list;
 - activations of one mini-batch with E edges and N atoms, per layer: ``3 (4 C d + d^2 + 2 C R +
   C + 16)`` numbers per edge and ``3 * 4 C d`` per atom (forward values kept for the double
   backward of the force loss, about three times), d = (L+1)^2, R the CP rank (0 otherwise).
@@ -22,7 +24,7 @@ import math
 
 import numpy as np
 
-__all__ = ["activation_bytes", "neighbour_pairs", "parameter_bytes"]
+__all__ = ["activation_bytes", "neighbour_pairs", "parameter_bytes", "periodic_images"]
 
 
 def parameter_bytes(
@@ -43,7 +45,13 @@ def parameter_bytes(
 
 
 def neighbour_pairs(n_atoms: int, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> float:
-    """Upper estimate of the neighbour pairs of one configuration (a float: it may be huge)."""
+    """``n_atoms * periodic_images(...)``: the order of the neighbour pairs a small periodic cell
+    forces (a float: it may be huge); not a bound for large cells, whose real count is used."""
+    return float(n_atoms) * periodic_images(cell, pbc, cutoff)
+
+
+def periodic_images(cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> float:
+    """``prod_i m_i`` of the module docstring (1.0 without periodic directions)."""
     cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
     periodic = np.flatnonzero(np.asarray(pbc, dtype=bool))
     images = 1.0
@@ -55,7 +63,7 @@ def neighbour_pairs(n_atoms: int, cell: np.ndarray, pbc: np.ndarray, cutoff: flo
             return math.inf
         for spacing in 1.0 / norms:
             images *= 2 * math.ceil(cutoff / spacing) + 1
-    return float(n_atoms) * float(n_atoms) * images
+    return images
 
 
 def activation_bytes(

@@ -127,6 +127,8 @@ def load_potential(
     name = os.fspath(path)
     if os.path.isdir(name):
         raise CheckpointError(f"{name} is a folder; give the checkpoint file (e.g. model.pt)")
+    if os.path.exists(name) and not os.path.isfile(name):
+        raise CheckpointError(f"{name} is not a regular file (a FIFO or device?); give the file")
     if not os.path.isfile(name):
         raise CheckpointError(f"{name}: no such checkpoint file")
     try:

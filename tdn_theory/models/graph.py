@@ -24,7 +24,13 @@ import numpy as np
 import torch
 from ase.neighborlist import primitive_neighbor_list
 
+from tdn_theory.models.budget import neighbour_pairs
+
 __all__ = ["Graph", "build_graph", "check_structure"]
+
+#: Refuse a neighbour list of more pairs than this (estimated before it is built, from the periodic
+#: images each atom sees, :func:`tdn_theory.models.budget.neighbour_pairs`): tens of GB in ASE.
+MAX_NEIGHBOUR_PAIRS = 1e9
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,13 @@ def build_graph(
     r̂ is undefined there. With ``require_neighbours`` every atom must have a neighbour (an atom
     without one would keep its embedding only; usually the cutoff is too small).
     """
+    pairs = neighbour_pairs(positions.shape[0], cell, pbc, float(cutoff))
+    if pairs > MAX_NEIGHBOUR_PAIRS:
+        raise ValueError(
+            f"cutoff {cutoff} Å in this cell gives about {pairs:.3g} neighbour pairs (each atom "
+            f"sees its periodic images), more than {MAX_NEIGHBOUR_PAIRS:.0e}; the cell is too small "
+            "for the cutoff (or the cutoff too large)"
+        )
     i, j, S = primitive_neighbor_list(
         "ijS", pbc, cell, positions, float(cutoff), self_interaction=False
     )
