@@ -292,8 +292,9 @@ def _check_sizes(s: dict[str, Any], model, configs: list) -> list:
     return items
 
 
-def run(s: dict[str, Any]) -> dict[str, Any]:
-    """Load data, check it all, train, save, evaluate; returns the report.
+def run(s: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Load data, check it all, train, save, evaluate; returns the report (rank 0 of a torchrun
+    writes).
 
     ``s["progress"]`` (a dict) records ``written_epoch``, the last epoch written to ``--out``
     in this run (None before), for the message after an interruption.
@@ -302,28 +303,34 @@ def run(s: dict[str, Any]) -> dict[str, Any]:
 
     from tdn_theory.models import TDNPotential, data
     from tdn_theory.models.checkpoint import CheckpointError, model_settings, save_potential
+    from tdn_theory.models.distributed import SINGLE
     from tdn_theory.models.train import TrainSettings, errors, symmetry_errors, train
 
+    ctx = context or SINGLE
     start = time.perf_counter()
     state = s.setdefault("progress", {"written_epoch": None})
     try:
-        configs = data.load_dataset(
-            s["data"], n_configs=s["n_configs"], seed=s["data_seed"], progress=not s["quiet"]
-        )
-        train_set, val_set, test_set = data.split(configs, seed=s["split_seed"])
-        model = TDNPotential(
-            data.species_of(configs),
-            s["L"],
-            s["channels"],
-            s["layers"],
-            s["cutoff"],
-            backend=s["backend"],
-            rank=s["rank"],
-            factors=s["factors"],
-            parity=s["parity"],
-            seed=s["seed"],
-            dtype=torch.float32 if s["float32"] else torch.float64,
-        )
+        with ctx.main_first():  # rank 0 fills the data-set and fit caches, then the others read
+            configs = data.load_dataset(
+                s["data"],
+                n_configs=s["n_configs"],
+                seed=s["data_seed"],
+                progress=not s["quiet"] and ctx.is_main,
+            )
+            train_set, val_set, test_set = data.split(configs, seed=s["split_seed"])
+            model = TDNPotential(
+                data.species_of(configs),
+                s["L"],
+                s["channels"],
+                s["layers"],
+                s["cutoff"],
+                backend=s["backend"],
+                rank=s["rank"],
+                factors=s["factors"],
+                parity=s["parity"],
+                seed=s["seed"],
+                dtype=torch.float32 if s["float32"] else torch.float64,
+            )
         settings = TrainSettings(
             epochs=s["epochs"],
             batch_size=s["batch_size"],
@@ -345,7 +352,7 @@ def run(s: dict[str, Any]) -> dict[str, Any]:
         "train_settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__},
     }
 
-    def checkpoint(record: dict, improved: bool) -> None:
+    def checkpoint(record: dict, improved: bool) -> None:  # train() calls it on rank 0 only
         if not improved:
             return
         try:
@@ -361,11 +368,19 @@ def run(s: dict[str, Any]) -> dict[str, Any]:
 
     try:
         result = train(
-            model, train_set, val_set, settings, on_epoch=checkpoint, progress=not s["quiet"]
+            model,
+            train_set,
+            val_set,
+            settings,
+            on_epoch=checkpoint,
+            progress=not s["quiet"],
+            context=ctx,
         )
     except ValueError as exc:  # settings refused by the optimiser, ...
         raise UsageError(str(exc).splitlines()[0]) from None
-    test = errors(model, test_set, batch_size=s["batch_size"])
+    test = errors(model, test_set, batch_size=s["batch_size"], context=ctx)
+    if not ctx.is_main:
+        return {}
     symmetry = symmetry_errors(model, test_set[:4], rotations=s["rotations"], seed=s["seed"])
     report = {
         "data": s["data"],
@@ -378,6 +393,7 @@ def run(s: dict[str, Any]) -> dict[str, Any]:
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "seconds_per_epoch": result.seconds_per_epoch,
+        "processes": ctx.world,
         **{f"test_{k}": v for k, v in test.items()},
         **symmetry,
         "out": str(s["out"]),
@@ -455,13 +471,17 @@ def _interrupted(settings: dict[str, Any] | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 success, 2 bad input, 1 diverged or not written,
     130 interrupted)."""
+    from tdn_theory.models import distributed
+
+    context = distributed.SINGLE
     settings: dict[str, Any] | None = None
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
         try:
             args = build_parser().parse_args(argv)
             settings = validate(args)
-            report = run(settings)
+            context = distributed.from_environment()  # torchrun: one process of the group
+            report = run(settings, context)
         except UsageError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 2
@@ -471,6 +491,10 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(_interrupted(settings), file=sys.stderr)
             return 130
+        finally:
+            distributed.shutdown(context)
+    if not context.is_main:
+        return 0
     if settings["json"]:
         print(json.dumps(_plain(report)))
     else:
