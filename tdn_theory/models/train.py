@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tdn_theory._checks import check_int
+from tdn_theory._checks import check_int, check_seed
 from tdn_theory.models.distributed import SINGLE, Context
 from tdn_theory.models.graph import Graph
 from tdn_theory.models.potential import TDNPotential
@@ -48,6 +48,7 @@ __all__ = [
     "errors",
     "fit_reference_energies",
     "predict",
+    "prepare_all",
     "symmetry_errors",
     "train",
 ]
@@ -73,7 +74,11 @@ class Batch:
 def _prepared(model: TDNPotential, atoms) -> dict[str, torch.Tensor]:
     """One configuration checked and turned into tensors (neighbour list included)."""
     pos, cell, species, graph = model.prepare(
-        atoms.get_positions(), atoms.get_atomic_numbers(), np.asarray(atoms.get_cell()), atoms.pbc
+        atoms.get_positions(),
+        atoms.get_atomic_numbers(),
+        np.asarray(atoms.get_cell()),
+        atoms.pbc,
+        require_neighbours=True,
     )
     as_float = {"dtype": model.dtype, "device": model.device}
     return {
@@ -81,10 +86,25 @@ def _prepared(model: TDNPotential, atoms) -> dict[str, torch.Tensor]:
         "species": species,
         "dst": graph.dst,
         "src": graph.src,
-        "offsets": (graph.shifts @ cell).detach(),
+        "offsets": (graph.shifts.double() @ cell.double()).detach(),  # float64, see graph.py
         "energy": torch.tensor(float(atoms.get_potential_energy()), **as_float),
         "forces": torch.as_tensor(np.asarray(atoms.get_forces()), **as_float),
     }
+
+
+def prepare_all(model: TDNPotential, configs: Sequence, where: str = "configuration") -> list:
+    """Every configuration checked and prepared (:func:`_prepared`), in order.
+
+    A bad one (an atom without neighbours, coincident atoms, an unknown element) raises a one-line
+    ValueError that starts with ``f"{where} {index}: "``, so that the user can find it.
+    """
+    items = []
+    for index, atoms in enumerate(configs):
+        try:
+            items.append(_prepared(model, atoms))
+        except ValueError as exc:
+            raise ValueError(f"{where} {index}: {exc}") from None
+    return items
 
 
 def collate(model: TDNPotential, configs: Sequence, prepared: list | None = None) -> Batch:
@@ -130,7 +150,7 @@ def predict(
         .index_add(0, batch.structure, out["atom_energies"])
     )
     (grad,) = torch.autograd.grad(energies.sum(), positions, create_graph=create_graph)
-    return energies, -grad
+    return energies, -grad.to(model.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +169,7 @@ class TrainSettings:
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
             check_int(getattr(self, name), name, minimum=1)
-        check_int(self.seed, "seed")
+        check_seed(self.seed)
         for name in ("lr", "weight_decay", "energy_weight", "force_weight"):
             value = getattr(self, name)
             low_ok = value > 0 if name == "lr" else value >= 0
@@ -159,6 +179,11 @@ class TrainSettings:
                 )
         if self.energy_weight == 0 and self.force_weight == 0:
             raise ValueError("energy_weight and force_weight are both 0: nothing to train")
+        if self.lr * self.weight_decay >= 1:
+            raise ValueError(
+                f"lr * weight_decay = {self.lr * self.weight_decay:.3g} must be below 1 (AdamW scales "
+                "every weight by 1 - lr * weight_decay per step); lower the weight decay"
+            )
 
 
 @dataclasses.dataclass
@@ -223,7 +248,7 @@ def errors(
     """Mean absolute errors: energy in meV/atom, forces in meV/Å (per component), and the loss
     terms' RMS values (eV/atom, eV/Å). Distributed (``context``): each process evaluates its
     block of the configurations and the sums are added up across processes."""
-    items = prepared if prepared is not None else [_prepared(model, a) for a in configs]
+    items = prepared if prepared is not None else prepare_all(model, configs)
     n = len(items)
     items = context.shard(items)
     e_abs, f_abs, e_sq, f_sq, n_f = 0.0, 0.0, 0.0, 0.0, 0
@@ -267,8 +292,8 @@ def train(
     """
     if not train_configs or not val_configs:
         raise ValueError("training needs at least one training and one validation configuration")
-    train_items = [_prepared(model, a) for a in train_configs]
-    val_items = [_prepared(model, a) for a in val_configs]
+    train_items = prepare_all(model, train_configs, "training configuration")
+    val_items = prepare_all(model, val_configs, "validation configuration")
     fit_reference_energies(model, train_configs)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
@@ -312,7 +337,9 @@ def train(
         )
         if not math.isfinite(val_loss):
             raise FloatingPointError(
-                f"validation loss became {val_loss} at epoch {epoch}; lower the learning rate"
+                f"validation loss became {val_loss} at epoch {epoch}; lower the learning rate "
+                f"({settings.lr:g}) or the loss weights (energy {settings.energy_weight:g}, "
+                f"force {settings.force_weight:g})"
             )
         scheduler.step(val_loss)
         improved = val_loss < best_loss
@@ -359,6 +386,10 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     return tqdm(total=total, desc="epochs", unit="epoch", leave=False, disable=None)
 
 
+#: Below this force RMS (eV/Å) the data's forces count as zero (rounding of a symmetric structure).
+FORCE_SCALE_FLOOR = 1e-6
+
+
 def symmetry_errors(
     model: TDNPotential,
     configs: Sequence,
@@ -366,15 +397,24 @@ def symmetry_errors(
     rotations: int = 8,
     seed: int = 0,
     iterations: int = 40,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Rotational consistency of a (trained) model on ``configs``.
 
-    ``force_equivariance_mean``: mean over ``rotations`` Haar rotations (``scipy`` ``Rotation.random``
-    with ``seed``) and over the configurations of ``|F(Rx) - R F(x)|_F / |F(x)|_F``;
-    ``force_equivariance_max``: the largest value found, after a Nelder-Mead search
+    The force defect of a configuration of ``N`` atoms under a rotation ``R`` is the RMS over its
+    3N components of ``F(Rx) - R F(x)`` (eV/Å). It is reported absolute and relative to the
+    data's force scale ``s``: the RMS of the reference forces of ``configs`` (of the model's
+    forces F(x) when ``configs`` carry no forces), pooled over all of them. Both are defined at
+    F = 0 (a perfect crystal, a one-atom cell): the relative figures are None when
+    s < :data:`FORCE_SCALE_FLOOR` (the data's forces are zero up to rounding).
+
+    ``force_equivariance_mean`` / ``force_equivariance_abs_mean_mev_per_A``: mean over
+    ``rotations`` Haar rotations (``scipy`` ``Rotation.random`` with ``seed``) and over the
+    configurations, relative to s / in meV/Å; ``force_equivariance_max`` /
+    ``force_equivariance_abs_max_mev_per_A``: the largest defect found, after a Nelder-Mead search
     (:func:`~tdn_theory.models.network_bound.adversarial_rotation`, ``iterations`` evaluations)
-    started from the worst Haar rotation of each configuration; ``energy_invariance_mev_per_atom``:
-    mean ``|E(Rx) - E(x)| / n_atoms`` in meV/atom over the Haar rotations.
+    started from the worst Haar rotation of each configuration; ``force_scale_eV_per_A``: s;
+    ``energy_invariance_mev_per_atom``: mean ``|E(Rx) - E(x)| / N`` in meV/atom over the Haar
+    rotations.
     """
     from scipy.spatial.transform import Rotation
 
@@ -382,8 +422,10 @@ def symmetry_errors(
 
     if not configs:
         raise ValueError("symmetry_errors needs at least one configuration")
+    rotations = check_int(rotations, "rotations", minimum=1)
+    seed = check_seed(seed)
     haar = Rotation.random(rotations, random_state=seed).as_matrix()
-    means, worst, energy = [], [], []
+    means, worst, energy, squares, count = [], [], [], 0.0, 0
     for atoms in configs:
         args = (
             atoms.get_positions(),
@@ -392,16 +434,32 @@ def symmetry_errors(
             atoms.pbc,
         )
         defects = measure_defects(model, *args, haar)
-        scale = defects["force_scale"]
-        relative = defects["forces"] / scale
-        means.append(float(relative.mean()))
+        rms = defects["forces"] / math.sqrt(3 * len(atoms))  # (rotations,), eV/Å
+        means.append(float(rms.mean()))
         energy.append(1e3 * float(defects["energy"].mean()) / len(atoms))
         _, found = adversarial_rotation(
-            model, *args, start=haar[int(np.argmax(relative))], iterations=iterations
+            model, *args, start=haar[int(np.argmax(rms))], iterations=iterations
         )
-        worst.append(max(float(relative.max()), found / scale))
+        worst.append(max(float(rms.max()), found / math.sqrt(3 * len(atoms))))
+        squares += _force_squares(atoms, defects["force_scale"])
+        count += 3 * len(atoms)
+    scale = math.sqrt(squares / count)
+    mean, high = float(np.mean(means)), float(np.max(worst))
+    relative = scale >= FORCE_SCALE_FLOOR
     return {
-        "force_equivariance_mean": float(np.mean(means)),
-        "force_equivariance_max": float(np.max(worst)),
+        "force_equivariance_mean": mean / scale if relative else None,
+        "force_equivariance_max": high / scale if relative else None,
+        "force_equivariance_abs_mean_mev_per_A": 1e3 * mean,
+        "force_equivariance_abs_max_mev_per_A": 1e3 * high,
+        "force_scale_eV_per_A": scale,
         "energy_invariance_mev_per_atom": float(np.mean(energy)),
     }
+
+
+def _force_squares(atoms, model_force_norm: float) -> float:
+    """Sum of squared reference force components of ``atoms`` (the model's when unlabelled)."""
+    try:
+        forces = atoms.get_forces()
+    except Exception:  # no calculator or no forces: ase raises several types
+        return model_force_norm**2
+    return float(np.sum(np.asarray(forces, dtype=np.float64) ** 2))
