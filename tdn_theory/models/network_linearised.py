@@ -40,6 +40,11 @@ def tensor_forward(
     perturbations ``dm[t]`` of the messages m^t and ``dh[t]`` of the features h^t (t = 1..K,
     index t - 1), which make dE/dm^t and dE/dh^t gradients. A pure torch function of pos, X,
     dm, dh (usable with torch.func). Returns "energy" and with ``keep`` per-layer records."""
+    if model.edge_input != "shared":
+        raise ValueError(
+            "the linearised network certificate is derived for the shared edge input "
+            f"(TP(h, Y) scaled per channel); this model has edge_input={model.edge_input!r}"
+        )
     _, Y, basis = model.edge_features(pos, cell, graph)
     N, C, L, d = graph.n_atoms, model.channels, model.L, model.d
     emb = model.embedding[species][:, :, None]
