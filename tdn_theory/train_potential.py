@@ -3,11 +3,16 @@
     python -m tdn_theory.train_potential --data cuau-fcc --backend cp --L 2 --rank 28 --epochs 30
 
 ``--data`` is a named EMT set (:data:`tdn_theory.models.data.DATASETS`, generated on first use and
-cached) or any extended-XYZ file with energies and forces. The configurations are split into
+cached) or any extended-XYZ file with energies and forces (and optionally stresses: ``--stress-key``,
+or virials converted to stresses with ``--virials-key``; ``--stress-weight`` > 0 trains on them).
+The message normalisation ``avg_neighbors`` is by default the mean neighbour count of the training
+configurations within the cutoff (``--avg-neighbors data``), stored in the checkpoint. The
+configurations are split into
 train / validation / test (80/10/10, ``--split-seed``); the model (``--seed``) is trained with
 :func:`tdn_theory.models.train.train` and written to ``--out`` after every epoch that improved the
 validation loss (atomic: an interrupted run leaves the best model so far, never a partial file).
-The report gives the test energy MAE (meV/atom), force MAE (meV/Å), the trained model's
+The report gives the test energy MAE (meV/atom), force MAE (meV/Å), stress MAE (meV/Å^3, when the
+test data carry stresses), the trained model's
 force-equivariance error ``|F(Rx) - R F(x)| / |F(x)|`` (mean over ``--rotations`` Haar rotations and
 an adversarial maximum found by Nelder-Mead from the worst of them, on up to 4 test configurations)
 and the time per epoch. Exit status 0 on success, 2 with one line on bad input.
@@ -54,6 +59,27 @@ def build_parser() -> OneLineParser:
         "--energy-weight", default="10", help="weight of the per-atom energy MSE (default 10)"
     )
     p.add_argument("--force-weight", default="1", help="weight of the force MSE (default 1)")
+    p.add_argument(
+        "--stress-weight",
+        default="0",
+        help="weight of the stress MSE in (eV/Å^3)^2 (default 0: no stress training)",
+    )
+    p.add_argument(
+        "--stress-key",
+        default="stress",
+        help="info key of the stress (eV/Å^3) in an extxyz file, e.g. REF_stress (default stress)",
+    )
+    p.add_argument(
+        "--virials-key",
+        help="info key of the virial (eV) in an extxyz file, e.g. REF_virials; converted to "
+        "the stress -W/V (instead of --stress-key)",
+    )
+    p.add_argument(
+        "--avg-neighbors",
+        default="data",
+        help="message normalisation: 'data' (mean neighbour count of the training set within "
+        "the cutoff, default) or a positive number (12 was the fixed value before)",
+    )
     p.add_argument(
         "--patience", default="10", help="early stopping patience in epochs (default 10)"
     )
@@ -116,12 +142,15 @@ def validate(args) -> dict[str, Any]:
     s["n_configs"] = None if args.n_configs is None else parse_int(args.n_configs, "n-configs", 10)
     s["cutoff"] = _parse_float(args.cutoff, "cutoff", positive=True)
     s["lr"] = _parse_float(args.lr, "lr", positive=True)
-    for name in ("weight-decay", "energy-weight", "force-weight"):
+    for name in ("weight-decay", "energy-weight", "force-weight", "stress-weight"):
         s[name.replace("-", "_")] = _parse_float(
             getattr(args, name.replace("-", "_")), name, positive=False
         )
-    if s["energy_weight"] == 0 and s["force_weight"] == 0:
-        raise UsageError("--energy-weight and --force-weight are both 0: nothing to train")
+    if s["energy_weight"] == 0 and s["force_weight"] == 0 and s["stress_weight"] == 0:
+        raise UsageError(
+            "--energy-weight, --force-weight and --stress-weight are all 0: nothing to train"
+        )
+    s.update(_stress_and_normalisation(args))
     if args.backend == "cp":
         if (args.rank is None) == (args.factors is None):
             raise UsageError("--backend cp needs exactly one of --rank R or --factors FILE")
@@ -148,18 +177,42 @@ def validate(args) -> dict[str, Any]:
     return s
 
 
+def _stress_and_normalisation(args) -> dict[str, Any]:
+    """Checked --stress-key, --virials-key and --avg-neighbors."""
+    out: dict[str, Any] = {"stress_key": args.stress_key, "virials_key": args.virials_key}
+    for name in ("stress_key", "virials_key"):
+        if out[name] is not None and not out[name].strip():
+            raise UsageError(f"--{name.replace('_', '-')} must be a non-empty key")
+    if args.virials_key is not None and args.stress_key != "stress":
+        raise UsageError("give --stress-key or --virials-key, not both")
+    if args.avg_neighbors == "data":
+        out["avg_neighbors"] = None
+    else:
+        out["avg_neighbors"] = _parse_float(args.avg_neighbors, "avg-neighbors", positive=True)
+    return out
+
+
 def run(s: dict[str, Any]) -> dict[str, Any]:
     """Load data, train, save, evaluate; returns the report."""
     import torch
 
-    from tdn_theory.models import TDNPotential, data
+    from tdn_theory.models import TDNPotential, average_neighbors, data
     from tdn_theory.models.checkpoint import model_settings, save_potential
     from tdn_theory.models.train import TrainSettings, errors, symmetry_errors, train
 
     start = time.perf_counter()
     try:
-        configs = data.load_dataset(s["data"], n_configs=s["n_configs"], seed=s["data_seed"])
+        configs = data.load_dataset(
+            s["data"],
+            n_configs=s["n_configs"],
+            seed=s["data_seed"],
+            stress_key=s.get("stress_key", "stress"),
+            virials_key=s.get("virials_key"),
+        )
         train_set, val_set, test_set = data.split(configs, seed=s["split_seed"])
+        avg_neighbors = s.get("avg_neighbors")
+        if avg_neighbors is None:  # --avg-neighbors data
+            avg_neighbors = average_neighbors(train_set, s["cutoff"])
         model = TDNPotential(
             data.species_of(configs),
             s["L"],
@@ -171,6 +224,7 @@ def run(s: dict[str, Any]) -> dict[str, Any]:
             factors=s["factors"],
             parity=s["parity"],
             seed=s["seed"],
+            avg_neighbors=avg_neighbors,
             dtype=torch.float32 if s["float32"] else torch.float64,
         )
         settings = TrainSettings(
@@ -182,6 +236,7 @@ def run(s: dict[str, Any]) -> dict[str, Any]:
             force_weight=s["force_weight"],
             patience=s["patience"],
             seed=s["seed"],
+            stress_weight=s.get("stress_weight", 0.0),
         )
     except ValueError as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
@@ -191,6 +246,9 @@ def run(s: dict[str, Any]) -> dict[str, Any]:
         "split_seed": s["split_seed"],
         "data_seed": s["data_seed"],
         "train_settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__},
+        "avg_neighbors_from": "training data"
+        if s.get("avg_neighbors") is None
+        else "--avg-neighbors",
     }
 
     def checkpoint(record: dict, improved: bool) -> None:
@@ -252,6 +310,11 @@ def format_table(r: dict[str, Any]) -> str:
             f"mean {r['force_equivariance_mean']:.2e}, adversarial max {r['force_equivariance_max']:.2e} (relative)",
         ),
         ("energy invariance", f"mean {r['energy_invariance_mev_per_atom']:.2e} meV/atom"),
+        *(
+            [("test stress MAE", f"{r['test_stress_mae_mev_per_A3']:.3f} meV/Å^3")]
+            if "test_stress_mae_mev_per_A3" in r
+            else []
+        ),
         ("model file", r["out"]),
     ]
     width = max(len(k) for k, _ in rows)

@@ -2,8 +2,11 @@
 
 A *configuration* is an :class:`ase.Atoms` whose calculator is an
 :class:`ase.calculators.singlepoint.SinglePointCalculator` holding the reference ``energy`` (eV) and
-``forces`` (eV/Å, shape (atoms, 3)): the convention of every ASE-based MLIP tool, so that
-``atoms.get_potential_energy()`` and ``atoms.get_forces()`` return the labels.
+``forces`` (eV/Å, shape (atoms, 3)) and, where known, the ``stress`` (eV/Å^3, Voigt order xx, yy, zz,
+yz, xz, xy, ASE's sign): the convention of every ASE-based MLIP tool, so that
+``atoms.get_potential_energy()``, ``atoms.get_forces()`` and ``atoms.get_stress()`` return the labels.
+The periodic EMT set stores EMT's stress (generator version 2; caches of version 1 have no stress and
+are regenerated under a new key, never read as if they had one).
 
 Named data sets (generated with ASE's EMT calculator, a real many-body potential for fcc metals):
 
@@ -44,7 +47,8 @@ from tdn_theory._checks import check_int
 from tdn_theory.so3._files import NotRegularFileError, atomic_write
 
 #: Bumped whenever the generator changes what it produces for the same parameters.
-GENERATOR_VERSION = 1
+#: 2: periodic sets store EMT's stress (same configurations, energies and forces as version 1).
+GENERATOR_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,11 +173,13 @@ def generate_emt(name: str, *, n_configs: int | None = None, seed: int = 0) -> l
             md.run(recipe.snapshot_every)
             snapshot = atoms.copy()
             snapshot.set_constraint()
-            snapshot.calc = SinglePointCalculator(
-                snapshot,
-                energy=float(atoms.get_potential_energy()),
-                forces=atoms.get_forces(apply_constraint=False).copy(),
-            )
+            labels = {
+                "energy": float(atoms.get_potential_energy()),
+                "forces": atoms.get_forces(apply_constraint=False).copy(),
+            }
+            if atoms.pbc.all():
+                labels["stress"] = atoms.get_stress(apply_constraint=False).copy()
+            snapshot.calc = SinglePointCalculator(snapshot, **labels)
             snapshot.info["temperature_K"] = float(temperature)
             configs.append(snapshot)
             if len(configs) == n_configs:
@@ -257,12 +263,17 @@ def read_extxyz(
     species: Sequence[str] | None = None,
     energy_key: str = "energy",
     forces_key: str = "forces",
+    stress_key: str = "stress",
+    virials_key: str | None = None,
 ) -> list:
     """Read labelled configurations from any extended-XYZ file with energies and forces.
 
     Labels are taken from the file's calculator results (what :func:`ase.io.write` stores), else from
     ``atoms.info[energy_key]`` and ``atoms.arrays[forces_key]`` (for files that name them otherwise,
-    e.g. ``REF_energy``). Raises a one-line ``ValueError`` for a missing or unreadable file, a file
+    e.g. ``REF_energy``). The stress is optional: with ``virials_key`` it is ``-W / V`` from the virial
+    ``atoms.info[virials_key]`` (e.g. ``REF_virials``, eV); else the calculator's stress, else
+    ``atoms.info[stress_key]`` (e.g. ``REF_stress``, eV/Å^3); 6 (Voigt), 9 or 3 x 3 values, kept
+    as Voigt 6 (:func:`_stress_label`). Raises a one-line ``ValueError`` for a missing or unreadable file, a file
     without configurations, a configuration without a finite energy or without finite forces of shape
     (atoms, 3), and, when ``species`` is given, elements outside it.
     """
@@ -316,9 +327,45 @@ def read_extxyz(
                 raise ValueError(
                     f"{where} contains elements {unknown} outside the model's species {sorted(allowed)}"
                 )
-        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        labels = {"energy": energy, "forces": forces}
+        stress = _stress_label(atoms, results, where, stress_key, virials_key)
+        if stress is not None:
+            labels["stress"] = stress
+        atoms.calc = SinglePointCalculator(atoms, **labels)
         configs.append(atoms)
     return configs
+
+
+def _stress_label(atoms, results: dict, where: str, stress_key: str, virials_key: str | None):
+    """The stress label (Voigt 6, eV/Å^3) of one configuration, or None; ValueError when malformed."""
+    from tdn_theory.models.stress import (
+        StressUndefinedError,
+        stress_from_virial,
+        to_voigt,
+        voigt_to_matrix,
+    )
+
+    if virials_key is not None:
+        virial = atoms.info.get(virials_key)
+        if virial is None:
+            raise ValueError(f"{where} has no virial info[{virials_key!r}]")
+        try:
+            stress = stress_from_virial(virial, atoms.cell)
+        except StressUndefinedError:
+            raise ValueError(f"{where} has a virial but a cell without volume") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: virial {virials_key!r}: {exc}") from None
+    else:
+        value = results.get("stress", atoms.info.get(stress_key))
+        if value is None:
+            return None
+        try:
+            stress = voigt_to_matrix(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: stress: {exc}") from None
+    if not np.all(np.isfinite(stress)):
+        raise ValueError(f"{where} has a non-finite stress")
+    return to_voigt(stress)
 
 
 def load_dataset(
@@ -327,11 +374,14 @@ def load_dataset(
     n_configs: int | None = None,
     seed: int = 0,
     species: Sequence[str] | None = None,
+    stress_key: str = "stress",
+    virials_key: str | None = None,
 ) -> list:
-    """Configurations of a named EMT set (generated or read from the cache) or of an extxyz file."""
+    """Configurations of a named EMT set (generated or read from the cache) or of an extxyz file
+    (``stress_key`` and ``virials_key`` as for :func:`read_extxyz`)."""
     if isinstance(source, str) and source in DATASETS:
         return read_extxyz(dataset_path(source, n_configs=n_configs, seed=seed), species=species)
-    return read_extxyz(source, species=species)
+    return read_extxyz(source, species=species, stress_key=stress_key, virials_key=virials_key)
 
 
 def species_of(configs: Sequence) -> list[str]:

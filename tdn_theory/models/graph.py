@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from ase.neighborlist import primitive_neighbor_list
 
-__all__ = ["Graph", "build_graph", "check_structure"]
+__all__ = ["Graph", "average_neighbors", "build_graph", "check_structure"]
 
 
 @dataclass(frozen=True)
@@ -130,3 +130,23 @@ def build_graph(
         shifts=torch.as_tensor(S, dtype=dtype, device=device),
         n_atoms=n,
     )
+
+
+def average_neighbors(configs: Any, cutoff: float) -> float:
+    """Mean number of neighbours within ``cutoff`` per atom over ``configs`` (ase.Atoms-like):
+    ``(sum of edges) / (sum of atoms)``, periodic images counted. The data-derived message
+    normalisation ``avg_neighbors`` of :class:`~tdn_theory.models.TDNPotential`.
+    """
+    if not isinstance(cutoff, (int, float)) or not np.isfinite(cutoff) or cutoff <= 0:
+        raise ValueError(f"cutoff must be a positive number of Å, got {cutoff!r}")
+    edges = atoms_total = 0
+    for atoms in configs:
+        pos, _, cell, pbc = check_structure(
+            atoms.get_positions(), atoms.get_atomic_numbers(), np.asarray(atoms.cell), atoms.pbc
+        )
+        i = primitive_neighbor_list("i", pbc, cell, pos, float(cutoff), self_interaction=False)
+        edges += len(i)
+        atoms_total += len(pos)
+    if atoms_total == 0:
+        raise ValueError("average_neighbors needs at least one configuration")
+    return edges / atoms_total
