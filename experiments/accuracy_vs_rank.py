@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from experiments import _common
+from experiments import _common, _dask
 from experiments._rank_study import paper_and_exact_ranks
 
 NAME = "accuracy_vs_rank"
@@ -146,6 +146,12 @@ def train_one(spec, species, L, s, seed, cutoff, split):
             for h in result.history
         ],
     }
+
+
+def _train_unit(unit: tuple, **kw) -> dict:
+    """One (backend spec, seed) training run: a Dask unit (experiments/_dask.py)."""
+    spec, seed = unit
+    return train_one(spec, kw["species"], kw["L"], kw["s"], seed, kw["cutoff"], kw["split"])
 
 
 def speed(specs, species, L, s, cutoff, batch_configs, rounds: int) -> dict[str, dict]:
@@ -291,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         "--seeds", type=int, nargs="+", default=None, help="model seeds (default 0 1 2; quick: 0)"
     )
     parser.add_argument("--cutoff", type=float, default=4.5)
+    _dask.add_args(parser)
     args = parser.parse_args(argv)
+    _dask.check_args(args)
     out = _common.output_dir(args)
     run = _common.Run(NAME, args, argv)
     from tdn_theory.models import data
@@ -302,20 +310,25 @@ def main(argv: list[str] | None = None) -> int:
     split = data.split(configs, seed=0)
     species = data.species_of(configs)
     specs = backends_for(args.L)
-    runs = []
-    for seed in seeds:
-        for spec in specs:
-            if spec["backend"] == "e3nn" and seed != seeds[0]:
-                continue  # the external reference: one run
-            record = train_one(spec, species, args.L, s, seed, args.cutoff, split)
-            runs.append(record)
-            print(
-                f"{spec['name']:>8} seed {seed}: force MAE {record['test_force_mae_mev_per_A']:.1f} meV/Å, "
-                f"energy MAE {record['test_energy_mae_mev_per_atom']:.2f} meV/atom, "
-                f"{record['seconds_per_epoch']:.2f} s/epoch",
-                file=sys.stderr,
-                flush=True,
-            )
+    # the external reference e3nn: one run (first seed)
+    units = [
+        (spec, seed)
+        for seed in seeds
+        for spec in specs
+        if not (spec["backend"] == "e3nn" and seed != seeds[0])
+    ]
+    with _dask.units(args) as pool:
+        runs = pool.map(
+            _train_unit, units, species=species, L=args.L, s=s, cutoff=args.cutoff, split=split
+        )
+    for (spec, seed), record in zip(units, runs, strict=True):
+        print(
+            f"{spec['name']:>8} seed {seed}: force MAE {record['test_force_mae_mev_per_A']:.1f} meV/Å, "
+            f"energy MAE {record['test_energy_mae_mev_per_atom']:.2f} meV/atom, "
+            f"{record['seconds_per_epoch']:.2f} s/epoch",
+            file=sys.stderr,
+            flush=True,
+        )
     timing = speed(
         specs, species, args.L, s, args.cutoff, split[0][: s["batch_size"]], s["speed_rounds"]
     )
@@ -336,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "summary": summarize(runs, specs),
         "speed": timing,
+        "units": _dask.describe(args),
     }
     run.write(out, result, markdown=markdown(result), figure=figure(result))
     return 0

@@ -192,41 +192,44 @@ def _stress_and_normalisation(args) -> dict[str, Any]:
     return out
 
 
-def run(s: dict[str, Any]) -> dict[str, Any]:
-    """Load data, train, save, evaluate; returns the report."""
+def run(s: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Load data, train, save, evaluate; returns the report (rank 0 of a torchrun writes)."""
     import torch
 
     from tdn_theory.models import TDNPotential, average_neighbors, data
     from tdn_theory.models.checkpoint import model_settings, save_potential
+    from tdn_theory.models.distributed import SINGLE
     from tdn_theory.models.train import TrainSettings, errors, symmetry_errors, train
 
+    ctx = context or SINGLE
     start = time.perf_counter()
     try:
-        configs = data.load_dataset(
-            s["data"],
-            n_configs=s["n_configs"],
-            seed=s["data_seed"],
-            stress_key=s.get("stress_key", "stress"),
-            virials_key=s.get("virials_key"),
-        )
-        train_set, val_set, test_set = data.split(configs, seed=s["split_seed"])
-        avg_neighbors = s.get("avg_neighbors")
-        if avg_neighbors is None:  # --avg-neighbors data
-            avg_neighbors = average_neighbors(train_set, s["cutoff"])
-        model = TDNPotential(
-            data.species_of(configs),
-            s["L"],
-            s["channels"],
-            s["layers"],
-            s["cutoff"],
-            backend=s["backend"],
-            rank=s["rank"],
-            factors=s["factors"],
-            parity=s["parity"],
-            seed=s["seed"],
-            avg_neighbors=avg_neighbors,
-            dtype=torch.float32 if s["float32"] else torch.float64,
-        )
+        with ctx.main_first():  # rank 0 fills the data-set and fit caches, then the others read
+            configs = data.load_dataset(
+                s["data"],
+                n_configs=s["n_configs"],
+                seed=s["data_seed"],
+                stress_key=s.get("stress_key", "stress"),
+                virials_key=s.get("virials_key"),
+            )
+            train_set, val_set, test_set = data.split(configs, seed=s["split_seed"])
+            avg_neighbors = s.get("avg_neighbors")
+            if avg_neighbors is None:  # --avg-neighbors data
+                avg_neighbors = average_neighbors(train_set, s["cutoff"])
+            model = TDNPotential(
+                data.species_of(configs),
+                s["L"],
+                s["channels"],
+                s["layers"],
+                s["cutoff"],
+                backend=s["backend"],
+                rank=s["rank"],
+                factors=s["factors"],
+                parity=s["parity"],
+                seed=s["seed"],
+                avg_neighbors=avg_neighbors,
+                dtype=torch.float32 if s["float32"] else torch.float64,
+            )
         settings = TrainSettings(
             epochs=s["epochs"],
             batch_size=s["batch_size"],
@@ -251,17 +254,25 @@ def run(s: dict[str, Any]) -> dict[str, Any]:
         else "--avg-neighbors",
     }
 
-    def checkpoint(record: dict, improved: bool) -> None:
+    def checkpoint(record: dict, improved: bool) -> None:  # train() calls it on rank 0 only
         if improved:
             save_potential(s["out"], model, dict(info, best_epoch=record["epoch"]))
 
     try:
         result = train(
-            model, train_set, val_set, settings, on_epoch=checkpoint, progress=not s["quiet"]
+            model,
+            train_set,
+            val_set,
+            settings,
+            on_epoch=checkpoint,
+            progress=not s["quiet"],
+            context=ctx,
         )
     except ValueError as exc:  # e.g. an atom without neighbours within the cutoff
         raise UsageError(str(exc).splitlines()[0]) from None
-    test = errors(model, test_set, batch_size=s["batch_size"])
+    test = errors(model, test_set, batch_size=s["batch_size"], context=ctx)
+    if not ctx.is_main:
+        return {}
     symmetry = symmetry_errors(model, test_set[:4], rotations=s["rotations"], seed=s["seed"])
     report = {
         "data": s["data"],
@@ -274,6 +285,7 @@ def run(s: dict[str, Any]) -> dict[str, Any]:
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "seconds_per_epoch": result.seconds_per_epoch,
+        "processes": ctx.world,
         **{f"test_{k}": v for k, v in test.items()},
         **symmetry,
         "out": str(s["out"]),
@@ -323,10 +335,14 @@ def format_table(r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 success, 2 bad input)."""
+    from tdn_theory.models import distributed
+
+    context = distributed.SINGLE
     try:
         args = build_parser().parse_args(argv)
         settings = validate(args)
-        report = run(settings)
+        context = distributed.from_environment()  # torchrun: one process of the group
+        report = run(settings, context)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -336,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; --out holds the best model written so far", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown(context)
+    if not context.is_main:
+        return 0
     if settings["json"]:
         print(json.dumps(_plain(report)))
     else:

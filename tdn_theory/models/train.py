@@ -22,6 +22,10 @@ seed (model initialisation, batch order and every reduction are seeded or ordere
 Mini-batches are one disjoint graph: the neighbour list of every configuration is built once
 (:meth:`TDNPotential.prepare`), and a batch concatenates atoms and edges, with each periodic image
 shift turned into its Cartesian offset ``S @ cell`` so that a batch needs no per-structure cell.
+
+Under ``torchrun`` (``context=``, :mod:`tdn_theory.models.distributed`) every process takes its block of
+each global mini-batch and the loss is normalised by the global batch, so that N processes reach the
+weights of one; validation errors are summed across processes.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import numpy as np
 import torch
 
 from tdn_theory._checks import check_int
+from tdn_theory.models.distributed import SINGLE, Context
 from tdn_theory.models.graph import Graph
 from tdn_theory.models.potential import TDNPotential
 from tdn_theory.models.stress import apply_strain, symmetric_strain, voigt_to_matrix
@@ -144,12 +149,15 @@ def collate(model: TDNPotential, configs: Sequence, prepared: list | None = None
 
 
 def predict(
-    model: TDNPotential, batch: Batch, *, create_graph: bool = False
+    model: TDNPotential, batch: Batch, *, create_graph: bool = False, evaluate: Any = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Energies (B,) and forces (N, 3) of every configuration of ``batch``."""
+    """Energies (B,) and forces (N, 3) of every configuration of ``batch``.
+
+    ``evaluate``: what runs ``model.evaluate`` (default), e.g. its DistributedDataParallel wrapper.
+    """
     positions = batch.positions.detach().requires_grad_(True)
     eye = torch.eye(3, dtype=model.dtype, device=model.device)
-    out = model.evaluate(positions, eye, batch.species, batch.graph)
+    out = (evaluate or model.evaluate)(positions, eye, batch.species, batch.graph)
     energies = (
         out["atom_energies"]
         .new_zeros(batch.size)
@@ -249,6 +257,17 @@ def _loss(model, batch, settings: TrainSettings, create_graph: bool) -> torch.Te
     return loss
 
 
+def _shard_loss(
+    model, evaluate, batch, settings: TrainSettings, n_configs: int, n_atoms: int
+) -> torch.Tensor:
+    """This process's part of the loss of a global batch of n_configs configurations and n_atoms
+    atoms (tdn_theory.models.distributed): sums over the shard divided by the global counts."""
+    energies, forces = predict(model, batch, create_graph=True, evaluate=evaluate)
+    e_term = (((energies - batch.energy) / batch.n_atoms) ** 2).sum() / n_configs
+    f_term = ((forces - batch.forces) ** 2).sum() / (3 * n_atoms)
+    return settings.energy_weight * e_term + settings.force_weight * f_term
+
+
 def fit_reference_energies(model: TDNPotential, configs: Sequence) -> None:
     """Set ``model.reference_energy`` to the least-squares per-species energies of ``configs``."""
     counts = np.zeros((len(configs), len(model.species)))
@@ -269,12 +288,21 @@ def _batches(items: list, size: int, order: np.ndarray | None = None):
 
 
 def errors(
-    model: TDNPotential, configs: Sequence, *, batch_size: int = 8, prepared: list | None = None
+    model: TDNPotential,
+    configs: Sequence,
+    *,
+    batch_size: int = 8,
+    prepared: list | None = None,
+    context: Context = SINGLE,
 ) -> dict[str, float]:
     """Mean absolute errors: energy in meV/atom, forces in meV/Å (per component), and the loss
     terms' RMS values (eV/atom, eV/Å); when some configurations carry a stress label (and a
-    volume), also the stress MAE in meV/Å^3 and RMSE in eV/Å^3 over their 3 x 3 components."""
+    volume), also the stress MAE in meV/Å^3 and RMSE in eV/Å^3 over their 3 x 3 components.
+    Distributed (``context``): each process evaluates its block of the configurations and the sums
+    are added up across processes."""
     items = prepared if prepared is not None else [_prepared(model, a) for a in configs]
+    n = len(items)
+    items = context.shard(items)
     e_abs, f_abs, e_sq, f_sq, n_f = 0.0, 0.0, 0.0, 0.0, 0
     s_abs, s_sq, n_s = 0.0, 0.0, 0
     for chunk in _batches(items, batch_size):
@@ -295,7 +323,10 @@ def errors(
         f_abs += float(df.abs().sum())
         f_sq += float((df**2).sum())
         n_f += df.numel()
-    n = len(items)
+    if context.distributed:
+        e_abs, e_sq, f_abs, f_sq, n_f, s_abs, s_sq, n_s = context.all_sum(
+            [e_abs, e_sq, f_abs, f_sq, n_f, s_abs, s_sq, n_s]
+        )
     out = {
         "energy_mae_mev_per_atom": 1e3 * e_abs / n,
         "force_mae_mev_per_A": 1e3 * f_abs / n_f,
@@ -316,10 +347,15 @@ def train(
     *,
     on_epoch: Callable[[dict[str, float], bool], None] | None = None,
     progress: bool = False,
+    context: Context = SINGLE,
 ) -> TrainResult:
     """Train ``model`` in place (see the module docstring); the best-validation weights are kept.
 
     ``on_epoch(record, improved)`` is called after every epoch (e.g. to write a checkpoint).
+    ``context``: data-parallel training under torchrun (tdn_theory.models.distributed): every
+    process gets the same configurations and takes its shard of every global batch; the weights
+    are those of one process on the same global batches (up to rounding). ``on_epoch`` and the
+    progress bar run on rank 0 only.
     """
     if not train_configs or not val_configs:
         raise ValueError("training needs at least one training and one validation configuration")
@@ -333,6 +369,11 @@ def train(
             "stress_weight > 0 but no training configuration is periodic with a stress label; "
             "give stresses (or virials) or set the stress weight to 0"
         )
+    if settings.stress_weight > 0 and context.distributed:
+        raise ValueError(
+            "training on stresses (stress_weight > 0) runs in one process; under torchrun set "
+            "the stress weight to 0"
+        )
     fit_reference_energies(model, train_configs)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
@@ -342,22 +383,34 @@ def train(
     best_loss, best_state, best_epoch, since_best = math.inf, None, 0, 0
     history: list[dict[str, float]] = []
     start = time.perf_counter()
-    bar = _progress_bar(settings.epochs, progress)
+    bar = _progress_bar(settings.epochs, progress and context.is_main)
+    evaluate = context.parallel(model)
     stopped_early = False
     for epoch in range(1, settings.epochs + 1):
         t0 = time.perf_counter()
         model.train()
         total, count = 0.0, 0
         for chunk in _batches(train_items, settings.batch_size, rng.permutation(len(train_items))):
-            batch = collate(model, (), chunk)
-            loss = _loss(model, batch, settings, create_graph=True)
+            if context.distributed:
+                shard = context.shard(chunk)
+                batch = collate(model, (), shard or chunk[:1])
+                n_atoms = sum(int(item["positions"].shape[0]) for item in chunk)
+                loss = _shard_loss(model, evaluate, batch, settings, len(chunk), n_atoms)
+                loss = loss * (context.world if shard else 0.0)  # DDP averages the gradients
+                loss_value = float(loss.detach()) / context.world  # this shard's part
+            else:
+                batch = collate(model, (), chunk)
+                loss = _loss(model, batch, settings, create_graph=True)
+                loss_value = float(loss.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * batch.size
-            count += batch.size
+            total += loss_value * len(chunk)
+            count += len(chunk)
+        if context.distributed:
+            (total,) = context.all_sum([total])
         model.eval()
-        val = errors(model, (), batch_size=settings.batch_size, prepared=val_items)
+        val = errors(model, (), batch_size=settings.batch_size, prepared=val_items, context=context)
         val_loss = (
             settings.energy_weight * val["energy_rmse_ev_per_atom"] ** 2
             + settings.force_weight * val["force_rmse_ev_per_A"] ** 2
@@ -389,7 +442,7 @@ def train(
             "seconds": time.perf_counter() - t0,
         }
         history.append(record)
-        if on_epoch is not None:
+        if on_epoch is not None and context.is_main:
             on_epoch(
                 record, improved
             )  # the model holds this epoch's weights (the best if improved)
