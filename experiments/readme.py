@@ -479,9 +479,10 @@ def stress(results: Path) -> str:
         p = data["paired"][arm][key]
         iv = p["interval_95"]
         interval = "" if iv is None else f", 95 % interval [{iv[0]:+.2f}, {iv[1]:+.2f}]"
+        lower = sum(x < 0 for x in p["differences"])
         return (
             f"{p['mean']:+.2f} {unit} ({100 * p['relative_mean']:+.0f} % of "
-            f"{p['base_mean']:.2f}{interval})"
+            f"{p['base_mean']:.2f}{interval}; lower in {lower} of {len(p['differences'])} seeds)"
         )
 
     runs = {(r["arm"], r["seed"]): r for r in data["runs"]}
@@ -493,7 +494,14 @@ def stress(results: Path) -> str:
         f"{s['channels']} channels, {s['layers']} layers, dense CG, {s['epochs']} epochs max, stress "
         f"weight {s['stress_weight']:g}; seeds {data['seeds']}; {prov['seconds'] / 60:.0f} min on "
         f"a shared machine (load {prov['load_average_start'][0]:.1f} at the start, "
-        f"{prov['load_average_end'][0]:.1f} at the end)."
+        f"{prov['load_average_end'][0]:.1f} at the end). Best epochs "
+        f"{min(r['best_epoch'] for r in data['runs'])}-{max(r['best_epoch'] for r in data['runs'])} "
+        f"of {s['epochs']}"
+        + (
+            ": the runs had not converged (differences between arms of a short schedule)."
+            if max(r["best_epoch"] for r in data["runs"]) >= s["epochs"] - 2
+            else "."
+        )
     )
     bullets = [
         "Training with the stress term changes the test stress MAE by "
