@@ -6,18 +6,20 @@
 Energies in the model's units (eV for EMT data), forces = -dE/dpositions (eV/Å) and, for a periodic
 structure, the stress ``(1/V) dE/d strain`` (eV/Å^3, Voigt order xx, yy, zz, yz, xz, xy, ASE's sign;
 :mod:`tdn_theory.models.stress`), computed in the model's dtype (float64 or float32) and returned as
-float64 numpy arrays, as ASE expects. The stress of a non-periodic structure raises ASE's
-PropertyNotImplementedError with the reason.
+float64 numpy arrays, as ASE expects. Edge vectors are float64 differences of the positions cast to
+the model's dtype afterwards, so a float32 model far from the origin loses no accuracy. Atoms without
+a neighbour within the cutoff are allowed (an isolated atom keeps its embedding: a constant energy per
+species and zero force). The stress of a structure without a volume (no periodic direction, or a
+cell without volume) raises ASE's PropertyNotImplementedError with the reason.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from tdn_theory.models.potential import TDNPotential
-from tdn_theory.models.stress import energy_forces_stress, to_voigt
+from tdn_theory.models.stress import energy_forces_stress, has_volume, to_voigt
 
 __all__ = ["TDNCalculator"]
 
@@ -37,15 +39,15 @@ class TDNCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         a = self.atoms
-        pos = torch.as_tensor(a.get_positions(), dtype=self.model.dtype, device=self.model.device)
-        args = (pos, a.get_atomic_numbers(), np.asarray(a.get_cell()), a.get_pbc())
+        # float64 positions: edge vectors are float64 differences even for a float32 model
+        args = (a.get_positions(), a.get_atomic_numbers(), np.asarray(a.get_cell()), a.get_pbc())
         stress = None
-        if a.get_pbc().any():  # the stress costs one more gradient: always given when defined
+        if has_volume(args[2], args[3]):  # one more gradient: always given when defined
             energy, forces, stress = energy_forces_stress(self.model, *args)
         elif "stress" in properties:
             raise PropertyNotImplementedError(
-                "stress needs a periodic structure (atoms.pbc has no True direction, so there is "
-                "no volume); set pbc and a cell, or ask for energy and forces only"
+                "stress needs a periodic structure with a cell of nonzero volume (atoms.pbc has "
+                "no True direction or the cell is flat); ask for energy and forces only"
             )
         else:
             energy, forces = self.model.energy_and_forces(*args)

@@ -25,7 +25,14 @@ Generated sets are written as extended XYZ through :func:`ase.io.write` into the
 (``$TDN_THEORY_CACHE``, else ``~/.cache/tdn_theory``) under ``datasets/``, keyed by the generator
 parameters and the seed, atomically, with a JSON sidecar that records the parameters and the SHA-256 of
 the file. A cached set is verified against its sidecar when read; a damaged or altered file is
-regenerated (with a warning), never used. Every random draw comes from ``numpy.random.default_rng(seed)``.
+regenerated (with a warning), never used; an entry that is not a regular file (a FIFO, a link) is a
+miss, never opened. When the cache cannot be written (the folder is a file, read-only, or the disk is
+full) the set is generated in memory and used without the cache, with one warning. Every random draw
+comes from ``numpy.random.default_rng(seed)``; seeds are integers in ``[0, 2**32 - 1]``.
+
+Names and files: a ``source`` that names a set and is also an existing path is refused as ambiguous
+(write ``./cuau-fcc`` for the file). Atomic numbers must be 1..118 (ASE's dummy element ``X``, Z = 0,
+cannot be embedded by a potential and is refused when read).
 
 Splits (:func:`split`) are a seeded permutation of the configurations.
 """
@@ -43,8 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tdn_theory._checks import check_int
-from tdn_theory.so3._files import NotRegularFileError, atomic_write
+from tdn_theory._checks import check_int, check_seed
+from tdn_theory.so3._files import NotRegularFileError, atomic_write, check_regular_or_absent
 
 #: Bumped whenever the generator changes what it produces for the same parameters.
 #: 2: periodic sets store EMT's stress (same configurations, energies and forces as version 1).
@@ -131,10 +138,13 @@ def _initial_structure(recipe: EMTRecipe, rng: np.random.Generator):
     return atoms
 
 
-def generate_emt(name: str, *, n_configs: int | None = None, seed: int = 0) -> list:
+def generate_emt(
+    name: str, *, n_configs: int | None = None, seed: int = 0, progress: bool = False
+) -> list:
     """Generate the named EMT data set: a list of labelled configurations (see the module docstring).
 
-    Deterministic for ``(name, n_configs, seed)`` on a given ASE version.
+    Deterministic for ``(name, n_configs, seed)`` on a given ASE version. ``progress`` shows a tqdm
+    bar on a terminal (none when stderr is not one).
     """
     from ase import units
     from ase.calculators.emt import EMT
@@ -147,9 +157,10 @@ def generate_emt(name: str, *, n_configs: int | None = None, seed: int = 0) -> l
     n_configs = (
         recipe.n_configs if n_configs is None else check_int(n_configs, "n_configs", minimum=1)
     )
-    seed = check_int(seed, "seed")
+    seed = check_seed(seed)
     rng = np.random.default_rng(seed)
     configs: list = []
+    bar = _progress_bar(n_configs, f"generating {name}") if progress else None
     while len(configs) < n_configs:
         atoms = _initial_structure(recipe, rng)
         atoms.calc = EMT()
@@ -182,9 +193,20 @@ def generate_emt(name: str, *, n_configs: int | None = None, seed: int = 0) -> l
             snapshot.calc = SinglePointCalculator(snapshot, **labels)
             snapshot.info["temperature_K"] = float(temperature)
             configs.append(snapshot)
+            if bar is not None:
+                bar.update(1)
             if len(configs) == n_configs:
                 break
+    if bar is not None:
+        bar.close()
     return configs
+
+
+def _progress_bar(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    # disable=None: no bar when stderr is not a terminal (logs stay clean)
+    return tqdm(total=total, desc=desc, unit="config", leave=False, disable=None)
 
 
 def _recipe(name: str) -> EMTRecipe:
@@ -204,13 +226,27 @@ def _key(name: str, n_configs: int, seed: int) -> dict:
     }
 
 
-def dataset_path(name: str, *, n_configs: int | None = None, seed: int = 0) -> Path:
-    """Path of the cached extxyz file of a named set, generating (and verifying) it as needed."""
+class CacheUnavailableError(OSError):
+    """The data-set cache cannot hold a set (unwritable folder, full disk, a non-regular entry)."""
+
+    def __init__(self, message: str, text: bytes) -> None:
+        super().__init__(message)
+        self.text = text  # the generated extxyz, usable without the cache
+
+
+def dataset_path(
+    name: str, *, n_configs: int | None = None, seed: int = 0, progress: bool = False
+) -> Path:
+    """Path of the cached extxyz file of a named set, generating (and verifying) it as needed.
+
+    Raises :class:`CacheUnavailableError` (holding the generated file's text) when the cache
+    cannot be written; :func:`load_dataset` then works without the cache.
+    """
     recipe = _recipe(name)
     n_configs = (
         recipe.n_configs if n_configs is None else check_int(n_configs, "n_configs", minimum=1)
     )
-    seed = check_int(seed, "seed")
+    seed = check_seed(seed)
     key = _key(name, n_configs, seed)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     folder = _dataset_folder()
@@ -221,7 +257,7 @@ def dataset_path(name: str, *, n_configs: int | None = None, seed: int = 0) -> P
         return path
     if problem != "missing":
         warnings.warn(f"regenerating {path.name}: {problem}", RuntimeWarning, stacklevel=2)
-    configs = generate_emt(name, n_configs=n_configs, seed=seed)
+    configs = generate_emt(name, n_configs=n_configs, seed=seed, progress=progress)
     buffer = io.StringIO()
     from ase.io import write
 
@@ -230,19 +266,29 @@ def dataset_path(name: str, *, n_configs: int | None = None, seed: int = 0) -> P
     import ase
 
     meta = dict(key, sha256=hashlib.sha256(data).hexdigest(), ase_version=ase.__version__)
-    folder.mkdir(parents=True, exist_ok=True)
     text = (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda handle: handle.write(data))
         atomic_write(sidecar, lambda handle: handle.write(text))
     except NotRegularFileError as exc:
-        raise ValueError(f"cannot cache the data set: {exc}") from None
+        raise CacheUnavailableError(str(exc), data) from None
+    except OSError as exc:
+        raise CacheUnavailableError(
+            f"cannot write {str(folder)!r} ({exc.strerror or exc.__class__.__name__})", data
+        ) from None
     return path
 
 
 def _cached_problem(path: Path, sidecar: Path, key: dict) -> str | None:
     """None when the cached set matches its sidecar and key; else what is wrong ("missing" if absent)."""
-    if not path.exists() and not sidecar.exists():
+    try:
+        kinds = [check_regular_or_absent(path), check_regular_or_absent(sidecar)]
+    except NotRegularFileError as exc:  # a FIFO, link or device is a miss, never opened
+        return f"not a regular file ({exc})"
+    except OSError:  # the cache folder is unusable (a file in its place, no permission)
+        return "missing"
+    if kinds == [None, None]:
         return "missing"
     try:
         meta = json.loads(sidecar.read_text())
@@ -277,10 +323,11 @@ def read_extxyz(
     without configurations, a configuration without a finite energy or without finite forces of shape
     (atoms, 3), and, when ``species`` is given, elements outside it.
     """
-    from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import read
 
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give an extended-XYZ file or a named set")
     if not path.is_file():
         raise ValueError(
             f"{path}: no such data file; give an extended-XYZ file or a named set ({', '.join(sorted(DATASETS))})"
@@ -291,6 +338,30 @@ def read_extxyz(
         raise ValueError(
             f"{path}: not a readable extended-XYZ file ({exc.__class__.__name__}: {exc})"
         ) from None
+    return _checked_frames(
+        frames,
+        path,
+        species,
+        energy_key,
+        forces_key,
+        stress_key=stress_key,
+        virials_key=virials_key,
+    )
+
+
+def _checked_frames(
+    frames: list,
+    path,
+    species,
+    energy_key: str,
+    forces_key: str,
+    *,
+    stress_key: str = "stress",
+    virials_key: str | None = None,
+) -> list:
+    """The labelled configurations of ``frames`` read from ``path`` (see :func:`read_extxyz`)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
     if not frames:
         raise ValueError(f"{path}: holds no configurations")
     allowed = None if species is None else set(species)
@@ -321,6 +392,7 @@ def read_extxyz(
             raise ValueError(f"{where} has a non-finite energy or force")
         if not np.all(np.isfinite(atoms.positions)):
             raise ValueError(f"{where} has non-finite positions")
+        _check_numbers(atoms.numbers, where)
         if allowed is not None:
             unknown = sorted(set(atoms.get_chemical_symbols()) - allowed)
             if unknown:
@@ -368,20 +440,58 @@ def _stress_label(atoms, results: dict, where: str, stress_key: str, virials_key
     return to_voigt(stress)
 
 
+def _check_numbers(numbers: np.ndarray, where: str) -> None:
+    """Atomic numbers 1..118: ASE's dummy element X (Z = 0) cannot be embedded by a potential."""
+    bad = np.asarray(numbers)[(np.asarray(numbers) < 1) | (np.asarray(numbers) > 118)]
+    if bad.size:
+        z = int(bad[0])
+        what = "the dummy element X (atomic number 0)" if z == 0 else f"atomic number {z}"
+        raise ValueError(
+            f"{where} contains {what}; a potential needs real elements (Z = 1..118): "
+            "remove or relabel those atoms"
+        )
+
+
+def is_named_set(source: str | os.PathLike) -> bool:
+    """True when ``source`` names a data set; ValueError when it also names an existing path."""
+    if not (isinstance(source, str) and source in DATASETS):
+        return False
+    if os.path.lexists(source):
+        raise ValueError(
+            f"{source!r} is both a named data set and a file or folder here; write "
+            f"./{source} for the file, or run from another folder for the named set"
+        )
+    return True
+
+
 def load_dataset(
     source: str | os.PathLike,
     *,
     n_configs: int | None = None,
     seed: int = 0,
     species: Sequence[str] | None = None,
+    progress: bool = False,
     stress_key: str = "stress",
     virials_key: str | None = None,
 ) -> list:
     """Configurations of a named EMT set (generated or read from the cache) or of an extxyz file
-    (``stress_key`` and ``virials_key`` as for :func:`read_extxyz`)."""
-    if isinstance(source, str) and source in DATASETS:
-        return read_extxyz(dataset_path(source, n_configs=n_configs, seed=seed), species=species)
-    return read_extxyz(source, species=species, stress_key=stress_key, virials_key=virials_key)
+    (``stress_key`` and ``virials_key`` as for :func:`read_extxyz`).
+
+    A ``source`` that is a set's name and an existing path is refused (see :func:`is_named_set`).
+    """
+    if not is_named_set(source):
+        return read_extxyz(source, species=species, stress_key=stress_key, virials_key=virials_key)
+    try:
+        path = dataset_path(source, n_configs=n_configs, seed=seed, progress=progress)
+    except CacheUnavailableError as exc:
+        warnings.warn(
+            f"data-set cache unavailable, using {source} without it: {exc}", RuntimeWarning, 2
+        )
+        from ase.io import read
+
+        frames = read(io.StringIO(exc.text.decode()), index=":", format="extxyz")
+        return _checked_frames(frames, f"{source} (generated)", species, "energy", "forces")
+    return read_extxyz(path, species=species)
 
 
 def species_of(configs: Sequence) -> list[str]:

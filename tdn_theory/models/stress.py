@@ -27,6 +27,7 @@ import torch
 __all__ = [
     "StressUndefinedError",
     "apply_strain",
+    "has_volume",
     "energy_forces_stress",
     "stress_equivariance",
     "stress_from_virial",
@@ -55,12 +56,20 @@ def apply_strain(vectors: torch.Tensor, strain: torch.Tensor) -> torch.Tensor:
     return vectors + torch.einsum("na,nab->nb", vectors, strain)
 
 
+def has_volume(cell: Any, pbc: Any) -> bool:
+    """True for a structure with a periodic direction and a cell of nonzero volume."""
+    c = np.asarray(cell, dtype=np.float64)
+    return bool(np.any(pbc)) and c.shape == (3, 3) and abs(np.linalg.det(c)) > 1e-10
+
+
 def volume(cell: np.ndarray, pbc: np.ndarray) -> float:
-    """``|det cell|`` of a periodic structure; StressUndefinedError for a non-periodic one."""
-    if not np.any(pbc):
+    """``|det cell|`` of a periodic structure; StressUndefinedError for a non-periodic one or a
+    cell without volume (e.g. a slab whose non-periodic cell vector is zero)."""
+    if not has_volume(cell, pbc):
         raise StressUndefinedError(
-            "stress needs a periodic structure (pbc with at least one True and a full cell); "
-            "a non-periodic structure has no volume (its virial is defined: use the virial)"
+            "stress needs a periodic structure with a cell of nonzero volume (pbc with at least "
+            "one True and three independent cell vectors); without a volume only the virial is "
+            "defined"
         )
     return float(abs(np.linalg.det(np.asarray(cell, dtype=np.float64))))
 
@@ -73,16 +82,20 @@ def energy_forces_stress(
 
     The stress is ``(1/V) dE/d eps`` in eV/Å^3 (ASE's sign); StressUndefinedError for a
     non-periodic structure unless ``virial`` (the virial ``-dE/d eps`` in eV is defined for any
-    structure). Detached results, in the model's dtype.
+    structure). Detached results, in the dtype of the prepared positions (float64 for arrays).
     """
     pos, cell_t, species, graph = model.prepare(positions, numbers, cell, pbc)
     pbc_np = np.broadcast_to(np.asarray(False if pbc is None else pbc, dtype=bool), (3,))
     cell_np = cell_t.detach().cpu().numpy()
     V = None if virial else volume(cell_np, pbc_np)
     pos = pos.detach().requires_grad_(True)
-    eps, sym = symmetric_strain(1, dtype=model.dtype, device=model.device)
+    # the strain in the positions' dtype (float64 for arrays: edge vectors are float64 differences)
+    eps, sym = symmetric_strain(1, dtype=pos.dtype, device=model.device)
     out = model.evaluate(
-        apply_strain(pos, sym[0]), apply_strain(cell_t.detach(), sym[0]), species, graph
+        apply_strain(pos, sym[0]),
+        apply_strain(cell_t.detach().to(pos.dtype), sym[0]),
+        species,
+        graph,
     )
     grad_pos, grad_eps = torch.autograd.grad(out["energy"], (pos, eps))
     dE_deps = grad_eps[0].detach()

@@ -40,11 +40,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from tdn_theory._checks import check_int
+from tdn_theory._checks import check_int, check_seed
 from tdn_theory.models.distributed import SINGLE, Context
 from tdn_theory.models.graph import Graph
 from tdn_theory.models.potential import TDNPotential
-from tdn_theory.models.stress import apply_strain, symmetric_strain, voigt_to_matrix
+from tdn_theory.models.stress import apply_strain, has_volume, symmetric_strain, voigt_to_matrix
 
 __all__ = [
     "Batch",
@@ -54,6 +54,7 @@ __all__ = [
     "errors",
     "fit_reference_energies",
     "predict",
+    "prepare_all",
     "predict_stress",
     "symmetry_errors",
     "train",
@@ -89,7 +90,11 @@ class Batch:
 def _prepared(model: TDNPotential, atoms) -> dict[str, torch.Tensor]:
     """One configuration checked and turned into tensors (neighbour list included)."""
     pos, cell, species, graph = model.prepare(
-        atoms.get_positions(), atoms.get_atomic_numbers(), np.asarray(atoms.get_cell()), atoms.pbc
+        atoms.get_positions(),
+        atoms.get_atomic_numbers(),
+        np.asarray(atoms.get_cell()),
+        atoms.pbc,
+        require_neighbours=True,
     )
     as_float = {"dtype": model.dtype, "device": model.device}
     return {
@@ -97,7 +102,7 @@ def _prepared(model: TDNPotential, atoms) -> dict[str, torch.Tensor]:
         "species": species,
         "dst": graph.dst,
         "src": graph.src,
-        "offsets": (graph.shifts @ cell).detach(),
+        "offsets": (graph.shifts.double() @ cell.double()).detach(),  # float64, see graph.py
         "energy": torch.tensor(float(atoms.get_potential_energy()), **as_float),
         "forces": torch.as_tensor(np.asarray(atoms.get_forces()), **as_float),
         **_stress_items(atoms, as_float),
@@ -107,7 +112,7 @@ def _prepared(model: TDNPotential, atoms) -> dict[str, torch.Tensor]:
 def _stress_items(atoms, as_float: dict) -> dict[str, torch.Tensor]:
     """Reference stress (3, 3) and volume of a configuration; NaN where not labelled or periodic."""
     results = atoms.calc.results if atoms.calc is not None else {}
-    periodic = bool(np.any(atoms.pbc))
+    periodic = has_volume(np.asarray(atoms.cell), atoms.pbc)
     volume = abs(float(np.linalg.det(np.asarray(atoms.cell)))) if periodic else math.nan
     if periodic and results.get("stress") is not None:
         stress = voigt_to_matrix(results["stress"])
@@ -117,6 +122,21 @@ def _stress_items(atoms, as_float: dict) -> dict[str, torch.Tensor]:
         "stress": torch.as_tensor(stress, **as_float),
         "volume": torch.tensor(volume, **as_float),
     }
+
+
+def prepare_all(model: TDNPotential, configs: Sequence, where: str = "configuration") -> list:
+    """Every configuration checked and prepared (:func:`_prepared`), in order.
+
+    A bad one (an atom without neighbours, coincident atoms, an unknown element) raises a one-line
+    ValueError that starts with ``f"{where} {index}: "``, so that the user can find it.
+    """
+    items = []
+    for index, atoms in enumerate(configs):
+        try:
+            items.append(_prepared(model, atoms))
+        except ValueError as exc:
+            raise ValueError(f"{where} {index}: {exc}") from None
+    return items
 
 
 def collate(model: TDNPotential, configs: Sequence, prepared: list | None = None) -> Batch:
@@ -164,7 +184,7 @@ def predict(
         .index_add(0, batch.structure, out["atom_energies"])
     )
     (grad,) = torch.autograd.grad(energies.sum(), positions, create_graph=create_graph)
-    return energies, -grad
+    return energies, -grad.to(model.dtype)
 
 
 def predict_stress(
@@ -176,10 +196,12 @@ def predict_stress(
     offsets (:mod:`tdn_theory.models.stress`).
     """
     positions = batch.positions.detach().requires_grad_(True)
-    eps, sym = symmetric_strain(batch.size, dtype=model.dtype, device=model.device)
+    # the strain in the positions' dtype (float64: edge vectors are float64 differences)
+    eps, sym = symmetric_strain(batch.size, dtype=positions.dtype, device=model.device)
     per_atom = sym[batch.structure]
     graph = dataclasses.replace(
-        batch.graph, shifts=apply_strain(batch.graph.shifts, per_atom[batch.graph.dst])
+        batch.graph,
+        shifts=apply_strain(batch.graph.shifts.to(positions.dtype), per_atom[batch.graph.dst]),
     )
     eye = torch.eye(3, dtype=model.dtype, device=model.device)
     out = model.evaluate(apply_strain(positions, per_atom), eye, batch.species, graph)
@@ -191,9 +213,10 @@ def predict_stress(
     grad_pos, grad_eps = torch.autograd.grad(
         energies.sum(), (positions, eps), create_graph=create_graph
     )
+    grad_eps = grad_eps.to(model.dtype)
     periodic = torch.isfinite(batch.volume)[:, None, None]
     safe = torch.where(periodic, batch.volume[:, None, None], 1.0)  # no NaN in the backward pass
-    return energies, -grad_pos, torch.where(periodic, grad_eps / safe, math.nan)
+    return energies, -grad_pos.to(model.dtype), torch.where(periodic, grad_eps / safe, math.nan)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,7 +236,7 @@ class TrainSettings:
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
             check_int(getattr(self, name), name, minimum=1)
-        check_int(self.seed, "seed")
+        check_seed(self.seed)
         for name in ("lr", "weight_decay", "energy_weight", "force_weight", "stress_weight"):
             value = getattr(self, name)
             low_ok = value > 0 if name == "lr" else value >= 0
@@ -224,6 +247,11 @@ class TrainSettings:
         if self.energy_weight == 0 and self.force_weight == 0 and self.stress_weight == 0:
             raise ValueError(
                 "energy_weight, force_weight and stress_weight are all 0: nothing to train"
+            )
+        if self.lr * self.weight_decay >= 1:
+            raise ValueError(
+                f"lr * weight_decay = {self.lr * self.weight_decay:.3g} must be below 1 (AdamW scales "
+                "every weight by 1 - lr * weight_decay per step); lower the weight decay"
             )
 
 
@@ -300,7 +328,7 @@ def errors(
     volume), also the stress MAE in meV/Å^3 and RMSE in eV/Å^3 over their 3 x 3 components.
     Distributed (``context``): each process evaluates its block of the configurations and the sums
     are added up across processes."""
-    items = prepared if prepared is not None else [_prepared(model, a) for a in configs]
+    items = prepared if prepared is not None else prepare_all(model, configs)
     n = len(items)
     items = context.shard(items)
     e_abs, f_abs, e_sq, f_sq, n_f = 0.0, 0.0, 0.0, 0.0, 0
@@ -359,8 +387,8 @@ def train(
     """
     if not train_configs or not val_configs:
         raise ValueError("training needs at least one training and one validation configuration")
-    train_items = [_prepared(model, a) for a in train_configs]
-    val_items = [_prepared(model, a) for a in val_configs]
+    train_items = prepare_all(model, train_configs, "training configuration")
+    val_items = prepare_all(model, val_configs, "validation configuration")
     if settings.stress_weight > 0 and not any(
         bool(torch.isfinite(item["stress"]).all() and torch.isfinite(item["volume"]))
         for item in train_items
@@ -418,7 +446,9 @@ def train(
         )
         if not math.isfinite(val_loss):
             raise FloatingPointError(
-                f"validation loss became {val_loss} at epoch {epoch}; lower the learning rate"
+                f"validation loss became {val_loss} at epoch {epoch}; lower the learning rate "
+                f"({settings.lr:g}) or the loss weights (energy {settings.energy_weight:g}, "
+                f"force {settings.force_weight:g})"
             )
         scheduler.step(val_loss)
         improved = val_loss < best_loss
@@ -470,6 +500,10 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     return tqdm(total=total, desc="epochs", unit="epoch", leave=False, disable=None)
 
 
+#: Below this force RMS (eV/Å) the data's forces count as zero (rounding of a symmetric structure).
+FORCE_SCALE_FLOOR = 1e-6
+
+
 def symmetry_errors(
     model: TDNPotential,
     configs: Sequence,
@@ -477,15 +511,24 @@ def symmetry_errors(
     rotations: int = 8,
     seed: int = 0,
     iterations: int = 40,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Rotational consistency of a (trained) model on ``configs``.
 
-    ``force_equivariance_mean``: mean over ``rotations`` Haar rotations (``scipy`` ``Rotation.random``
-    with ``seed``) and over the configurations of ``|F(Rx) - R F(x)|_F / |F(x)|_F``;
-    ``force_equivariance_max``: the largest value found, after a Nelder-Mead search
+    The force defect of a configuration of ``N`` atoms under a rotation ``R`` is the RMS over its
+    3N components of ``F(Rx) - R F(x)`` (eV/Å). It is reported absolute and relative to the
+    data's force scale ``s``: the RMS of the reference forces of ``configs`` (of the model's
+    forces F(x) when ``configs`` carry no forces), pooled over all of them. Both are defined at
+    F = 0 (a perfect crystal, a one-atom cell): the relative figures are None when
+    s < :data:`FORCE_SCALE_FLOOR` (the data's forces are zero up to rounding).
+
+    ``force_equivariance_mean`` / ``force_equivariance_abs_mean_mev_per_A``: mean over
+    ``rotations`` Haar rotations (``scipy`` ``Rotation.random`` with ``seed``) and over the
+    configurations, relative to s / in meV/Å; ``force_equivariance_max`` /
+    ``force_equivariance_abs_max_mev_per_A``: the largest defect found, after a Nelder-Mead search
     (:func:`~tdn_theory.models.network_bound.adversarial_rotation`, ``iterations`` evaluations)
-    started from the worst Haar rotation of each configuration; ``energy_invariance_mev_per_atom``:
-    mean ``|E(Rx) - E(x)| / n_atoms`` in meV/atom over the Haar rotations.
+    started from the worst Haar rotation of each configuration; ``force_scale_eV_per_A``: s;
+    ``energy_invariance_mev_per_atom``: mean ``|E(Rx) - E(x)| / N`` in meV/atom over the Haar
+    rotations.
     """
     from scipy.spatial.transform import Rotation
 
@@ -493,8 +536,10 @@ def symmetry_errors(
 
     if not configs:
         raise ValueError("symmetry_errors needs at least one configuration")
+    rotations = check_int(rotations, "rotations", minimum=1)
+    seed = check_seed(seed)
     haar = Rotation.random(rotations, random_state=seed).as_matrix()
-    means, worst, energy = [], [], []
+    means, worst, energy, squares, count = [], [], [], 0.0, 0
     for atoms in configs:
         args = (
             atoms.get_positions(),
@@ -503,16 +548,32 @@ def symmetry_errors(
             atoms.pbc,
         )
         defects = measure_defects(model, *args, haar)
-        scale = defects["force_scale"]
-        relative = defects["forces"] / scale
-        means.append(float(relative.mean()))
+        rms = defects["forces"] / math.sqrt(3 * len(atoms))  # (rotations,), eV/Å
+        means.append(float(rms.mean()))
         energy.append(1e3 * float(defects["energy"].mean()) / len(atoms))
         _, found = adversarial_rotation(
-            model, *args, start=haar[int(np.argmax(relative))], iterations=iterations
+            model, *args, start=haar[int(np.argmax(rms))], iterations=iterations
         )
-        worst.append(max(float(relative.max()), found / scale))
+        worst.append(max(float(rms.max()), found / math.sqrt(3 * len(atoms))))
+        squares += _force_squares(atoms, defects["force_scale"])
+        count += 3 * len(atoms)
+    scale = math.sqrt(squares / count)
+    mean, high = float(np.mean(means)), float(np.max(worst))
+    relative = scale >= FORCE_SCALE_FLOOR
     return {
-        "force_equivariance_mean": float(np.mean(means)),
-        "force_equivariance_max": float(np.max(worst)),
+        "force_equivariance_mean": mean / scale if relative else None,
+        "force_equivariance_max": high / scale if relative else None,
+        "force_equivariance_abs_mean_mev_per_A": 1e3 * mean,
+        "force_equivariance_abs_max_mev_per_A": 1e3 * high,
+        "force_scale_eV_per_A": scale,
         "energy_invariance_mev_per_atom": float(np.mean(energy)),
     }
+
+
+def _force_squares(atoms, model_force_norm: float) -> float:
+    """Sum of squared reference force components of ``atoms`` (the model's when unlabelled)."""
+    try:
+        forces = atoms.get_forces()
+    except Exception:  # no calculator or no forces: ase raises several types
+        return model_force_norm**2
+    return float(np.sum(np.asarray(forces, dtype=np.float64) ** 2))
