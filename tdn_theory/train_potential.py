@@ -364,9 +364,6 @@ def run(s: dict[str, Any], context: Any = None) -> dict[str, Any]:
                 progress=not s["quiet"] and ctx.is_main,
             )
             train_set, val_set, test_set = data.split(configs, seed=s["split_seed"])
-            avg_neighbors = s.get("avg_neighbors")
-            if avg_neighbors is None:  # --avg-neighbors data
-                avg_neighbors = average_neighbors(train_set, s["cutoff"])
             model = TDNPotential(
                 data.species_of(configs),
                 s["L"],
@@ -378,7 +375,7 @@ def run(s: dict[str, Any], context: Any = None) -> dict[str, Any]:
                 factors=s["factors"],
                 parity=s["parity"],
                 seed=s["seed"],
-                avg_neighbors=avg_neighbors,
+                avg_neighbors=s.get("avg_neighbors") or 12.0,  # "data": set below
                 dtype=torch.float32 if s["float32"] else torch.float64,
             )
         settings = TrainSettings(
@@ -393,6 +390,8 @@ def run(s: dict[str, Any], context: Any = None) -> dict[str, Any]:
             stress_weight=s.get("stress_weight", 0.0),
         )
         _check_sizes(s, model, configs)  # every split, before any training
+        if s.get("avg_neighbors") is None:  # --avg-neighbors data (after the size guard)
+            model.avg_neighbors = average_neighbors(train_set, s["cutoff"])
     except ValueError as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
     info = {
