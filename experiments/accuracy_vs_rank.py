@@ -14,7 +14,8 @@ trained with the same settings and epochs (:func:`tdn_theory.models.train.train`
   exact rank found (factors from the fit store, tdn_theory.cp.best_fit: one source per fit).
 
 Per run: test energy MAE (meV/atom) and force MAE (meV/Å), the trained model's force-equivariance
-error |F(Rx) - R F(x)| / |F(x)| (mean over Haar rotations, adversarial max) and energy-invariance
+error |F(Rx) - R F(x)| / |F(x)| (mean over Haar rotations, adversarial max), stress-equivariance
+error |sigma(Rx) - R sigma R^T| / |sigma| (mean over the same rotations) and energy-invariance
 error, the learning curve, seconds per epoch. Speed is measured separately and side by side: one
 training step (energy + forces with create_graph + backward) and one inference step (energy +
 forces) per backend on one fixed batch, interleaved over rounds, medians; ratios to "dense".
@@ -102,6 +103,7 @@ def make_model(spec: dict, species: list[str], L: int, s: dict, seed: int, cutof
 
 
 def train_one(spec, species, L, s, seed, cutoff, split):
+    from tdn_theory.models.stress import stress_equivariance
     from tdn_theory.models.train import TrainSettings, errors, symmetry_errors, train
 
     train_set, val_set, test_set = split
@@ -116,6 +118,9 @@ def train_one(spec, species, L, s, seed, cutoff, split):
     result = train(model, train_set, val_set, settings_)
     test = errors(model, test_set, batch_size=s["batch_size"])
     sym = symmetry_errors(model, test_set[: s["sym_configs"]], rotations=s["rotations"], seed=seed)
+    sym |= stress_equivariance(
+        model, test_set[: s["sym_configs"]], rotations=s["rotations"], seed=seed
+    )
     tp_error = getattr(model.tp, "meta", {}).get("relative_error")
     return {
         "name": spec["name"],
@@ -187,6 +192,7 @@ def summarize(runs: list[dict], specs: list[dict]) -> list[dict]:
         "test_force_mae_mev_per_A",
         "force_equivariance_mean",
         "force_equivariance_max",
+        "stress_equivariance_mean",
         "energy_invariance_mev_per_atom",
         "seconds_per_epoch",
     )

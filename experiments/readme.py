@@ -27,6 +27,8 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from experiments import _io
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -474,6 +476,85 @@ def bounds(results: Path) -> str:
     return _wrap(text)
 
 
+def stress(results: Path) -> str:
+    """Training on stresses and the data-derived avg_neighbors (experiments.stress_training)."""
+    from experiments.stress_training import markdown
+
+    data = _load(results, "stress_training")
+    s, d = data["settings"], data["data"]
+    prov = data["provenance"]
+
+    def diff(arm: str, key: str, unit: str) -> str:
+        p = data["paired"][arm][key]
+        iv = p["interval_95"]
+        interval = "" if iv is None else f", 95 % interval [{iv[0]:+.2f}, {iv[1]:+.2f}]"
+        lower = sum(x < 0 for x in p["differences"])
+        return (
+            f"{p['mean']:+.2f} {unit} ({100 * p['relative_mean']:+.0f} % of "
+            f"{p['base_mean']:.2f}{interval}; lower in {lower} of {len(p['differences'])} seeds)"
+        )
+
+    runs = {(r["arm"], r["seed"]): r for r in data["runs"]}
+    cp = [r for r in data["runs"] if r["arm"] == "cp7"]
+    head = (
+        f"Data: cuau-fcc, {d['n_train']} train / {d['n_val']} val / {d['n_test']} test "
+        f"configurations (test stress std {1e3 * d['stress_std_eV_per_A3']:.1f} meV/Å^3, mean "
+        f"neighbour count {d['avg_neighbors_train']:.1f} within {s['cutoff']} Å). L = {s['L']}, "
+        f"{s['channels']} channels, {s['layers']} layers, dense CG, {s['epochs']} epochs max, stress "
+        f"weight {s['stress_weight']:g}; seeds {data['seeds']}; {prov['seconds'] / 60:.0f} min on "
+        f"a shared machine (load {prov['load_average_start'][0]:.1f} at the start, "
+        f"{prov['load_average_end'][0]:.1f} at the end). Best epochs "
+        f"{min(r['best_epoch'] for r in data['runs'])}-{max(r['best_epoch'] for r in data['runs'])} "
+        f"of {s['epochs']}"
+        + (
+            ": the runs had not converged (differences between arms of a short schedule)."
+            if max(r["best_epoch"] for r in data["runs"]) >= s["epochs"] - 2
+            else "."
+        )
+    )
+    bullets = [
+        "Training with the stress term changes the test stress MAE by "
+        + diff("stress", "test_stress_mae_mev_per_A3", "meV/Å^3")
+        + ", the force MAE by "
+        + diff("stress", "test_force_mae_mev_per_A", "meV/Å")
+        + " and the energy MAE by "
+        + diff("stress", "test_energy_mae_mev_per_atom", "meV/atom")
+        + " (paired over seeds, arm minus base).",
+        f"avg_neighbors from the data ({d['avg_neighbors_train']:.1f} instead of 12) changes the "
+        "test force MAE by "
+        + diff("avg_data", "test_force_mae_mev_per_A", "meV/Å")
+        + ", the energy MAE by "
+        + diff("avg_data", "test_energy_mae_mev_per_atom", "meV/atom")
+        + " and the stress MAE by "
+        + diff("avg_data", "test_stress_mae_mev_per_A3", "meV/Å^3")
+        + ".",
+    ]
+    if cp:
+        f = np.mean([r["force_equivariance_mean"] for r in cp])
+        st = np.mean([r["stress_equivariance_mean"] for r in cp])
+        exact = max(r["stress_equivariance_mean"] for (a, _), r in runs.items() if a == "stress")
+        bullets.append(
+            f"CP at 7L^2 (R = {cp[0]['rank']}, L = {s['L']}), trained with stresses: "
+            f"stress-equivariance error |sigma(Rx) - R sigma R^T| / |sigma| {st:.1e} beside the "
+            f"force-equivariance error {f:.1e} (Haar means over {s['rotations']} rotations and "
+            f"{s['sym_configs']} test configurations, mean over seeds); the exact dense model: "
+            f"{exact:.0e} (rounding)."
+        )
+    return (
+        head
+        + "\n\n"
+        + markdown(data).rstrip("\n")
+        + "\n\n"
+        + "\n".join(_wrap("- " + b, bullet=True) for b in bullets)
+    )
+
+
+def stress_short(results: Path) -> str:
+    """README: the findings of experiments.stress_training (tables: experiments/README.md)."""
+    text = stress(results)
+    return text[text.index("\n- ") + 1 :]
+
+
 def bench_layer(results: Path) -> str:
     """The layer benchmark's tables (experiments.bench_layer: the run, the CP and fault studies)."""
     from experiments import bench_layer as bench
@@ -534,6 +615,8 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "measured": measured,
     "network": network,
     "accuracy": accuracy,
+    "stress": stress,
+    "stress_short": stress_short,
 }
 
 

@@ -149,6 +149,12 @@ TASKS: tuple[Task, ...] = (
         note="TDN potential on EMT data: accuracy, equivariance, speed per backend",
     ),
     Task(
+        "stress_training",
+        ("stress_training.json", "stress_training.md"),
+        after=("fits",),
+        note="TDN potential on cuau-fcc: training on stresses, data-derived avg_neighbors (paired)",
+    ),
+    Task(
         "nbody_ranks",
         ("nbody_ranks.json", "nbody_ranks.png"),
         after=("fits",),

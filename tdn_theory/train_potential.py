@@ -3,11 +3,16 @@
     python -m tdn_theory.train_potential --data cuau-fcc --backend cp --L 2 --rank 28 --epochs 30
 
 ``--data`` is a named EMT set (:data:`tdn_theory.models.data.DATASETS`, generated on first use and
-cached) or any extended-XYZ file with energies and forces. The configurations are split into
+cached) or any extended-XYZ file with energies and forces (and optionally stresses: ``--stress-key``,
+or virials converted to stresses with ``--virials-key``; ``--stress-weight`` > 0 trains on them).
+The message normalisation ``avg_neighbors`` is by default the mean neighbour count of the training
+configurations within the cutoff (``--avg-neighbors data``), stored in the checkpoint. The
+configurations are split into
 train / validation / test (80/10/10, ``--split-seed``); the model (``--seed``) is trained with
 :func:`tdn_theory.models.train.train` and written to ``--out`` after every epoch that improved the
 validation loss (atomic: an interrupted run leaves the best model so far, never a partial file).
-The report gives the test energy MAE (meV/atom), force MAE (meV/Å), the trained model's
+The report gives the test energy MAE (meV/atom), force MAE (meV/Å), stress MAE (meV/Å^3, when the
+test data carry stresses), the trained model's
 force-equivariance error: the RMS of ``F(Rx) - R F(x)`` relative to the RMS of the test data's
 forces (and absolute, meV/Å), mean over ``--rotations`` Haar rotations and an adversarial maximum
 found by Nelder-Mead from the worst of them, on up to 4 test configurations; and the time per epoch.
@@ -66,6 +71,27 @@ def build_parser() -> OneLineParser:
         "--energy-weight", default="10", help="weight of the per-atom energy MSE (default 10)"
     )
     p.add_argument("--force-weight", default="1", help="weight of the force MSE (default 1)")
+    p.add_argument(
+        "--stress-weight",
+        default="0",
+        help="weight of the stress MSE in (eV/Å^3)^2 (default 0: no stress training)",
+    )
+    p.add_argument(
+        "--stress-key",
+        default="stress",
+        help="info key of the stress (eV/Å^3) in an extxyz file, e.g. REF_stress (default stress)",
+    )
+    p.add_argument(
+        "--virials-key",
+        help="info key of the virial (eV) in an extxyz file, e.g. REF_virials; converted to "
+        "the stress -W/V (instead of --stress-key)",
+    )
+    p.add_argument(
+        "--avg-neighbors",
+        default="data",
+        help="message normalisation: 'data' (mean neighbour count of the training set within "
+        "the cutoff, default) or a positive number (12 was the fixed value before)",
+    )
     p.add_argument(
         "--patience", default="10", help="early stopping patience in epochs (default 10)"
     )
@@ -186,12 +212,15 @@ def validate(args) -> dict[str, Any]:
         )
     s["cutoff"] = _parse_float(args.cutoff, "cutoff", positive=True)
     s["lr"] = _parse_float(args.lr, "lr", positive=True)
-    for name in ("weight-decay", "energy-weight", "force-weight"):
+    for name in ("weight-decay", "energy-weight", "force-weight", "stress-weight"):
         s[name.replace("-", "_")] = _parse_float(
             getattr(args, name.replace("-", "_")), name, positive=False
         )
-    if s["energy_weight"] == 0 and s["force_weight"] == 0:
-        raise UsageError("--energy-weight and --force-weight are both 0: nothing to train")
+    if s["energy_weight"] == 0 and s["force_weight"] == 0 and s["stress_weight"] == 0:
+        raise UsageError(
+            "--energy-weight, --force-weight and --stress-weight are all 0: nothing to train"
+        )
+    s.update(_stress_and_normalisation(args))
     if s["lr"] * s["weight_decay"] >= 1:
         raise UsageError(
             f"--weight-decay {args.weight_decay} times --lr {args.lr} must be below 1 (AdamW "
@@ -253,6 +282,21 @@ def validate(args) -> dict[str, Any]:
     return s
 
 
+def _stress_and_normalisation(args) -> dict[str, Any]:
+    """Checked --stress-key, --virials-key and --avg-neighbors."""
+    out: dict[str, Any] = {"stress_key": args.stress_key, "virials_key": args.virials_key}
+    for name in ("stress_key", "virials_key"):
+        if out[name] is not None and not out[name].strip():
+            raise UsageError(f"--{name.replace('_', '-')} must be a non-empty key")
+    if args.virials_key is not None and args.stress_key != "stress":
+        raise UsageError("give --stress-key or --virials-key, not both")
+    if args.avg_neighbors == "data":
+        out["avg_neighbors"] = None
+    else:
+        out["avg_neighbors"] = _parse_float(args.avg_neighbors, "avg-neighbors", positive=True)
+    return out
+
+
 def _check_sizes(s: dict[str, Any], model, configs: list) -> list:
     """Memory guard on the data (neighbour pairs, then activations of the largest batch); returns
     every configuration prepared, which checks them all (bad ones named by their index)."""
@@ -301,7 +345,7 @@ def run(s: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """
     import torch
 
-    from tdn_theory.models import TDNPotential, data
+    from tdn_theory.models import TDNPotential, average_neighbors, data
     from tdn_theory.models.checkpoint import CheckpointError, model_settings, save_potential
     from tdn_theory.models.distributed import SINGLE
     from tdn_theory.models.train import TrainSettings, errors, symmetry_errors, train
@@ -315,6 +359,8 @@ def run(s: dict[str, Any], context: Any = None) -> dict[str, Any]:
                 s["data"],
                 n_configs=s["n_configs"],
                 seed=s["data_seed"],
+                stress_key=s.get("stress_key", "stress"),
+                virials_key=s.get("virials_key"),
                 progress=not s["quiet"] and ctx.is_main,
             )
             train_set, val_set, test_set = data.split(configs, seed=s["split_seed"])
@@ -329,6 +375,7 @@ def run(s: dict[str, Any], context: Any = None) -> dict[str, Any]:
                 factors=s["factors"],
                 parity=s["parity"],
                 seed=s["seed"],
+                avg_neighbors=s.get("avg_neighbors") or 12.0,  # "data": set below
                 dtype=torch.float32 if s["float32"] else torch.float64,
             )
         settings = TrainSettings(
@@ -340,8 +387,11 @@ def run(s: dict[str, Any], context: Any = None) -> dict[str, Any]:
             force_weight=s["force_weight"],
             patience=s["patience"],
             seed=s["seed"],
+            stress_weight=s.get("stress_weight", 0.0),
         )
         _check_sizes(s, model, configs)  # every split, before any training
+        if s.get("avg_neighbors") is None:  # --avg-neighbors data (after the size guard)
+            model.avg_neighbors = average_neighbors(train_set, s["cutoff"])
     except ValueError as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
     info = {
@@ -350,6 +400,9 @@ def run(s: dict[str, Any], context: Any = None) -> dict[str, Any]:
         "split_seed": s["split_seed"],
         "data_seed": s["data_seed"],
         "train_settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__},
+        "avg_neighbors_from": "training data"
+        if s.get("avg_neighbors") is None
+        else "--avg-neighbors",
     }
 
     def checkpoint(record: dict, improved: bool) -> None:  # train() calls it on rank 0 only
@@ -435,6 +488,11 @@ def format_table(r: dict[str, Any]) -> str:
         ),
         ("force equivariance", _equivariance_row(r)),
         ("energy invariance", f"mean {r['energy_invariance_mev_per_atom']:.2e} meV/atom"),
+        *(
+            [("test stress MAE", f"{r['test_stress_mae_mev_per_A3']:.3f} meV/Å^3")]
+            if "test_stress_mae_mev_per_A3" in r
+            else []
+        ),
         ("model file", r["out"] if r["out"] is not None else "NOT WRITTEN (see the error)"),
     ]
     width = max(len(k) for k, _ in rows)

@@ -8,14 +8,15 @@
 - :mod:`.network_bound`: the per-configuration evaluation of the network equivariance bound
   (``tdn_theory.theory.network``) and the measured defects it bounds.
 - :mod:`.data`: EMT data sets (generated, cached as verified extxyz) and an extxyz reader;
-  :mod:`.train`: training on energies and forces; :mod:`.checkpoint`: verified model files.
+  :mod:`.train`: training on energies, forces and stresses; :mod:`.checkpoint`: verified model files;
+  :mod:`.stress`: virial and stress by autograd through a strain.
 """
 
 from tdn_theory.models.backends import BACKENDS, fitted_factors, make_tensor_product
 from tdn_theory.models.calculator import TDNCalculator
 from tdn_theory.models.checkpoint import CheckpointError, load_potential, save_potential
 from tdn_theory.models.data import load_dataset, read_extxyz, split
-from tdn_theory.models.graph import Graph, build_graph, check_structure
+from tdn_theory.models.graph import Graph, average_neighbors, build_graph, check_structure
 from tdn_theory.models.potential import TDNPotential
 from tdn_theory.models.train import TrainSettings
 
@@ -26,6 +27,7 @@ __all__ = [
     "TDNCalculator",
     "TDNPotential",
     "TrainSettings",
+    "average_neighbors",
     "build_graph",
     "check_structure",
     "fitted_factors",

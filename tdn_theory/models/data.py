@@ -2,8 +2,11 @@
 
 A *configuration* is an :class:`ase.Atoms` whose calculator is an
 :class:`ase.calculators.singlepoint.SinglePointCalculator` holding the reference ``energy`` (eV) and
-``forces`` (eV/Å, shape (atoms, 3)): the convention of every ASE-based MLIP tool, so that
-``atoms.get_potential_energy()`` and ``atoms.get_forces()`` return the labels.
+``forces`` (eV/Å, shape (atoms, 3)) and, where known, the ``stress`` (eV/Å^3, Voigt order xx, yy, zz,
+yz, xz, xy, ASE's sign): the convention of every ASE-based MLIP tool, so that
+``atoms.get_potential_energy()``, ``atoms.get_forces()`` and ``atoms.get_stress()`` return the labels.
+The periodic EMT set stores EMT's stress (generator version 2; caches of version 1 have no stress and
+are regenerated under a new key, never read as if they had one).
 
 Named data sets (generated with ASE's EMT calculator, a real many-body potential for fcc metals):
 
@@ -51,7 +54,8 @@ from tdn_theory._checks import check_int, check_seed
 from tdn_theory.so3._files import NotRegularFileError, atomic_write, check_regular_or_absent
 
 #: Bumped whenever the generator changes what it produces for the same parameters.
-GENERATOR_VERSION = 1
+#: 2: periodic sets store EMT's stress (same configurations, energies and forces as version 1).
+GENERATOR_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,11 +184,13 @@ def generate_emt(
             md.run(recipe.snapshot_every)
             snapshot = atoms.copy()
             snapshot.set_constraint()
-            snapshot.calc = SinglePointCalculator(
-                snapshot,
-                energy=float(atoms.get_potential_energy()),
-                forces=atoms.get_forces(apply_constraint=False).copy(),
-            )
+            labels = {
+                "energy": float(atoms.get_potential_energy()),
+                "forces": atoms.get_forces(apply_constraint=False).copy(),
+            }
+            if atoms.pbc.all():
+                labels["stress"] = atoms.get_stress(apply_constraint=False).copy()
+            snapshot.calc = SinglePointCalculator(snapshot, **labels)
             snapshot.info["temperature_K"] = float(temperature)
             configs.append(snapshot)
             if bar is not None:
@@ -303,12 +309,17 @@ def read_extxyz(
     species: Sequence[str] | None = None,
     energy_key: str = "energy",
     forces_key: str = "forces",
+    stress_key: str = "stress",
+    virials_key: str | None = None,
 ) -> list:
     """Read labelled configurations from any extended-XYZ file with energies and forces.
 
     Labels are taken from the file's calculator results (what :func:`ase.io.write` stores), else from
     ``atoms.info[energy_key]`` and ``atoms.arrays[forces_key]`` (for files that name them otherwise,
-    e.g. ``REF_energy``). Raises a one-line ``ValueError`` for a missing or unreadable file, a file
+    e.g. ``REF_energy``). The stress is optional: with ``virials_key`` it is ``-W / V`` from the virial
+    ``atoms.info[virials_key]`` (e.g. ``REF_virials``, eV); else the calculator's stress, else
+    ``atoms.info[stress_key]`` (e.g. ``REF_stress``, eV/Å^3); 6 (Voigt), 9 or 3 x 3 values, kept
+    as Voigt 6 (:func:`_stress_label`). Raises a one-line ``ValueError`` for a missing or unreadable file, a file
     without configurations, a configuration without a finite energy or without finite forces of shape
     (atoms, 3), and, when ``species`` is given, elements outside it.
     """
@@ -327,10 +338,27 @@ def read_extxyz(
         raise ValueError(
             f"{path}: not a readable extended-XYZ file ({exc.__class__.__name__}: {exc})"
         ) from None
-    return _checked_frames(frames, path, species, energy_key, forces_key)
+    return _checked_frames(
+        frames,
+        path,
+        species,
+        energy_key,
+        forces_key,
+        stress_key=stress_key,
+        virials_key=virials_key,
+    )
 
 
-def _checked_frames(frames: list, path, species, energy_key: str, forces_key: str) -> list:
+def _checked_frames(
+    frames: list,
+    path,
+    species,
+    energy_key: str,
+    forces_key: str,
+    *,
+    stress_key: str = "stress",
+    virials_key: str | None = None,
+) -> list:
     """The labelled configurations of ``frames`` read from ``path`` (see :func:`read_extxyz`)."""
     from ase.calculators.singlepoint import SinglePointCalculator
 
@@ -371,9 +399,45 @@ def _checked_frames(frames: list, path, species, energy_key: str, forces_key: st
                 raise ValueError(
                     f"{where} contains elements {unknown} outside the model's species {sorted(allowed)}"
                 )
-        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        labels = {"energy": energy, "forces": forces}
+        stress = _stress_label(atoms, results, where, stress_key, virials_key)
+        if stress is not None:
+            labels["stress"] = stress
+        atoms.calc = SinglePointCalculator(atoms, **labels)
         configs.append(atoms)
     return configs
+
+
+def _stress_label(atoms, results: dict, where: str, stress_key: str, virials_key: str | None):
+    """The stress label (Voigt 6, eV/Å^3) of one configuration, or None; ValueError when malformed."""
+    from tdn_theory.models.stress import (
+        StressUndefinedError,
+        stress_from_virial,
+        to_voigt,
+        voigt_to_matrix,
+    )
+
+    if virials_key is not None:
+        virial = atoms.info.get(virials_key)
+        if virial is None:
+            raise ValueError(f"{where} has no virial info[{virials_key!r}]")
+        try:
+            stress = stress_from_virial(virial, atoms.cell)
+        except StressUndefinedError:
+            raise ValueError(f"{where} has a virial but a cell without volume") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: virial {virials_key!r}: {exc}") from None
+    else:
+        value = results.get("stress", atoms.info.get(stress_key))
+        if value is None:
+            return None
+        try:
+            stress = voigt_to_matrix(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: stress: {exc}") from None
+    if not np.all(np.isfinite(stress)):
+        raise ValueError(f"{where} has a non-finite stress")
+    return to_voigt(stress)
 
 
 def _check_numbers(numbers: np.ndarray, where: str) -> None:
@@ -407,13 +471,16 @@ def load_dataset(
     seed: int = 0,
     species: Sequence[str] | None = None,
     progress: bool = False,
+    stress_key: str = "stress",
+    virials_key: str | None = None,
 ) -> list:
-    """Configurations of a named EMT set (generated or read from the cache) or of an extxyz file.
+    """Configurations of a named EMT set (generated or read from the cache) or of an extxyz file
+    (``stress_key`` and ``virials_key`` as for :func:`read_extxyz`).
 
     A ``source`` that is a set's name and an existing path is refused (see :func:`is_named_set`).
     """
     if not is_named_set(source):
-        return read_extxyz(source, species=species)
+        return read_extxyz(source, species=species, stress_key=stress_key, virials_key=virials_key)
     try:
         path = dataset_path(source, n_configs=n_configs, seed=seed, progress=progress)
     except CacheUnavailableError as exc:

@@ -120,7 +120,8 @@ class TDNPotential(torch.nn.Module):
         "sphere" for backend "sphere" and "unit" otherwise.
     parity : "all" (rotation-invariant energy, not mirror-invariant) or "even" (E(3)-invariant).
     seed : seeds every initial weight (and the "cp" fit).
-    avg_neighbors : the fixed constant ``a`` dividing the message sums.
+    avg_neighbors : the fixed constant ``a`` dividing the message sums (12 unless given;
+        :func:`~tdn_theory.models.graph.average_neighbors` gives a data set's mean neighbour count).
     dtype : torch.float64 (default) or torch.float32; ``.float()`` / ``.double()`` work too.
 
     ``forward(positions, numbers, cell=None, pbc=None)`` returns the energy (0-d tensor);

@@ -1,11 +1,16 @@
-r"""Training a :class:`~tdn_theory.models.TDNPotential` on energies and forces.
+r"""Training a :class:`~tdn_theory.models.TDNPotential` on energies, forces and stresses.
 
 Loss of a mini-batch ``B`` of configurations (``n_s`` atoms in configuration ``s``)::
 
     loss = w_E * mean_s ((E_s - E_s^ref) / n_s)^2  +  w_F * mean_{s, i, a} (F_sia - F_sia^ref)^2
+         + w_S * mean_{s in S, a, b} (sigma_sab - sigma_sab^ref)^2
 
-(energies in eV per atom, forces in eV/Å; forces ``F = -dE/dx`` by autograd with
-``create_graph=True`` so that the force term is trained through the double backward).
+(energies in eV per atom, forces in eV/Å, stresses in eV/Å^3 over the 3 x 3 components; forces
+``F = -dE/dx`` and stresses ``sigma = (1/V) dE/d eps`` (:mod:`tdn_theory.models.stress`) by autograd
+with ``create_graph=True`` so that both are trained through the double backward). ``S`` holds the
+batch's periodic configurations with a stress label; the stress term is computed only when
+``w_S > 0`` (default 0: energies and forces only). Test and validation errors include the stress
+whenever the data carry stress labels.
 
 Protocol (:func:`train`): the per-species reference energies are initialised by least squares of the
 training energies on the composition (a linear model ``E ≈ sum_Z n_Z e_Z``), then AdamW over shuffled
@@ -39,6 +44,7 @@ from tdn_theory._checks import check_int, check_seed
 from tdn_theory.models.distributed import SINGLE, Context
 from tdn_theory.models.graph import Graph
 from tdn_theory.models.potential import TDNPotential
+from tdn_theory.models.stress import apply_strain, has_volume, symmetric_strain, voigt_to_matrix
 
 __all__ = [
     "Batch",
@@ -49,6 +55,7 @@ __all__ = [
     "fit_reference_energies",
     "predict",
     "prepare_all",
+    "predict_stress",
     "symmetry_errors",
     "train",
 ]
@@ -65,6 +72,15 @@ class Batch:
     n_atoms: torch.Tensor  # (B,)
     energy: torch.Tensor  # (B,) reference energies, eV
     forces: torch.Tensor  # (N, 3) reference forces, eV/Å
+    stress: torch.Tensor | None = None  # (B, 3, 3) reference stresses, eV/Å^3 (NaN: no label)
+    volume: torch.Tensor | None = None  # (B,) Å^3 (NaN: not periodic)
+
+    @property
+    def has_stress(self) -> torch.Tensor:
+        """(B,) bool: configurations with a stress label and a volume."""
+        if self.stress is None:
+            return torch.zeros(self.size, dtype=torch.bool, device=self.energy.device)
+        return torch.isfinite(self.stress).all(dim=(1, 2)) & torch.isfinite(self.volume)
 
     @property
     def size(self) -> int:
@@ -89,6 +105,22 @@ def _prepared(model: TDNPotential, atoms) -> dict[str, torch.Tensor]:
         "offsets": (graph.shifts.double() @ cell.double()).detach(),  # float64, see graph.py
         "energy": torch.tensor(float(atoms.get_potential_energy()), **as_float),
         "forces": torch.as_tensor(np.asarray(atoms.get_forces()), **as_float),
+        **_stress_items(atoms, as_float),
+    }
+
+
+def _stress_items(atoms, as_float: dict) -> dict[str, torch.Tensor]:
+    """Reference stress (3, 3) and volume of a configuration; NaN where not labelled or periodic."""
+    results = atoms.calc.results if atoms.calc is not None else {}
+    periodic = has_volume(np.asarray(atoms.cell), atoms.pbc)
+    volume = abs(float(np.linalg.det(np.asarray(atoms.cell)))) if periodic else math.nan
+    if periodic and results.get("stress") is not None:
+        stress = voigt_to_matrix(results["stress"])
+    else:
+        stress = np.full((3, 3), math.nan)
+    return {
+        "stress": torch.as_tensor(stress, **as_float),
+        "volume": torch.tensor(volume, **as_float),
     }
 
 
@@ -131,6 +163,8 @@ def collate(model: TDNPotential, configs: Sequence, prepared: list | None = None
         n_atoms=torch.as_tensor(sizes, dtype=model.dtype, device=device),
         energy=torch.stack([item["energy"] for item in items]),
         forces=torch.cat([item["forces"] for item in items]),
+        stress=torch.stack([item["stress"] for item in items]),
+        volume=torch.stack([item["volume"] for item in items]),
     )
 
 
@@ -153,6 +187,38 @@ def predict(
     return energies, -grad.to(model.dtype)
 
 
+def predict_stress(
+    model: TDNPotential, batch: Batch, *, create_graph: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Energies (B,), forces (N, 3) and stresses (B, 3, 3) (eV/Å^3; NaN without a volume).
+
+    One symmetric strain per configuration acts on its atoms and on its edges' Cartesian image
+    offsets (:mod:`tdn_theory.models.stress`).
+    """
+    positions = batch.positions.detach().requires_grad_(True)
+    # the strain in the positions' dtype (float64: edge vectors are float64 differences)
+    eps, sym = symmetric_strain(batch.size, dtype=positions.dtype, device=model.device)
+    per_atom = sym[batch.structure]
+    graph = dataclasses.replace(
+        batch.graph,
+        shifts=apply_strain(batch.graph.shifts.to(positions.dtype), per_atom[batch.graph.dst]),
+    )
+    eye = torch.eye(3, dtype=model.dtype, device=model.device)
+    out = model.evaluate(apply_strain(positions, per_atom), eye, batch.species, graph)
+    energies = (
+        out["atom_energies"]
+        .new_zeros(batch.size)
+        .index_add(0, batch.structure, out["atom_energies"])
+    )
+    grad_pos, grad_eps = torch.autograd.grad(
+        energies.sum(), (positions, eps), create_graph=create_graph
+    )
+    grad_eps = grad_eps.to(model.dtype)
+    periodic = torch.isfinite(batch.volume)[:, None, None]
+    safe = torch.where(periodic, batch.volume[:, None, None], 1.0)  # no NaN in the backward pass
+    return energies, -grad_pos.to(model.dtype), torch.where(periodic, grad_eps / safe, math.nan)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
     """Hyperparameters of :func:`train` (see the module docstring)."""
@@ -165,20 +231,23 @@ class TrainSettings:
     force_weight: float = 1.0
     patience: int = 10
     seed: int = 0
+    stress_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
             check_int(getattr(self, name), name, minimum=1)
         check_seed(self.seed)
-        for name in ("lr", "weight_decay", "energy_weight", "force_weight"):
+        for name in ("lr", "weight_decay", "energy_weight", "force_weight", "stress_weight"):
             value = getattr(self, name)
             low_ok = value > 0 if name == "lr" else value >= 0
             if not isinstance(value, (int, float)) or not math.isfinite(value) or not low_ok:
                 raise ValueError(
                     f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, got {value!r}"
                 )
-        if self.energy_weight == 0 and self.force_weight == 0:
-            raise ValueError("energy_weight and force_weight are both 0: nothing to train")
+        if self.energy_weight == 0 and self.force_weight == 0 and self.stress_weight == 0:
+            raise ValueError(
+                "energy_weight, force_weight and stress_weight are all 0: nothing to train"
+            )
         if self.lr * self.weight_decay >= 1:
             raise ValueError(
                 f"lr * weight_decay = {self.lr * self.weight_decay:.3g} must be below 1 (AdamW scales "
@@ -201,10 +270,19 @@ class TrainResult:
 
 
 def _loss(model, batch, settings: TrainSettings, create_graph: bool) -> torch.Tensor:
-    energies, forces = predict(model, batch, create_graph=create_graph)
+    labelled = batch.has_stress
+    with_stress = settings.stress_weight > 0 and bool(labelled.any())
+    if with_stress:
+        energies, forces, stress = predict_stress(model, batch, create_graph=create_graph)
+    else:
+        energies, forces = predict(model, batch, create_graph=create_graph)
     e_term = (((energies - batch.energy) / batch.n_atoms) ** 2).mean()
     f_term = ((forces - batch.forces) ** 2).mean()
-    return settings.energy_weight * e_term + settings.force_weight * f_term
+    loss = settings.energy_weight * e_term + settings.force_weight * f_term
+    if with_stress:
+        s_term = ((stress[labelled] - batch.stress[labelled]) ** 2).mean()
+        loss = loss + settings.stress_weight * s_term
+    return loss
 
 
 def _shard_loss(
@@ -246,15 +324,26 @@ def errors(
     context: Context = SINGLE,
 ) -> dict[str, float]:
     """Mean absolute errors: energy in meV/atom, forces in meV/Å (per component), and the loss
-    terms' RMS values (eV/atom, eV/Å). Distributed (``context``): each process evaluates its
-    block of the configurations and the sums are added up across processes."""
+    terms' RMS values (eV/atom, eV/Å); when some configurations carry a stress label (and a
+    volume), also the stress MAE in meV/Å^3 and RMSE in eV/Å^3 over their 3 x 3 components.
+    Distributed (``context``): each process evaluates its block of the configurations and the sums
+    are added up across processes."""
     items = prepared if prepared is not None else prepare_all(model, configs)
     n = len(items)
     items = context.shard(items)
     e_abs, f_abs, e_sq, f_sq, n_f = 0.0, 0.0, 0.0, 0.0, 0
+    s_abs, s_sq, n_s = 0.0, 0.0, 0
     for chunk in _batches(items, batch_size):
         batch = collate(model, (), chunk)
-        energies, forces = predict(model, batch)
+        labelled = batch.has_stress
+        if bool(labelled.any()):
+            energies, forces, stress = predict_stress(model, batch)
+            ds = (stress.detach()[labelled] - batch.stress[labelled]).double()
+            s_abs += float(ds.abs().sum())
+            s_sq += float((ds**2).sum())
+            n_s += ds.numel()
+        else:
+            energies, forces = predict(model, batch)
         de = ((energies.detach() - batch.energy) / batch.n_atoms).double()
         df = (forces.detach() - batch.forces).double()
         e_abs += float(de.abs().sum())
@@ -263,13 +352,19 @@ def errors(
         f_sq += float((df**2).sum())
         n_f += df.numel()
     if context.distributed:
-        e_abs, e_sq, f_abs, f_sq, n_f = context.all_sum([e_abs, e_sq, f_abs, f_sq, n_f])
-    return {
+        e_abs, e_sq, f_abs, f_sq, n_f, s_abs, s_sq, n_s = context.all_sum(
+            [e_abs, e_sq, f_abs, f_sq, n_f, s_abs, s_sq, n_s]
+        )
+    out = {
         "energy_mae_mev_per_atom": 1e3 * e_abs / n,
         "force_mae_mev_per_A": 1e3 * f_abs / n_f,
         "energy_rmse_ev_per_atom": math.sqrt(e_sq / n),
         "force_rmse_ev_per_A": math.sqrt(f_sq / n_f),
     }
+    if n_s:
+        out["stress_mae_mev_per_A3"] = 1e3 * s_abs / n_s
+        out["stress_rmse_ev_per_A3"] = math.sqrt(s_sq / n_s)
+    return out
 
 
 def train(
@@ -294,6 +389,19 @@ def train(
         raise ValueError("training needs at least one training and one validation configuration")
     train_items = prepare_all(model, train_configs, "training configuration")
     val_items = prepare_all(model, val_configs, "validation configuration")
+    if settings.stress_weight > 0 and not any(
+        bool(torch.isfinite(item["stress"]).all() and torch.isfinite(item["volume"]))
+        for item in train_items
+    ):
+        raise ValueError(
+            "stress_weight > 0 but no training configuration is periodic with a stress label; "
+            "give stresses (or virials) or set the stress weight to 0"
+        )
+    if settings.stress_weight > 0 and context.distributed:
+        raise ValueError(
+            "training on stresses (stress_weight > 0) runs in one process; under torchrun set "
+            "the stress weight to 0"
+        )
     fit_reference_energies(model, train_configs)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
@@ -334,6 +442,7 @@ def train(
         val_loss = (
             settings.energy_weight * val["energy_rmse_ev_per_atom"] ** 2
             + settings.force_weight * val["force_rmse_ev_per_A"] ** 2
+            + settings.stress_weight * val.get("stress_rmse_ev_per_A3", 0.0) ** 2
         )
         if not math.isfinite(val_loss):
             raise FloatingPointError(
@@ -354,6 +463,11 @@ def train(
             "val_loss": val_loss,
             "val_energy_mae_mev_per_atom": val["energy_mae_mev_per_atom"],
             "val_force_mae_mev_per_A": val["force_mae_mev_per_A"],
+            **(
+                {"val_stress_mae_mev_per_A3": val["stress_mae_mev_per_A3"]}
+                if "stress_mae_mev_per_A3" in val
+                else {}
+            ),
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - t0,
         }
