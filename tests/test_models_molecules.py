@@ -189,3 +189,65 @@ def test_bad_dipole_is_refused(tmp_path):
     write(path, [frame], format="extxyz")
     with pytest.raises(ValueError, match="dipole under 'REF_dipole' must be 3 finite numbers"):
         data.read_extxyz(path, dipole_key="REF_dipole")
+
+
+@pytest.fixture(scope="module")
+def small_ethanol(tmp_path_factory):
+    """The named set ethanol-gfn2 with a short protocol (4 trajectories of 3 snapshots) in a
+    fresh cache: what `--data ethanol-gfn2 --n-configs 12` reads while the fixture is active."""
+    pytest.importorskip("tblite")
+    small = dataclasses.replace(
+        molecules.MOLECULE_DATASETS["ethanol-gfn2"],
+        equilibration_steps=100,
+        snapshot_every=20,
+        snapshots_per_trajectory=3,
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TDN_THEORY_CACHE", str(tmp_path_factory.mktemp("cache")))
+        patch.setitem(data.DATASETS, "ethanol-gfn2", small)
+        yield data.load_dataset("ethanol-gfn2", n_configs=12, seed=0)
+
+
+def test_cli_trains_ethanol_with_a_dipole_head_the_calculator_serves(
+    small_ethanol, tmp_path, capsys
+):
+    from tdn_theory.models import TDNCalculator, load_potential
+    from tdn_theory.train_potential import main
+
+    out = tmp_path / "model.pt"
+    argv = ["--data", "ethanol-gfn2", "--n-configs", "12", "--backend", "cp", "--L", "2"]
+    argv += ["--rank", "28", "--dipole-weight", "1", "--epochs", "2", "--channels", "4"]
+    argv += ["--layers", "1", "--rotations", "2", "--split", "trajectory", "--out", str(out)]
+    assert main([*argv, "--json", "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_train"] == 6 and report["n_val"] == 3 and report["n_test"] == 3
+    assert report["test_dipole_mae_eA"] > 0 and report["dipole_spread_eA"] > 0
+    assert report["test_energy_mae_kcal_per_mol"] == pytest.approx(
+        report["test_energy_mae_mev_per_structure"] / 43.364, rel=1e-4
+    )
+    assert report["dipole_rotation_error_eA"] > 0  # CP at 7L^2 is not exactly equivariant
+    model, info = load_potential(out, expect={"backend": "cp", "rank": 28, "dipole": True})
+    assert info["split"] == "trajectory"
+    atoms = small_ethanol[0].copy()
+    atoms.calc = TDNCalculator(model)
+    assert np.isfinite(atoms.get_potential_energy())
+    assert atoms.get_forces().shape == (9, 3)
+    assert atoms.get_dipole_moment().shape == (3,)
+
+
+def test_cli_trains_on_mace_style_keys(small_ethanol, tmp_path, capsys):
+    from tdn_theory.train_potential import main
+
+    path = data.write_extxyz(tmp_path / "ref.extxyz", small_ethanol)
+    base = ["--data", str(path), "--backend", "dense", "--L", "1", "--channels", "4"]
+    base += ["--layers", "1", "--epochs", "1", "--rotations", "1", "--out", str(tmp_path / "m.pt")]
+    assert main([*base, "--quiet"]) == 2
+    assert "has no energy under 'energy'" in capsys.readouterr().err
+    keys = ["--energy-key", "REF_energy", "--forces-key", "REF_forces"]
+    keys += ["--dipole-key", "REF_dipole", "--dipole-weight", "0.5"]
+    assert main([*base, *keys, "--json", "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["test_dipole_mae_eA"] > 0 and report["dipole_rotation_error_eA"] < 1e-10
+    assert main([*base, "--energy-key", "a b"]) == 2
+    err = capsys.readouterr().err
+    assert "--energy-key must be a plain key name" in err and err.count("\n") == 1

@@ -1,17 +1,18 @@
 """An ASE calculator around a :class:`~tdn_theory.models.TDNPotential`.
 
     atoms.calc = TDNCalculator(model)
-    atoms.get_potential_energy(); atoms.get_forces()
+    atoms.get_potential_energy(); atoms.get_forces(); atoms.get_dipole_moment()
 
-Energies in the model's units (eV for EMT data), forces = -dE/dpositions (eV/Å), computed in the
-model's dtype (float64 or float32) and returned as float64 numpy arrays, as ASE expects.
+Energies in the model's units (eV for EMT data), forces = -dE/dpositions (eV/Å), and for a model
+with the dipole head the dipole (e·Å, :mod:`tdn_theory.models.dipole`), computed in the model's dtype
+(float64 or float32) and returned as float64 numpy arrays, as ASE expects.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from tdn_theory.models.potential import TDNPotential
 
@@ -19,9 +20,10 @@ __all__ = ["TDNCalculator"]
 
 
 class TDNCalculator(Calculator):
-    """ASE calculator: "energy", "free_energy" (= energy) and "forces" from a TDNPotential."""
+    """ASE calculator: "energy", "free_energy" (= energy), "forces" and, for a model with the dipole
+    head, "dipole" from a TDNPotential."""
 
-    implemented_properties = ["energy", "free_energy", "forces"]
+    implemented_properties = ["energy", "free_energy", "forces", "dipole"]
 
     def __init__(self, model: TDNPotential, **kwargs) -> None:
         if not isinstance(model, TDNPotential):
@@ -30,15 +32,21 @@ class TDNCalculator(Calculator):
         self.model = model
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        if "dipole" in properties and not self.model.has_dipole:
+            raise PropertyNotImplementedError(
+                "this model has no dipole head; train it with --dipole-weight > 0 (dipole=True)"
+            )
         super().calculate(atoms, properties, system_changes)
         a = self.atoms
         pos = torch.as_tensor(a.get_positions(), dtype=self.model.dtype, device=self.model.device)
-        energy, forces = self.model.energy_and_forces(
-            pos, a.get_atomic_numbers(), np.asarray(a.get_cell()), a.get_pbc()
+        out = self.model.run(
+            pos, a.get_atomic_numbers(), np.asarray(a.get_cell()), a.get_pbc(), forces=True
         )
-        e = float(energy.detach().cpu())
+        e = float(out["energy"].detach().cpu())
         self.results = {
             "energy": e,
             "free_energy": e,
-            "forces": forces.detach().cpu().numpy().astype(np.float64),
+            "forces": out["forces"].detach().cpu().numpy().astype(np.float64),
         }
+        if self.model.has_dipole:
+            self.results["dipole"] = out["dipole"].detach().cpu().numpy().astype(np.float64)

@@ -3,12 +3,17 @@ r"""Training a :class:`~tdn_theory.models.TDNPotential` on energies and forces.
 Loss of a mini-batch ``B`` of configurations (``n_s`` atoms in configuration ``s``)::
 
     loss = w_E * mean_s ((E_s - E_s^ref) / n_s)^2  +  w_F * mean_{s, i, a} (F_sia - F_sia^ref)^2
+         + w_mu * mean_{s, a} (mu_sa - mu_sa^ref)^2
 
-(energies in eV per atom, forces in eV/Å; forces ``F = -dE/dx`` by autograd with
-``create_graph=True`` so that the force term is trained through the double backward).
+(energies in eV per atom, forces in eV/Å, dipoles in e·Å; forces ``F = -dE/dx`` by autograd with
+``create_graph=True`` so that the force term is trained through the double backward; the dipole term,
+for a model with the dipole head and ``dipole_weight > 0``, needs no double backward).
 
 Protocol (:func:`train`): the per-species reference energies are initialised by least squares of the
-training energies on the composition (a linear model ``E ≈ sum_Z n_Z e_Z``), then AdamW over shuffled
+*residual* of the training energies, ``E_s^ref - E_s^net`` (``E^net`` the untrained network's output
+without references), on the composition (a linear model ``sum_Z n_Z e_Z``), and stay trainable; fitting
+them to the raw energies would leave the network's initial output (about -0.13 eV/atom on ethanol) as a
+constant offset that training removes only slowly. Then AdamW over shuffled
 mini-batches (order from ``numpy.random.default_rng(seed)``), ``ReduceLROnPlateau`` on the validation
 loss (factor 0.5, patience 3), early stopping after ``patience`` epochs without a better validation
 loss; the best-validation weights are restored at the end. On CPU the run is deterministic for a
@@ -32,7 +37,9 @@ import numpy as np
 import torch
 
 from tdn_theory._checks import check_int
+from tdn_theory.models.dipole import structure_dipoles
 from tdn_theory.models.graph import Graph
+from tdn_theory.models.molecules import DEBYE_PER_E_ANGSTROM
 from tdn_theory.models.potential import TDNPotential
 
 __all__ = [
@@ -43,6 +50,7 @@ __all__ = [
     "errors",
     "fit_reference_energies",
     "predict",
+    "predict_all",
     "symmetry_errors",
     "train",
 ]
@@ -59,6 +67,7 @@ class Batch:
     n_atoms: torch.Tensor  # (B,)
     energy: torch.Tensor  # (B,) reference energies, eV
     forces: torch.Tensor  # (N, 3) reference forces, eV/Å
+    dipole: torch.Tensor | None = None  # (B, 3) reference dipoles, e·Å, when every config has one
 
     @property
     def size(self) -> int:
@@ -71,7 +80,10 @@ def _prepared(model: TDNPotential, atoms) -> dict[str, torch.Tensor]:
         atoms.get_positions(), atoms.get_atomic_numbers(), np.asarray(atoms.get_cell()), atoms.pbc
     )
     as_float = {"dtype": model.dtype, "device": model.device}
+    results = atoms.calc.results if atoms.calc is not None else {}
+    dipole = results.get("dipole")
     return {
+        "dipole": None if dipole is None else torch.as_tensor(np.asarray(dipole), **as_float),
         "positions": pos.detach(),
         "species": species,
         "dst": graph.dst,
@@ -106,6 +118,11 @@ def collate(model: TDNPotential, configs: Sequence, prepared: list | None = None
         n_atoms=torch.as_tensor(sizes, dtype=model.dtype, device=device),
         energy=torch.stack([item["energy"] for item in items]),
         forces=torch.cat([item["forces"] for item in items]),
+        dipole=(
+            torch.stack([item["dipole"] for item in items])
+            if all(item.get("dipole") is not None for item in items)
+            else None
+        ),
     )
 
 
@@ -113,7 +130,16 @@ def predict(
     model: TDNPotential, batch: Batch, *, create_graph: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Energies (B,) and forces (N, 3) of every configuration of ``batch``."""
-    positions = batch.positions.detach().requires_grad_(True)
+    out = predict_all(model, batch, create_graph=create_graph)
+    return out["energy"], out["forces"]
+
+
+def predict_all(
+    model: TDNPotential, batch: Batch, *, create_graph: bool = False, forces: bool = True
+) -> dict[str, torch.Tensor]:
+    """ "energy" (B,), "forces" (N, 3) (with ``forces``) and, for a model with the dipole head,
+    "dipole" (B, 3) of every configuration of ``batch``."""
+    positions = batch.positions.detach().requires_grad_(forces)
     eye = torch.eye(3, dtype=model.dtype, device=model.device)
     out = model.evaluate(positions, eye, batch.species, batch.graph)
     energies = (
@@ -121,8 +147,15 @@ def predict(
         .new_zeros(batch.size)
         .index_add(0, batch.structure, out["atom_energies"])
     )
-    (grad,) = torch.autograd.grad(energies.sum(), positions, create_graph=create_graph)
-    return energies, -grad
+    result = {"energy": energies}
+    if forces:
+        (grad,) = torch.autograd.grad(energies.sum(), positions, create_graph=create_graph)
+        result["forces"] = -grad
+    if model.has_dipole:
+        result["dipole"], _ = structure_dipoles(
+            positions, out["raw_charges"], out["atomic_dipoles"], batch.structure, batch.size
+        )
+    return result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +168,7 @@ class TrainSettings:
     weight_decay: float = 0.0
     energy_weight: float = 10.0
     force_weight: float = 1.0
+    dipole_weight: float = 0.0
     patience: int = 10
     seed: int = 0
 
@@ -142,15 +176,17 @@ class TrainSettings:
         for name in ("epochs", "batch_size", "patience"):
             check_int(getattr(self, name), name, minimum=1)
         check_int(self.seed, "seed")
-        for name in ("lr", "weight_decay", "energy_weight", "force_weight"):
+        for name in ("lr", "weight_decay", "energy_weight", "force_weight", "dipole_weight"):
             value = getattr(self, name)
             low_ok = value > 0 if name == "lr" else value >= 0
             if not isinstance(value, (int, float)) or not math.isfinite(value) or not low_ok:
                 raise ValueError(
                     f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, got {value!r}"
                 )
-        if self.energy_weight == 0 and self.force_weight == 0:
-            raise ValueError("energy_weight and force_weight are both 0: nothing to train")
+        if self.energy_weight == 0 and self.force_weight == 0 and self.dipole_weight == 0:
+            raise ValueError(
+                "energy_weight, force_weight and dipole_weight are all 0: nothing to train"
+            )
 
 
 @dataclasses.dataclass
@@ -168,21 +204,35 @@ class TrainResult:
 
 
 def _loss(model, batch, settings: TrainSettings, create_graph: bool) -> torch.Tensor:
-    energies, forces = predict(model, batch, create_graph=create_graph)
-    e_term = (((energies - batch.energy) / batch.n_atoms) ** 2).mean()
-    f_term = ((forces - batch.forces) ** 2).mean()
-    return settings.energy_weight * e_term + settings.force_weight * f_term
+    out = predict_all(model, batch, create_graph=create_graph)
+    e_term = (((out["energy"] - batch.energy) / batch.n_atoms) ** 2).mean()
+    f_term = ((out["forces"] - batch.forces) ** 2).mean()
+    loss = settings.energy_weight * e_term + settings.force_weight * f_term
+    if settings.dipole_weight > 0:
+        loss = loss + settings.dipole_weight * ((out["dipole"] - batch.dipole) ** 2).mean()
+    return loss
 
 
-def fit_reference_energies(model: TDNPotential, configs: Sequence) -> None:
-    """Set ``model.reference_energy`` to the least-squares per-species energies of ``configs``."""
-    counts = np.zeros((len(configs), len(model.species)))
-    rows = {z: k for k, z in enumerate(model.species)}
-    for s, atoms in enumerate(configs):
-        for z in atoms.get_atomic_numbers():
-            counts[s, rows[int(z)]] += 1
-    energies = np.array([atoms.get_potential_energy() for atoms in configs])
-    solution, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+def fit_reference_energies(
+    model: TDNPotential, configs: Sequence, *, prepared: list | None = None, batch_size: int = 32
+) -> None:
+    """Set ``model.reference_energy`` to the least-squares per-species energies of the residual
+    ``E_s^ref - E_s^net`` of ``configs`` (``E^net``: the model's output without references; see the
+    module docstring). With fixed composition (one molecule) the solution is the minimum-norm one."""
+    items = prepared if prepared is not None else [_prepared(model, a) for a in configs]
+    counts = np.zeros((len(items), len(model.species)))
+    for s, item in enumerate(items):
+        counts[s] = np.bincount(item["species"].cpu().numpy(), minlength=len(model.species))
+    energies = np.array([float(item["energy"]) for item in items])
+    with torch.no_grad():
+        model.reference_energy.zero_()
+        network = np.concatenate(
+            [
+                predict_all(model, collate(model, (), chunk), forces=False)["energy"].cpu().numpy()
+                for chunk in _batches(items, batch_size)
+            ]
+        )
+    solution, *_ = np.linalg.lstsq(counts, energies - network, rcond=None)
     with torch.no_grad():
         model.reference_energy.copy_(torch.as_tensor(solution, dtype=model.dtype))
 
@@ -196,27 +246,48 @@ def _batches(items: list, size: int, order: np.ndarray | None = None):
 def errors(
     model: TDNPotential, configs: Sequence, *, batch_size: int = 8, prepared: list | None = None
 ) -> dict[str, float]:
-    """Mean absolute errors: energy in meV/atom, forces in meV/Å (per component), and the loss
-    terms' RMS values (eV/atom, eV/Å)."""
+    """Mean absolute errors: energy in meV/atom and per structure (meV and kcal/mol, as molecular
+    benchmarks report it), forces in meV/Å (per component), and the loss terms' RMS values
+    (eV/atom, eV/Å). For a model with the dipole head and data with dipoles also the dipole MAE per
+    component (e·Å and Debye), the mean norm of the dipole error (e·Å) and the dipole RMSE (e·Å)."""
+    from ase import units
+
     items = prepared if prepared is not None else [_prepared(model, a) for a in configs]
-    e_abs, f_abs, e_sq, f_sq, n_f = 0.0, 0.0, 0.0, 0.0, 0
+    e_abs, e_abs_s, f_abs, e_sq, f_sq, n_f = 0.0, 0.0, 0.0, 0.0, 0.0, 0
+    mu_abs, mu_norm, mu_sq, n_mu = 0.0, 0.0, 0.0, 0
     for chunk in _batches(items, batch_size):
         batch = collate(model, (), chunk)
-        energies, forces = predict(model, batch)
-        de = ((energies.detach() - batch.energy) / batch.n_atoms).double()
-        df = (forces.detach() - batch.forces).double()
+        out = predict_all(model, batch)
+        de_s = (out["energy"].detach() - batch.energy).double()
+        de = de_s / batch.n_atoms.double()
+        df = (out["forces"].detach() - batch.forces).double()
         e_abs += float(de.abs().sum())
+        e_abs_s += float(de_s.abs().sum())
         e_sq += float((de**2).sum())
         f_abs += float(df.abs().sum())
         f_sq += float((df**2).sum())
         n_f += df.numel()
+        if "dipole" in out and batch.dipole is not None:
+            dmu = (out["dipole"].detach() - batch.dipole).double()
+            mu_abs += float(dmu.abs().sum())
+            mu_norm += float(torch.linalg.vector_norm(dmu, dim=1).sum())
+            mu_sq += float((dmu**2).sum())
+            n_mu += batch.size
     n = len(items)
-    return {
+    result = {
         "energy_mae_mev_per_atom": 1e3 * e_abs / n,
+        "energy_mae_mev_per_structure": 1e3 * e_abs_s / n,
+        "energy_mae_kcal_per_mol": e_abs_s / n / (units.kcal / units.mol),
         "force_mae_mev_per_A": 1e3 * f_abs / n_f,
         "energy_rmse_ev_per_atom": math.sqrt(e_sq / n),
         "force_rmse_ev_per_A": math.sqrt(f_sq / n_f),
     }
+    if n_mu:
+        result["dipole_mae_eA"] = mu_abs / (3 * n_mu)
+        result["dipole_mae_debye"] = result["dipole_mae_eA"] * DEBYE_PER_E_ANGSTROM
+        result["dipole_norm_error_eA"] = mu_norm / n_mu
+        result["dipole_rmse_eA"] = math.sqrt(mu_sq / (3 * n_mu))
+    return result
 
 
 def train(
@@ -236,7 +307,17 @@ def train(
         raise ValueError("training needs at least one training and one validation configuration")
     train_items = [_prepared(model, a) for a in train_configs]
     val_items = [_prepared(model, a) for a in val_configs]
-    fit_reference_energies(model, train_configs)
+    if settings.dipole_weight > 0:
+        if not model.has_dipole:
+            raise ValueError("dipole_weight > 0 needs a model with the dipole head (dipole=True)")
+        for name, items in (("training", train_items), ("validation", val_items)):
+            missing = [k for k, item in enumerate(items) if item["dipole"] is None]
+            if missing:
+                raise ValueError(
+                    f"{name} configuration {missing[0]} has no dipole ({len(missing)} such); "
+                    "name the file's dipole key (--dipole-key) or set the dipole weight to 0"
+                )
+    fit_reference_energies(model, (), prepared=train_items)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
     )
@@ -265,6 +346,8 @@ def train(
             settings.energy_weight * val["energy_rmse_ev_per_atom"] ** 2
             + settings.force_weight * val["force_rmse_ev_per_A"] ** 2
         )
+        if settings.dipole_weight > 0:
+            val_loss += settings.dipole_weight * val["dipole_rmse_eA"] ** 2
         if not math.isfinite(val_loss):
             raise FloatingPointError(
                 f"validation loss became {val_loss} at epoch {epoch}; lower the learning rate"
@@ -282,6 +365,7 @@ def train(
             "val_loss": val_loss,
             "val_energy_mae_mev_per_atom": val["energy_mae_mev_per_atom"],
             "val_force_mae_mev_per_A": val["force_mae_mev_per_A"],
+            **({"val_dipole_mae_eA": val["dipole_mae_eA"]} if "dipole_mae_eA" in val else {}),
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - t0,
         }
@@ -326,10 +410,13 @@ def symmetry_errors(
 
     ``force_equivariance_mean``: mean over ``rotations`` Haar rotations (``scipy`` ``Rotation.random``
     with ``seed``) and over the configurations of ``|F(Rx) - R F(x)|_F / |F(x)|_F``;
-    ``force_equivariance_max``: the largest value found, after a Nelder-Mead search
+    ``force_equivariance_worst_found``: the largest value found (a lower bound on the maximum, not
+    the maximum), after a Nelder-Mead search
     (:func:`~tdn_theory.models.network_bound.adversarial_rotation`, ``iterations`` evaluations)
     started from the worst Haar rotation of each configuration; ``energy_invariance_mev_per_atom``:
-    mean ``|E(Rx) - E(x)| / n_atoms`` in meV/atom over the Haar rotations.
+    mean ``|E(Rx) - E(x)| / n_atoms`` in meV/atom over the Haar rotations. For a model with the
+    dipole head also ``dipole_rotation_error_eA``: mean over the Haar rotations and configurations of
+    ``|mu(Rx) - R mu(x)|`` (e·Å), and ``dipole_rotation_error_max_eA``, the largest of them.
     """
     from scipy.spatial.transform import Rotation
 
@@ -338,7 +425,7 @@ def symmetry_errors(
     if not configs:
         raise ValueError("symmetry_errors needs at least one configuration")
     haar = Rotation.random(rotations, random_state=seed).as_matrix()
-    means, worst, energy = [], [], []
+    means, worst, energy, dipole = [], [], [], []
     for atoms in configs:
         args = (
             atoms.get_positions(),
@@ -355,8 +442,18 @@ def symmetry_errors(
             model, *args, start=haar[int(np.argmax(relative))], iterations=iterations
         )
         worst.append(max(float(relative.max()), found / scale))
-    return {
+        if model.has_dipole:
+            mu = model.run(*args)["dipole"].detach().cpu().numpy()
+            for R in haar:
+                rotated = args[0] @ R.T, args[1], args[2] @ R.T, args[3]
+                mu_r = model.run(*rotated)["dipole"].detach().cpu().numpy()
+                dipole.append(float(np.linalg.norm(mu_r - R @ mu)))
+    out = {
         "force_equivariance_mean": float(np.mean(means)),
-        "force_equivariance_max": float(np.max(worst)),
+        "force_equivariance_worst_found": float(np.max(worst)),
         "energy_invariance_mev_per_atom": float(np.mean(energy)),
     }
+    if dipole:
+        out["dipole_rotation_error_eA"] = float(np.mean(dipole))
+        out["dipole_rotation_error_max_eA"] = float(np.max(dipole))
+    return out
