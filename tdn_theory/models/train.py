@@ -170,12 +170,17 @@ class TrainSettings:
     force_weight: float = 1.0
     dipole_weight: float = 0.0
     patience: int = 10
+    reference_fit: str = "residual"  # or "raw" (see fit_reference_energies)
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
             check_int(getattr(self, name), name, minimum=1)
         check_int(self.seed, "seed")
+        if self.reference_fit not in ("residual", "raw"):
+            raise ValueError(
+                f"reference_fit must be 'residual' or 'raw', got {self.reference_fit!r}"
+            )
         for name in ("lr", "weight_decay", "energy_weight", "force_weight", "dipole_weight"):
             value = getattr(self, name)
             low_ok = value > 0 if name == "lr" else value >= 0
@@ -214,11 +219,18 @@ def _loss(model, batch, settings: TrainSettings, create_graph: bool) -> torch.Te
 
 
 def fit_reference_energies(
-    model: TDNPotential, configs: Sequence, *, prepared: list | None = None, batch_size: int = 32
+    model: TDNPotential,
+    configs: Sequence,
+    *,
+    prepared: list | None = None,
+    batch_size: int = 32,
+    residual: bool = True,
 ) -> None:
     """Set ``model.reference_energy`` to the least-squares per-species energies of the residual
     ``E_s^ref - E_s^net`` of ``configs`` (``E^net``: the model's output without references; see the
-    module docstring). With fixed composition (one molecule) the solution is the minimum-norm one."""
+    module docstring). With fixed composition (one molecule) the solution is the minimum-norm one.
+    ``residual=False``: fit the raw energies ``E_s^ref`` instead (the former protocol, for
+    comparison)."""
     items = prepared if prepared is not None else [_prepared(model, a) for a in configs]
     counts = np.zeros((len(items), len(model.species)))
     for s, item in enumerate(items):
@@ -232,7 +244,8 @@ def fit_reference_energies(
                 for chunk in _batches(items, batch_size)
             ]
         )
-    solution, *_ = np.linalg.lstsq(counts, energies - network, rcond=None)
+    target = energies - network if residual else energies
+    solution, *_ = np.linalg.lstsq(counts, target, rcond=None)
     with torch.no_grad():
         model.reference_energy.copy_(torch.as_tensor(solution, dtype=model.dtype))
 
@@ -317,7 +330,9 @@ def train(
                     f"{name} configuration {missing[0]} has no dipole ({len(missing)} such); "
                     "name the file's dipole key (--dipole-key) or set the dipole weight to 0"
                 )
-    fit_reference_energies(model, (), prepared=train_items)
+    fit_reference_energies(
+        model, (), prepared=train_items, residual=settings.reference_fit == "residual"
+    )
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
     )
