@@ -275,12 +275,19 @@ def data_summary(name: str, s: dict, seed: int) -> dict:
     return out
 
 
-def paired_difference(values: list[float]) -> dict:
-    """Mean of the per-seed differences, its 95 % Student-t interval and a verdict."""
+def paired_difference(values: list[float], scale: float = 0.0) -> dict:
+    """Mean of the per-seed differences, its 95 % Student-t interval and a verdict.
+
+    Differences all within ``1e-9 * scale`` (``scale``: the size of the compared metric) are
+    rounding, not a difference: verdict "same to rounding" (exact backends that compute the same
+    function, e.g. the exact CP and dense)."""
     from scipy import stats
 
     d = np.asarray(values, dtype=np.float64)
     out: dict = {"n": int(d.size), "mean": float(d.mean()), "differences": d.tolist()}
+    if np.all(np.abs(d) <= 1e-9 * scale):
+        out.update(low=float(d.min()), high=float(d.max()), verdict="same to rounding")
+        return out
     if d.size < 2:
         out.update(low=None, high=None, verdict="one seed: no interval")
         return out
@@ -334,11 +341,12 @@ def summarize(runs: list[dict], specs: list[dict], data_names: list[str]) -> lis
             if spec["name"] != "dense":
                 row["paired"] = {}
                 for k in PAIRED:
-                    diffs = [
-                        r[k] - dense[r["seed"]][k] for r in mine if r["seed"] in dense and k in r
+                    pairs = [
+                        (r[k], dense[r["seed"]][k]) for r in mine if r["seed"] in dense and k in r
                     ]
-                    if diffs:
-                        row["paired"][k] = paired_difference(diffs)
+                    if pairs:
+                        scale = max(abs(b) for _, b in pairs)
+                        row["paired"][k] = paired_difference([a - b for a, b in pairs], scale)
             rows.append(row)
     return rows
 
@@ -393,9 +401,8 @@ def _verdict(row: dict) -> str:
     for key, short in zip(PAIRED, ("E", "F", "mu"), strict=True):
         if key in paired:
             v = paired[key]["verdict"]
-            parts.append(
-                f"{short}: {'yes' if v.startswith('distinguishable') else 'no' if v.startswith('not') else v}"
-            )
+            word = {"distinguishable from dense": "yes", "not distinguishable": "no"}.get(v, v)
+            parts.append(f"{short}: {word}")
     return ", ".join(parts)
 
 
@@ -416,7 +423,7 @@ def markdown(result: dict) -> str:
         name = d["name"]
         base = f"predict-the-mean energy MAE {d['mean_energy_mae_mev_per_atom']:.2f} meV/atom"
         if "mean_energy_mae_mev_per_structure" in d:
-            base += f" ({d['mean_energy_mae_mev_per_structure']:.0f} meV/molecule)"
+            base += f" ({d['mean_energy_mae_mev_per_structure']:.0f} meV per structure)"
         if "mean_dipole_mae_eA" in d:
             base += f", predict-the-mean dipole MAE {d['mean_dipole_mae_eA']:.4f} e·Å"
         lines += [
