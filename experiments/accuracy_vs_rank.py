@@ -401,7 +401,12 @@ def _verdict(row: dict) -> str:
     for key, short in zip(PAIRED, ("E", "F", "mu"), strict=True):
         if key in paired:
             v = paired[key]["verdict"]
-            word = {"distinguishable from dense": "yes", "not distinguishable": "no"}.get(v, v)
+            word = {
+                "distinguishable from dense": "yes",
+                "not distinguishable": "no",
+                "same to rounding": "same (rounding)",
+                "one seed: no interval": "1 seed",
+            }.get(v, v)
             parts.append(f"{short}: {word}")
     return ", ".join(parts)
 
@@ -432,7 +437,7 @@ def markdown(result: dict) -> str:
             "",
             "| backend | tensor rel. error | energy MAE (meV/atom) | force MAE (meV/Å) | dipole MAE (e·Å) "
             "| Δ force vs dense (meV/Å) | Δ dipole vs dense (e·Å) | distinguishable (E, F, mu) "
-            "| force equivariance (mean / worst found) | dipole rotation (e·Å) | best epochs |",
+            "| force equivariance (mean / worst found) | dipole rotation (e·Å) | seed: best epoch |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in [r for r in result["summary"] if r["data"] == name]:
@@ -448,7 +453,8 @@ def markdown(result: dict) -> str:
                 f"{_interval(paired.get('test_dipole_mae_eA'), '.4f')} | {_verdict(row)} | "
                 f"{row['force_equivariance_mean']:.1e} / {row['force_equivariance_worst_found']:.1e} | "
                 f"{'' if rot is None else f'{rot:.1e}'} | "
-                f"{', '.join(map(str, row['best_epochs']))} of {max(row['epochs_run'])}"
+                f"{', '.join(f'{k}: {b}' for k, b in zip(row['seeds'], row['best_epochs'], strict=True))}"
+                f" of {max(row['epochs_run'])}"
                 f"{'' if row['all_stopped_early'] else ' (cap reached)'} |"
             )
         lines.append("")
@@ -592,6 +598,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cutoff", type=float, default=4.5)
     parser.add_argument("--no-speed", action="store_true", help="skip the speed measurement")
     parser.add_argument(
+        "--recorded-only",
+        action="store_true",
+        help="with --records: assemble the result from the finished units only, run nothing new "
+        "(an interrupted or partial study; the tables list the seeds each backend has)",
+    )
+    parser.add_argument(
         "--records",
         type=Path,
         default=None,
@@ -601,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     out = _common.output_dir(args)
+    if args.recorded_only and args.records is None:
+        parser.error("--recorded-only needs --records FILE")
     run = _common.Run(NAME, args, argv)
     s = settings(args.quick)
     seeds = args.seeds if args.seeds is not None else ([0, 1] if args.quick else [0, 1, 2, 3, 4])
@@ -618,6 +632,8 @@ def main(argv: list[str] | None = None) -> int:
         key = (unit["data"], unit["spec"]["name"], unit["seed"])
         if key in done:
             records.append(done[key])
+            continue
+        if args.recorded_only:
             continue
         record = run_unit(unit)
         records.append(record)
