@@ -1,7 +1,7 @@
 """Accuracy versus CP rank on atomistic data: one potential, every tensor-product backend, paired seeds.
 
 Usage: ``python -m experiments.accuracy_vs_rank [--quick] [--out DIR] [--data SET ...]
-[--backends NAME ...] [--seeds 0 1 2 3 4] [--L 2]``. Writes accuracy_vs_rank.json, .md and .png.
+[--backends NAME ...] [--seeds 0 1 2 3 4] [--L 2] [--records FILE] [--workers N | --scheduler ADDR]``. Writes accuracy_vs_rank.json, .md and .png.
 
 Data (:mod:`tdn_theory.models.data`): "cuau-fcc" (EMT Cu-Au alloy, periodic), "ethanol-gfn2" and
 "malonaldehyde-gfn2" (GFN2-xTB molecules with dipoles; the extra ``qm``). Each set is split by
@@ -17,7 +17,8 @@ optionally "dense_even" (dense with parity "even": every l = 1 feature a polar v
 
 One *unit* of the study is one (data set, backend, seed): :func:`units` lists them and :func:`run_unit`
 computes one from its plain-dict description alone (data, split, model, training, evaluation), so the
-units are independent and can be farmed out (e.g. one task each). Every backend of a seed starts from
+units are independent: ``--workers N`` / ``--scheduler ADDRESS`` run them as Dask tasks
+(experiments/_dask.py), each written to ``--records`` as it finishes. Every backend of a seed starts from
 the same initial weights and the same split; training runs until early stopping (patience epochs
 without a better validation loss, at most ``epochs``); the best-validation weights are evaluated.
 
@@ -43,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import _common
+from experiments import _common, _dask
 from experiments._rank_study import paper_and_exact_ranks
 
 NAME = "accuracy_vs_rank"
@@ -573,6 +574,20 @@ def _append_record(path: Path, record: dict, s: dict, L: int, cutoff: float) -> 
         handle.write(line + "\n")
 
 
+def _report(record: dict) -> None:
+    dip = record.get("test_dipole_mae_eA")
+    print(
+        f"{record['data']:>18} {record['name']:>10} seed {record['seed']}: force MAE "
+        f"{record['test_force_mae_mev_per_A']:.1f} meV/Å, energy MAE "
+        f"{record['test_energy_mae_mev_per_atom']:.2f} meV/atom"
+        + ("" if dip is None else f", dipole MAE {dip:.4f} e·Å")
+        + f", best epoch {record['best_epoch']}/{record['epochs_run']}, "
+        f"{record['seconds_per_epoch']:.2f} s/epoch",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=f"python -m experiments.{NAME}", description=__doc__.splitlines()[0]
@@ -597,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cutoff", type=float, default=4.5)
     parser.add_argument("--no-speed", action="store_true", help="skip the speed measurement")
+    _dask.add_args(parser)
     parser.add_argument(
         "--recorded-only",
         action="store_true",
@@ -612,6 +628,7 @@ def main(argv: list[str] | None = None) -> int:
         "file that matches the chosen data sets, backends and seeds)",
     )
     args = parser.parse_args(argv)
+    _dask.check_args(args)
     out = _common.output_dir(args)
     if args.recorded_only and args.records is None:
         parser.error("--recorded-only needs --records FILE")
@@ -628,28 +645,24 @@ def main(argv: list[str] | None = None) -> int:
         specs = [sp for sp in specs if sp["name"] == "dense" or sp["name"] in args.backends]
     records = []
     done = _read_records(args.records, s, args.L, args.cutoff) if args.records else {}
+    pending = []
     for unit in units(data_names, specs, seeds, args.L, s, args.cutoff):
         key = (unit["data"], unit["spec"]["name"], unit["seed"])
         if key in done:
             records.append(done[key])
-            continue
-        if args.recorded_only:
-            continue
-        record = run_unit(unit)
-        records.append(record)
-        if args.records:
-            _append_record(args.records, record, s, args.L, args.cutoff)
-        dip = record.get("test_dipole_mae_eA")
-        print(
-            f"{record['data']:>18} {record['name']:>10} seed {record['seed']}: force MAE "
-            f"{record['test_force_mae_mev_per_A']:.1f} meV/Å, energy MAE "
-            f"{record['test_energy_mae_mev_per_atom']:.2f} meV/atom"
-            + ("" if dip is None else f", dipole MAE {dip:.4f} e·Å")
-            + f", best epoch {record['best_epoch']}/{record['epochs_run']}, "
-            f"{record['seconds_per_epoch']:.2f} s/epoch",
-            file=sys.stderr,
-            flush=True,
-        )
+        elif not args.recorded_only:
+            pending.append(unit)
+    with _dask.units(args) as pool:
+        if pool.parallel:  # every unit a Dask task; each recorded as it finishes
+            futures = [pool.submit(run_unit, unit) for unit in pending]
+            finished = (future.result() for future in pool.as_completed(futures))
+        else:  # one after the other in this process, each recorded when done
+            finished = (run_unit(unit) for unit in pending)
+        for record in finished:
+            records.append(record)
+            if args.records:
+                _append_record(args.records, record, s, args.L, args.cutoff)
+            _report(record)
     timing = None
     if not args.no_speed:
         train_set, _, _ = load_split(data_names[0], s, seeds[0])
@@ -668,6 +681,7 @@ def main(argv: list[str] | None = None) -> int:
     result = assemble(
         records, data_names, specs, seeds, args.L, s, args.cutoff, timing, data_names[0]
     )
+    result["units"] = _dask.describe(args)
     run.write(out, result, markdown=markdown(result), figure=figure(result))
     return 0
 

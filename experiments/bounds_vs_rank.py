@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import _common, _io
+from experiments import _common, _dask, _io
 from tdn_theory.cp import EXACT_RTOL
 from tdn_theory.so3 import cg_tensor, paths, random_rotations
 from tdn_theory.theory.equivariance import FitCheck, check_fit, thm31_bound
@@ -98,47 +98,47 @@ def thm31_threshold(T: np.ndarray, L: int) -> dict:
     }
 
 
+def check_unit(
+    unit: tuple[int, int | None], *, seed: int, n_rotations: int, starts: int, store, quick: bool
+) -> tuple[dict, object]:
+    """One unit (L, rank) of the grid, rank None for Thm 3.2's construction: (row, fit or None)."""
+    L, rank = unit
+    T = cg_tensor(L)
+    kw = {"n_rotations": n_rotations, "seed": seed, "worst_case": True}
+    if rank is None:
+        A, B, C = constructive_cp(T, prune=True)
+        rep = check_fit(T, (A, B, C), worst_case_starts=starts, **kw)
+        print(f"L={L} constructive R={A.shape[1]} rel={rep.relative_error:.1e}", flush=True)
+        return _row(rep, "constructive (Thm 3.2, pruned)", 0.0), None
+    t0 = time.perf_counter()
+    fit, _info = _common.stored_fit(L, rank, store, quick=quick)
+    seconds = time.perf_counter() - t0
+    rep = check_fit(T, fit, worst_case_starts=starts, **kw)
+    print(
+        f"L={L} R={rank:4d} rel={rep.relative_error:.3e} "
+        f"lower={rep.relative_lower_bound:.3e} thm31={rep.thm31_bound / rep.norm_T:.3f} "
+        f"post={rep.aposteriori_spectral:.3e} worst={rep.worst_case_error:.3e} "
+        f"mc={rep.mc_mean_error:.3e} ({seconds:.1f}s)",
+        flush=True,
+    )
+    return _row(rep, FITTED, seconds), (fit if rank == 7 * L * L else None)
+
+
 def bounds_part(
-    Ls: list[int], seed: int, n_rotations: int, starts: int, store, quick: bool
+    Ls: list[int], seed: int, n_rotations: int, starts: int, store, quick: bool, pool=None
 ) -> tuple[dict, dict]:
-    """Returns (results per L, the fitted factors at the paper's rank 7 L^2 per L)."""
+    """Returns (results per L, the fitted factors at the paper's rank 7 L^2 per L); the (L, rank)
+    units run on `pool` (experiments/_dask.Units; serial when None)."""
+    units = [(L, rank) for L in Ls for rank in [*RANK_GRID[L], None]]
+    kw = {"seed": seed, "n_rotations": n_rotations, "starts": starts, "store": store}
+    results = (pool or _dask.Units(None)).map(check_unit, units, quick=quick, **kw)
     out, paper_fits = {}, {}
     for L in Ls:
         T = cg_tensor(L)
-        rows = []
-        for rank in RANK_GRID[L]:
-            t0 = time.perf_counter()
-            fit, _info = _common.stored_fit(L, rank, store, quick=quick)
-            seconds = time.perf_counter() - t0
-            rep = check_fit(
-                T,
-                fit,
-                n_rotations=n_rotations,
-                seed=seed,
-                worst_case=True,
-                worst_case_starts=starts,
-            )
-            rows.append(_row(rep, FITTED, seconds))
-            if rank == 7 * L * L:
+        rows = [row for (L_, _), (row, _) in zip(units, results, strict=True) if L_ == L]
+        for (L_, _), (_, fit) in zip(units, results, strict=True):
+            if L_ == L and fit is not None:
                 paper_fits[L] = fit
-            print(
-                f"L={L} R={rank:4d} rel={rep.relative_error:.3e} "
-                f"lower={rep.relative_lower_bound:.3e} thm31={rep.thm31_bound / rep.norm_T:.3f} "
-                f"post={rep.aposteriori_spectral:.3e} worst={rep.worst_case_error:.3e} "
-                f"mc={rep.mc_mean_error:.3e} ({seconds:.1f}s)",
-                flush=True,
-            )
-        A, B, C = constructive_cp(T, prune=True)
-        rep = check_fit(
-            T,
-            (A, B, C),
-            n_rotations=n_rotations,
-            seed=seed,
-            worst_case=True,
-            worst_case_starts=starts,
-        )
-        rows.append(_row(rep, "constructive (Thm 3.2, pruned)", 0.0))
-        print(f"L={L} constructive R={A.shape[1]} rel={rep.relative_error:.1e}", flush=True)
         threshold = thm31_threshold(T, L)
         inexact = [r for r in rows if not r["exact"]]
         ratios = [r["tightness_spectral"] for r in inexact]
@@ -358,7 +358,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="no fitting: redraw the PNG and rewrite the closing note from an existing JSON in --out",
     )
+    _dask.add_args(parser)
     args = parser.parse_args(argv)
+    _dask.check_args(args)
     out = _common.output_dir(args)
     path = out / f"{NAME}.json"
     if args.replot:
@@ -388,9 +390,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, "error: --budget must be a positive number of seconds\n")
     store = _common.fit_store(args, out)
     run = _common.Run(NAME, args, argv)
-    bounds, paper_fits = bounds_part(
-        args.L, args.seed, args.n_rotations, args.starts, store, args.quick
-    )
+    with _dask.units(args) as pool:
+        bounds, paper_fits = bounds_part(
+            args.L, args.seed, args.n_rotations, args.starts, store, args.quick, pool
+        )
     sharing = weight_sharing_part(paper_fits, args.seed)
     maps = random_map_part(args.random_map_L, args.seed, args.budget)
     note = closing_note(bounds, maps, sharing)

@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tqdm import tqdm
-
-from experiments import _common
+from experiments import _common, _dask
 from experiments._rank_study import (
     SCHEDULES,
     add_max_L_arg,
@@ -55,6 +53,12 @@ def rank_grid(L: int, quick: bool) -> list[int]:
     if not quick:
         grid |= {f(L) for name, f in SCHEDULES.items() if name != "(L+1)^4" and f(L) < d * d}
     return sorted(grid)
+
+
+def _record(job: tuple[int, int], *, seed: int, samples: int, store, quick: bool) -> dict:
+    """One (L, R) of the grid: a Dask unit (experiments/_dask.py)."""
+    L, R = job
+    return rank_record(unit_cg(L), R, seed=seed, n_samples=samples, store=store, quick=quick)
 
 
 def figure(result: dict):
@@ -112,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     add_max_L_arg(parser)
     parser.add_argument("--samples", type=int, default=None, help="(R, x, y) samples per rank")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled rotations/inputs")
+    _dask.add_args(parser)
     args = parser.parse_args(argv)
+    _dask.check_args(args)
     max_L = resolve_max_L(args, parser)
     if args.samples is not None and args.samples < 1:
         parser.error(f"--samples must be >= 1, got {args.samples}")
@@ -120,24 +126,26 @@ def main(argv: list[str] | None = None) -> int:
     out = _common.output_dir(args)
     store = _common.fit_store(args, out)
     run = _common.Run(NAME, args, argv)
-    per_L = []
     jobs = [(L, R) for L in range(1, max_L + 1) for R in rank_grid(L, args.quick)]
-    bar = tqdm(jobs, desc="error vs rank", disable=None)
-    current: dict | None = None
-    for L, R in bar:
-        bar.set_postfix(L=L, R=R)
-        if current is None or current["L"] != L:
-            current = {
-                "L": L,
-                "d": (L + 1) ** 2,
-                "schedule_ranks": {name: f(L) for name, f in SCHEDULES.items()},
-                "rows": [],
-            }
-            per_L.append(current)
-            T = unit_cg(L)
-        current["rows"].append(
-            rank_record(T, R, seed=args.seed, n_samples=samples, store=store, quick=args.quick)
+    with _dask.units(args) as pool:
+        records = pool.map(
+            _record,
+            jobs,
+            desc="error vs rank",
+            seed=args.seed,
+            samples=samples,
+            store=store,
+            quick=args.quick,
         )
+    per_L = [
+        {
+            "L": L,
+            "d": (L + 1) ** 2,
+            "schedule_ranks": {name: f(L) for name, f in SCHEDULES.items()},
+            "rows": [r for (L_, _), r in zip(jobs, records, strict=True) if L_ == L],
+        }
+        for L in sorted({L for L, _ in jobs})
+    ]
     result = {
         "experiment": NAME,
         "normalization": "unit",

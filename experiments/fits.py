@@ -6,7 +6,8 @@ Usage::
     python -m experiments.fits --quick          # quick mode: keys of the quick runs, into results/quick/fits
     python -m experiments.fits --list           # the keys and whether the store holds them
     python -m experiments.fits --import experiments/results/factors   # offer existing factor files
-    python -m experiments.fits --L 3 5          # only these degrees (e.g. two processes in parallel)
+    python -m experiments.fits --L 3 5          # only these degrees
+    python -m experiments.fits --workers 2      # the missing keys on 2 Dask worker processes
 
 The store is one folder of factor files keyed by (normalization, parity, L, R); the full mode uses
 the package's shipped store (tdn_theory/cp/best_known, package data), so what the experiments
@@ -28,11 +29,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-from experiments import _common
+from experiments import _common, _dask
 from tdn_theory import so3
 from tdn_theory.cp import CPFit, FitKey, FitStore, FitStoreError, best_fit, load_factors
 from tdn_theory.cp.store import EXACT_TOL, SHIPPED
@@ -211,6 +213,18 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fill_key(key: FitKey, *, store: FitStore, command: str) -> dict | None:
+    """One key read from the store, or fitted and offered to it (a Dask unit, experiments/_dask.py);
+    a row for the run's summary when it took longer than a second (i.e. was fitted)."""
+    t0 = time.perf_counter()
+    fit, _ = best_fit(key.L, key.rank, key.normalization, key.parity, store=store, command=command)
+    seconds = time.perf_counter() - t0
+    if seconds <= 1.0:
+        return None
+    print(f"[fits] {key}: {fit.relative_error:.4g} ({seconds:.0f} s)", flush=True)
+    return {"key": str(key), "relative_error": fit.relative_error, "seconds": round(seconds, 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     _common.add_common_args(parser)
@@ -247,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="store folder (default: the shipped store; quick: OUT/fits)",
     )
+    _dask.add_args(parser)
     args = parser.parse_args(argv)
+    _dask.check_args(args)
     out = _common.output_dir(args)
     store = FitStore(args.store or (out / "fits" if args.quick else SHIPPED))
     run = _common.Run(NAME, args, argv)
@@ -289,21 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.L:
         for line in derive_cg(store):
             print(f"[fits] stored {line}")
-    fitted = []
-    for key in keys:
-        with run.timer() as t:
-            fit, meta = best_fit(
-                key.L, key.rank, key.normalization, key.parity, store=store, command=run.command
-            )
-        if t.seconds > 1.0:
-            fitted.append(
-                {
-                    "key": str(key),
-                    "relative_error": fit.relative_error,
-                    "seconds": round(t.seconds, 1),
-                }
-            )
-            print(f"[fits] {key}: {fit.relative_error:.4g} ({t.seconds:.0f} s)", flush=True)
+    with _dask.units(args) as pool:
+        done = pool.map(fill_key, keys, desc="fits", store=store, command=run.command)
+    fitted = [row for row in done if row is not None]
     if args.L:  # a partial run (parallel workers): the summary is written by a full one
         return 0
     rows = store_table(store)

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from experiments import _io
+from experiments import _dask, _io
 from experiments._rank_study import paper_and_exact_ranks
 from tdn_theory import so3
 from tdn_theory.cp import EXACT_RTOL
@@ -191,6 +191,67 @@ def mirror_part(geoms: dict, Ls: list[int], depths: list[int], seed: int) -> lis
     return rows
 
 
+def grid(Ls: list[int], depths: list[int], side_depth: int = 3) -> list[tuple]:
+    """The independent units (L, schedule, rank, depth): every depth for 7L^2 and the exact rank,
+    the other two schedules at side_depth only."""
+    units = []
+    for L in Ls:
+        for schedule, rank in schedules(L).items():
+            deep = schedule in ("7L^2", "exact")
+            for depth in depths if deep else [d for d in depths if d == side_depth]:
+                units.append((L, schedule, rank, depth))
+    return units
+
+
+def measure_unit(unit: tuple, *, geoms: dict, n_rot: int, search: int, seed: int) -> dict:
+    """One unit of the grid: the model's tensor-product error and a measured point per geometry."""
+    L, schedule, rank, depth = unit
+    t0 = time.perf_counter()
+    dense = TDNPotential(SPECIES, L, CHANNELS, depth, CUTOFF, "dense", seed=seed)
+    model = tensor_product(dense, L, rank, schedule)
+    eps, S, rel = tensor_product_error(model)
+    tp = {
+        "L": L,
+        "schedule": schedule,
+        "rank": rank,
+        "relative_error": rel,
+        "eps_by_degree": [float(e) for e in eps],
+        "S": S,
+        "source": model.tp.meta.get("path") or "committed factor file",
+    }
+    exact = rel < EXACT_TOL
+    rows = []
+    for name, atoms in geoms.items():
+        point = measure_point(model, atoms, n_rot, search, seed)
+        point.update(
+            L=L,
+            depth=depth,
+            schedule=schedule,
+            rank=rank,
+            structure=name,
+            tp_relative_error=rel,
+            exact=exact,
+            force_tightness=_tightness(point["force_rel_worst"], point["force_bound_rel"], exact),
+            energy_tightness=_tightness(
+                point["energy_rel_worst"], point["energy_bound_rel"], exact
+            ),
+            feature_tightness=[
+                _tightness(m, b, exact)
+                for m, b in zip(
+                    point["feature_defect"][1:], point["feature_bound"][1:], strict=True
+                )
+            ],
+        )
+        rows.append(point)
+    print(
+        f"L={L} {schedule:12s} R={rank:3d} depth={depth}: force err "
+        f"{max(r['force_rel_worst'] for r in rows):.2e}, bound "
+        f"{max(r['force_bound_rel'] for r in rows):.2e} ({time.perf_counter() - t0:.0f} s)",
+        flush=True,
+    )
+    return {"tensor_product": tp, "rows": rows}
+
+
 def run(args) -> dict:
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     geoms = structures(args.seed, args.quick)
@@ -198,59 +259,17 @@ def run(args) -> dict:
     depths = [1, 2, 3] if args.quick else list(range(1, 7))
     side_depth = 3
     n_rot, search = (4, 8) if args.quick else (args.rotations, args.search)
+    units = grid(Ls, depths, side_depth)
+    with _dask.units(args) as pool:
+        results = pool.map(
+            measure_unit, units, geoms=geoms, n_rot=n_rot, search=search, seed=args.seed
+        )
     tps, rows = [], []
-    t_start = time.perf_counter()
-    for L in Ls:
-        for schedule, rank in schedules(L).items():
-            deep = schedule in ("7L^2", "exact")
-            for depth in depths if deep else [d for d in depths if d == side_depth]:
-                dense = TDNPotential(SPECIES, L, CHANNELS, depth, CUTOFF, "dense", seed=args.seed)
-                model = tensor_product(dense, L, rank, schedule)
-                eps, S, rel = tensor_product_error(model)
-                if depth == (depths[0] if deep else side_depth):
-                    tps.append(
-                        {
-                            "L": L,
-                            "schedule": schedule,
-                            "rank": rank,
-                            "relative_error": rel,
-                            "eps_by_degree": [float(e) for e in eps],
-                            "S": S,
-                            "source": model.tp.meta.get("path") or "committed factor file",
-                        }
-                    )
-                exact = rel < EXACT_TOL
-                for name, atoms in geoms.items():
-                    point = measure_point(model, atoms, n_rot, search, args.seed)
-                    point.update(
-                        L=L,
-                        depth=depth,
-                        schedule=schedule,
-                        rank=rank,
-                        structure=name,
-                        tp_relative_error=rel,
-                        exact=exact,
-                        force_tightness=_tightness(
-                            point["force_rel_worst"], point["force_bound_rel"], exact
-                        ),
-                        energy_tightness=_tightness(
-                            point["energy_rel_worst"], point["energy_bound_rel"], exact
-                        ),
-                        feature_tightness=[
-                            _tightness(m, b, exact)
-                            for m, b in zip(
-                                point["feature_defect"][1:], point["feature_bound"][1:], strict=True
-                            )
-                        ],
-                    )
-                    rows.append(point)
-                print(
-                    f"L={L} {schedule:12s} R={rank:3d} depth={depth}: force err "
-                    f"{max(r['force_rel_worst'] for r in rows[-len(geoms) :]):.2e}, bound "
-                    f"{max(r['force_bound_rel'] for r in rows[-len(geoms) :]):.2e} "
-                    f"({time.perf_counter() - t_start:.0f} s)",
-                    flush=True,
-                )
+    for (_, schedule, _, depth), result in zip(units, results, strict=True):
+        deep = schedule in ("7L^2", "exact")
+        if depth == (depths[0] if deep else side_depth):
+            tps.append(result["tensor_product"])
+        rows.extend(result["rows"])
     mirror = mirror_part(
         geoms, Ls[:2] if args.quick else [2, 3], [1, 3] if args.quick else [1, 3, 6], args.seed
     )
@@ -387,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="JSON path (PNG, MD beside it)")
     parser.add_argument("--table", action="store_true", help="print the table of an existing JSON")
+    _dask.add_args(parser)
     args = parser.parse_args(argv)
     default = _io.RESULTS / "quick" if args.quick else _io.RESULTS
     out = args.out or default / "network_equivariance.json"
@@ -401,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, "error: --rotations must be >= 1, --search and --seed >= 0\n")
     if out.exists() and not out.is_file():
         parser.exit(2, f"error: {out} exists and is not a regular file\n")
+    _dask.check_args(args)
     load_start = list(os.getloadavg())
     t0 = time.perf_counter()
     data = run(args)
@@ -431,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "loadavg_start": load_start,
         "loadavg_end": list(os.getloadavg()),
+        **_dask.describe(args),
         "seconds": round(time.perf_counter() - t0, 1),
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -38,9 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from experiments import _common, _io
+from experiments import _common, _dask, _io
 from tdn_theory import so3
 from tdn_theory.cp import CPFit, cp_to_tensor, load_factors, relative_error, save_factors
 from tdn_theory.cp.compress import compress_exact
@@ -154,6 +152,29 @@ def compute_lower(row: dict, T: np.ndarray, max_p: int, max_size: int) -> None:
     }
 
 
+class _NoBar:
+    def set_postfix_str(self, text: str) -> None:
+        pass
+
+
+def source_row(norm: str, par: str, L: int) -> str | None:
+    """The row a row reads: gaunt/all is gaunt/even's tensor, cg scales the unit factors."""
+    if (norm, par) == ("gaunt", "all"):
+        return row_key("gaunt", "even", L)
+    return row_key("unit", par, L) if norm == "cg" else None
+
+
+def atlas_row(spec: tuple, row: dict, args, src: dict | None, save=None) -> dict:
+    """One row (normalization, parity, L) of the atlas: a Dask unit (experiments/_dask.py).
+    src: the row of source_row (when known); save: called after each resumable step (serial
+    runs; None on workers). Returns the updated row."""
+    norm, par, L = spec
+    source = source_row(norm, par, L)
+    state = {"rows": {source: src} if src else {}}
+    run_row(row, norm, par, L, args, state, save or (lambda: None), _NoBar())
+    return row
+
+
 def run_row(
     row: dict,
     norm: str,
@@ -162,7 +183,7 @@ def run_row(
     args: argparse.Namespace,
     state: dict,
     save: Any,
-    bar: tqdm,
+    bar: Any,
 ) -> None:
     folder = args.factors
     T = so3.cg_tensor(L, norm, par)
@@ -597,12 +618,6 @@ def markdown(state: dict) -> str:
     return "\n".join(out)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--max-L", type=int, default=6, help="largest L of the unit/all rows (1..6)")
@@ -646,7 +661,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="results folder of another run: copy its rows and factor files in",
     )
+    _dask.add_args(ap)
     args = ap.parse_args(argv)
+    _dask.check_args(args)
     if args.quick:  # small rows and budgets (CI / a first look)
         args.max_L, args.others_max_L = min(args.max_L, 2), min(args.others_max_L, 1)
         args.budget_scale = min(args.budget_scale, 0.1)
@@ -692,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
                 src = state["rows"][row["same_tensor_as"]]
                 row.update({k: v for k, v in src.items() if k not in ("parity", "paths")})
         save()
-        _write_text_atomic(out / "rank_atlas.md", markdown(state))
+        _io.write_text_atomic(out / "rank_atlas.md", markdown(state))
         print(f"refreshed {json_path} and {out / 'rank_atlas.md'} from {args.store_obj}")
         return 0
 
@@ -709,12 +726,25 @@ def main(argv: list[str] | None = None) -> int:
 
     only = {s.strip() for s in args.only.split(",") if s.strip()} or None
     todo = specs(args.max_L, min(args.others_max_L, args.max_L), only)
-    with tqdm(todo, desc="rank atlas", unit="row", disable=None) as bar:
-        for norm, par, L in bar:
-            row = state["rows"].setdefault(row_key(norm, par, L), {})
-            run_row(row, norm, par, L, args, state, save, bar)
+    with _dask.units(args) as pool:
+        futures = {}
+        for norm, par, L in todo:
+            key = row_key(norm, par, L)
+            row = state["rows"].setdefault(key, {})
+            source = source_row(norm, par, L)
+            src = futures.get(source, state["rows"].get(source)) if source else None
+            # serial: the row is updated in place and saved along the way (resumable);
+            # parallel: a worker returns the row and it is saved here when it arrives
+            save_now = None if pool.parallel else save
+            futures[key] = pool.submit(atlas_row, (norm, par, L), row, args, src, save_now)
+            if not pool.parallel:
+                futures[key].result()  # raises what the row raised
+                save()
+        keys = {future: key for key, future in futures.items()}
+        for future in pool.as_completed(list(futures.values())) if pool.parallel else ():
+            state["rows"][keys[future]] = future.result()
             save()
-    _write_text_atomic(out / "rank_atlas.md", markdown(state))
+    _io.write_text_atomic(out / "rank_atlas.md", markdown(state))
     print(f"wrote {json_path} and {out / 'rank_atlas.md'}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Regenerate the README's (and the proofs') result tables and quoted figures from the results files.
+"""Regenerate the result tables and quoted figures of README.md, experiments/README.md and the proofs.
 
 Usage::
 
@@ -13,7 +13,8 @@ A generated section sits between two marker lines::
 
 and is rebuilt by SECTIONS[NAME] from experiments/results/*.json (and the fit store), so every
 fitted error the README quotes is the number stored there: one number, one source.
-tests/test_readme.py fails when the committed README differs from what this writes.
+This is the one README generator (the layer benchmark's tables included: section "bench_layer").
+tests/test_readme.py fails when a committed file differs from what this writes.
 """
 
 from __future__ import annotations
@@ -30,8 +31,15 @@ from experiments import _io
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-#: The files with generated sections (README and the proofs that quote measured numbers).
-FILES = (README, ROOT / "proofs" / "equivariance_bound.md", ROOT / "proofs" / "universality.md")
+EXPERIMENTS_README = ROOT / "experiments" / "README.md"
+#: The files with generated sections: README (short tables), experiments/README.md (the full
+#: tables of every result) and the proofs that quote measured numbers.
+FILES = (
+    README,
+    EXPERIMENTS_README,
+    ROOT / "proofs" / "equivariance_bound.md",
+    ROOT / "proofs" / "universality.md",
+)
 BEGIN = "<!-- BEGIN generated: {name} (python -m experiments.readme) -->"
 END = "<!-- END generated: {name} -->"
 _BLOCK = re.compile(
@@ -551,7 +559,55 @@ def bounds(results: Path) -> str:
     return _wrap(text)
 
 
+def bench_layer(results: Path) -> str:
+    """The layer benchmark's tables (experiments.bench_layer: the run, the CP and fault studies)."""
+    from experiments import bench_layer as bench
+
+    return bench.readme_block(_load(results, "bench_layer_cpu"), results).rstrip("\n")
+
+
+def _first_table(text: str, keep: Callable[[list[str]], bool] = lambda cells: True) -> str:
+    """The first Markdown table of `text`: its header and the rows whose cells pass `keep`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    table = lines[start:end]
+    rows = [r for r in table[2:] if keep([c.strip() for c in r.strip("|").split("|")])]
+    return "\n".join(table[:2] + rows)
+
+
+#: The methods of the README's short layer table (all of them: experiments/README.md).
+SHORT_METHODS = ("dense_cg", "edge_frame", "cp_7L2", "cp_exact", "e3nn_uvu")
+
+
+def bench_layer_short(results: Path) -> str:
+    """README: forward time per L of five methods (the first table of bench_layer)."""
+    return _first_table(bench_layer(results), lambda cells: cells[0] in SHORT_METHODS)
+
+
+def network_short(results: Path) -> str:
+    """README: the network table at depth 3 (all depths: experiments/README.md)."""
+    return _first_table(network(results), lambda cells: cells[1] == "3")
+
+
+def accuracy_short(results: Path) -> str:
+    """README: the accuracy table alone (data line and findings: experiments/README.md)."""
+    return _first_table(accuracy(results))
+
+
+def parallel(results: Path) -> str:
+    """Sweeps on 1 vs N Dask workers, training on 1 vs 2 processes, the study's estimate."""
+    from experiments.bench_parallel import markdown
+
+    return markdown(_load(results, "bench_parallel")).rstrip("\n")
+
+
 SECTIONS: dict[str, Callable[[Path], str]] = {
+    "parallel": parallel,
+    "bench_layer": bench_layer,
+    "bench_layer_short": bench_layer_short,
+    "network_short": network_short,
+    "accuracy_short": accuracy_short,
     "bounds": bounds,
     "proof_thm31": proof_thm31,
     "proof_fitted": proof_fitted,

@@ -5,15 +5,20 @@ Usage::
     python -m experiments.run_all            # full results into experiments/results/ (~1 h, 2 cores)
     python -m experiments.run_all --quick    # small L, short fits into experiments/results/quick/
     python -m experiments.run_all --list     # the tasks, their outputs and whether they are current
+    python -m experiments.run_all --workers 4 # independent tasks on 4 local Dask worker processes
     python -m experiments.run_all --only error_vs_rank,rank_schedules --force
     python -m experiments.readme             # then: README tables from the results files
 
 TASKS is a plain list. Every task is one experiment script under the shared command-line contract
 (experiments/_common.py): it runs as ``python -m experiments.<name> [--quick] --out DIR`` in a fresh
 process and writes ``<name>.json`` (and .png / .md) into DIR, experiments/results or, with --quick,
-experiments/results/quick. Tasks run in list order; ``after`` names the tasks whose outputs a task
-reads. The first task, ``fits``, fills the store of best-known fits (tdn_theory.cp.store) that the
-other tasks read, so every (tensor, L, R) is fitted once.
+experiments/results/quick. ``after`` names the tasks whose outputs a task reads. Each task is one
+Dask task (experiments/_dask.py) that starts when the tasks it reads from are done: serial and in
+list order by default, ``--workers N`` runs independent tasks on N local worker processes,
+``--scheduler ADDRESS`` on an existing Dask cluster (shared file system). The first task, ``fits``,
+fills the store of best-known fits (tdn_theory.cp.store) that the other tasks read, so every
+(tensor, L, R) is fitted once. Timings (bench_*, integrity, the speed columns of accuracy_vs_rank)
+taken with --workers > 1 share the machine with other tasks; their provenance records the load.
 
 Up to date. A task is skipped when its outputs exist and the inputs hash recorded for it in
 ``<results>/run_all_manifest.json`` equals the current one. The inputs hash is the SHA-256 of the
@@ -31,11 +36,13 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from experiments import _io
+from experiments import _dask, _io
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "run_all_manifest.json"
@@ -255,6 +262,44 @@ def results_dir(quick: bool, base: Path | None = None) -> Path:
     return base / "quick" if quick else base
 
 
+def run_task(
+    task: Task,
+    quick: bool,
+    out: Path,
+    root: Path,
+    all_tasks: Sequence[Task],
+    sources: Sequence[Path],
+    recorded: dict,
+    force: bool,
+    extra_env: dict[str, str] | None,
+    *upstream: dict,
+) -> dict:
+    """One task (a Dask task, or a plain call when serial): skip it when an upstream task did not
+    finish or when it is current, else run its script in a fresh process.
+
+    upstream: the results of the tasks named in task.after (a Dask task starts when they are done).
+    Returns {"name", "status", and, when it ran, "digest" and "seconds"}.
+    """
+    failed = [u["name"] for u in upstream if u["status"] not in ("ran", "up to date")]
+    if failed:
+        return {"name": task.name, "status": f"skipped (upstream {failed} did not finish)"}
+    digest = inputs_hash(task, quick, out, all_tasks, root, sources)
+    if not force and is_current(task, recorded, digest, out):
+        return {"name": task.name, "status": "up to date"}
+    env = dict(os.environ, **(extra_env or {}))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    print(f"[run_all] {task.name}: {' '.join(command(task, quick, out)[1:])}", flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(command(task, quick, out), cwd=root, env=env)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return {"name": task.name, "status": f"failed (exit {proc.returncode})"}
+    missing = [n for n in task.outputs if not (out / n).exists()]
+    if missing:
+        return {"name": task.name, "status": f"failed (did not write {missing})"}
+    return {"name": task.name, "status": "ran", "digest": digest, "seconds": seconds}
+
+
 def run(
     tasks: Sequence[Task],
     *,
@@ -263,58 +308,67 @@ def run(
     base: Path | None = None,
     root: Path = ROOT,
     all_tasks: Sequence[Task] = TASKS,
-    progress: bool = True,
+    progress: bool | None = None,
     extra_env: dict[str, str] | None = None,
+    options: Any = None,
 ) -> dict[str, str]:
-    """Run the tasks in order; returns {task name: status} with status one of
-    "ran", "up to date", "missing script", "failed (exit N)", "failed (did not write ...)".
+    """Run the tasks as Dask tasks (options: --workers / --scheduler, experiments._dask), each
+    after the tasks it reads from; returns {task name: status} in task order, with status one of
+    "ran", "up to date", "missing script", "skipped (...)", "failed (exit N)",
+    "failed (did not write ...)". The manifest is written here, as each task finishes.
     """
-    from tqdm import tqdm
-
     out = results_dir(quick, base)
     out.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(out)
+    recorded = dict(manifest)
     sources = source_files(root)
     status: dict[str, str] = {}
-    bar = tqdm(list(tasks), desc="run_all", disable=None if progress else True, file=sys.stderr)
-    for task in bar:
-        bar.set_postfix_str(task.name)
-        if not module_exists(task, root):
-            status[task.name] = "missing script"
-            continue
-        failed_upstream = [
-            u for u in task.after if status.get(u, "ran") not in ("ran", "up to date")
-        ]
-        if failed_upstream:
-            status[task.name] = f"skipped (upstream {failed_upstream} did not finish)"
-            continue
-        digest = inputs_hash(task, quick, out, all_tasks, root, sources)
-        if not force and is_current(task, manifest, digest, out):
-            status[task.name] = "up to date"
-            continue
-        env = dict(os.environ, **(extra_env or {}))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-        t0 = time.perf_counter()
-        bar.write(f"[run_all] {task.name}: {' '.join(command(task, quick, out)[1:])}")
-        proc = subprocess.run(command(task, quick, out), cwd=root, env=env)
-        seconds = time.perf_counter() - t0
-        if proc.returncode != 0:
-            status[task.name] = f"failed (exit {proc.returncode})"
-            continue
-        missing = [n for n in task.outputs if not (out / n).exists()]
-        if missing:
-            status[task.name] = f"failed (did not write {missing})"
-            continue
-        manifest[task.name] = {
-            "inputs_hash": digest,
-            "outputs": list(task.outputs),
-            "seconds": round(seconds, 1),
-            "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "mode": "quick" if quick else "full",
-        }
-        _io.write_json_atomic(out / MANIFEST, manifest)
-        status[task.name] = "ran"
-    return status
+
+    def record(result: dict) -> None:
+        status[result["name"]] = result["status"]
+        if result["status"] == "ran":
+            manifest[result["name"]] = {
+                "inputs_hash": result["digest"],
+                "outputs": list(by_name[result["name"]].outputs),
+                "seconds": round(result["seconds"], 1),
+                "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "mode": "quick" if quick else "full",
+            }
+            _io.write_json_atomic(out / MANIFEST, manifest)
+
+    by_name = {t.name: t for t in tasks}
+    futures: dict[str, Any] = {}
+    with _dask.units(options, progress=progress) as pool:
+        for task in tasks:
+            if not module_exists(task, root):
+                status[task.name] = "missing script"
+                continue
+            gone = [u for u in task.after if status.get(u) == "missing script"]
+            if gone:
+                status[task.name] = f"skipped (upstream {gone} did not finish)"
+                continue
+            upstream = [futures[u] for u in task.after if u in futures]
+            futures[task.name] = pool.submit(
+                run_task,
+                task,
+                quick,
+                out,
+                root,
+                all_tasks,
+                sources,
+                recorded,
+                force,
+                extra_env,
+                *upstream,
+                key=f"run_all-{task.name}-{uuid.uuid4().hex[:8]}",
+            )
+            if not pool.parallel:  # serial: it ran just now
+                record(futures[task.name].result())
+        if pool.parallel:
+            pool.show_progress(list(futures.values()))
+            for future in pool.as_completed(list(futures.values())):
+                record(future.result())
+    return {t.name: status[t.name] for t in tasks}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rerun tasks that are up to date")
     parser.add_argument("--only", default=None, help="comma separated task names (see --list)")
     parser.add_argument("--list", action="store_true", help="list the tasks and their state")
+    _dask.add_args(parser)
     args = parser.parse_args(argv)
+    _dask.check_args(args)
     try:
         tasks = select(TASKS, args.only)
     except ValueError as exc:
@@ -344,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{task.name:22s} {state:14s} {', '.join(task.outputs)}  ({task.note})")
         return 0
     t0 = time.perf_counter()
-    status = run(tasks, quick=args.quick, force=args.force)
+    status = run(tasks, quick=args.quick, force=args.force, options=args)
     print(f"[run_all] results in {out} ({time.perf_counter() - t0:.0f} s):")
     for name, state in status.items():
         print(f"  {name:16s} {state}")

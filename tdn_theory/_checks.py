@@ -11,7 +11,11 @@ from __future__ import annotations
 import numbers
 from collections.abc import Iterable
 
-__all__ = ["check_choice", "check_degree", "check_int"]
+__all__ = ["MAX_SEED", "check_choice", "check_degree", "check_int", "check_seed"]
+
+#: Largest seed accepted everywhere: what every generator in use takes (scipy's ``random_state``
+#: and NumPy's legacy seeding stop at 2**32 - 1).
+MAX_SEED = 2**32 - 1
 
 
 def check_int(
@@ -45,6 +49,11 @@ def check_degree(
 ) -> int:
     """A degree: :func:`check_int` with ``minimum=0``."""
     return check_int(value, name, minimum=0, maximum=maximum, who=who)
+
+
+def check_seed(value: object, name: str = "seed", *, who: str | None = None) -> int:
+    """A seed: :func:`check_int` in ``[0, MAX_SEED]``."""
+    return check_int(value, name, minimum=0, maximum=MAX_SEED, who=who)
 
 
 def check_choice(value: object, name: str, accepted: Iterable[str]) -> str:

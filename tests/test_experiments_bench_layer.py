@@ -73,27 +73,18 @@ def test_bench_layer_tiny_run_writes_json_png_and_tables(tmp_path):
 
 
 def test_readme_block_is_generated_from_the_committed_json():
-    """README's bench_layer tables equal what `--readme` makes from the committed JSON."""
+    """experiments/README.md's bench_layer tables are what experiments.readme makes of the JSON."""
+    from experiments import readme
+
     bench = load_bench()
     results = Path(bench.__file__).parent / "results"
     report = json.loads((results / "bench_layer_cpu.json").read_text())
-    text = bench.README.read_text()
     block = bench.readme_block(report, results)
     assert bench.readme_tables(report) in block and "CP at 7L^2 alone" in block
     assert "`--page-faults`" in block
-    assert bench.replace_readme_block(text, block) == text, (
-        "README tables are stale: run python -m experiments.bench_layer --readme"
-    )
-
-
-def test_replace_readme_block_needs_both_markers_once():
-    bench = load_bench()
-    block = f"a\n{bench.README_START}\nold\n{bench.README_END}\nb\n"
-    assert bench.replace_readme_block(block, "new\n") == (
-        f"a\n{bench.README_START}\nnew\n{bench.README_END}\nb\n"
-    )
-    with pytest.raises(ValueError, match="exactly once"):
-        bench.replace_readme_block("no markers", "new\n")
+    text = readme.EXPERIMENTS_README.read_text()
+    assert block.rstrip("\n") in text, "tables are stale: run python -m experiments.readme"
+    assert readme.stale_sections(text) == []
 
 
 def test_bench_layer_refuses_missing_cuda_bad_L_and_special_out(tmp_path):

@@ -40,10 +40,8 @@ def test_mirror_check(data):
 
 
 def test_readme_table_is_generated_from_the_json(data):
-    readme = (ROOT / "README.md").read_text()
-    assert ne.markdown_table(data) in readme, (
-        "regenerate: python -m experiments.network_equivariance --table, paste into README"
-    )
+    readme = (ROOT / "experiments" / "README.md").read_text()
+    assert ne.markdown_table(data) in readme, "regenerate: python -m experiments.readme"
 
 
 def test_schedules():

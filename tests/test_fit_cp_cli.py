@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -393,7 +394,18 @@ def test_sigterm_to_a_running_process(tmp_path):
         env=env,
         cwd=tmp_path,
     )
-    time.sleep(4)
+    # Signal only once the handler is installed (SigCgt in /proc on Linux): a fixed sleep
+    # fired too early on a loaded machine, before Python had even imported the package.
+    status = Path(f"/proc/{proc.pid}/status")
+    deadline = time.monotonic() + 120
+    while status.exists() and time.monotonic() < deadline:
+        caught = int(re.search(r"SigCgt:\s*([0-9a-f]+)", status.read_text()).group(1), 16)
+        if caught >> (signal.SIGTERM - 1) & 1:
+            break
+        time.sleep(0.05)
+    else:
+        time.sleep(4)  # no /proc: fall back to a generous fixed wait
+    time.sleep(0.5)  # let the fit start
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err

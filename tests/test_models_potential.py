@@ -285,7 +285,8 @@ def _one_line(excinfo) -> str:
     [
         (lambda a: a.__setitem__("numbers", np.array([29, 79, 26, 29, 29, 29])), "unknown species"),
         (lambda a: a["positions"].__setitem__((1, 2), math.nan), "NaN"),
-        (lambda a: a["positions"].__setitem__(5, [30.0, 0.0, 0.0]), "no neighbour"),
+        (lambda a: a.update(pbc="False"), "pbc must be a bool"),
+        (lambda a: a.__setitem__("numbers", np.array(["Cu"] * 6)), "got symbols"),
         (lambda a: a.update(cell=np.diag([5.0, 5.0, 0.0]), pbc=True), "zero cell vector|singular"),
         (
             lambda a: a.update(cell=np.array([[5.0, 0, 0], [0, 5.0, 0], [5.0, 5.0, 0]]), pbc=True),

@@ -316,12 +316,10 @@ def save_factors(
     return path
 
 
-def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], str]:
-    """The arrays A, B, C and the meta text of a factor file (FactorFileError otherwise)."""
-    where = f"load_factors: {str(path)!r}"
+def _read_npz_handle(handle, where: str) -> dict[str, np.ndarray]:
     try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as exc:  # any failure to read is a corrupt file, never a traceback
+        data = np.load(handle, allow_pickle=False)
+    except Exception as exc:
         raise FactorFileError(f"{where} is not a readable .npz file ({exc!s:.200})") from exc
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise FactorFileError(
@@ -336,10 +334,26 @@ def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], str]:
                     f"{where} lacks the entries {sorted(missing)}; "
                     "not a factor file written by save_factors"
                 )
-            arrays = {k: np.array(data[k]) for k in ("A", "B", "C", "meta")}
+            return {k: np.array(data[k]) for k in ("A", "B", "C", "meta")}
     except FactorFileError:
         raise
     except Exception as exc:  # damaged member (CRC), bad header, object array, ...
+        raise FactorFileError(f"{where} is not a readable .npz file ({exc!s:.200})") from exc
+
+
+def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], str]:
+    """The arrays A, B, C and the meta text of a factor file (FactorFileError otherwise).
+
+    The file is opened here and closed on every path (np.load given a name leaks its handle when
+    the zip directory is damaged).
+    """
+    where = f"load_factors: {str(path)!r}"
+    try:
+        with open(path, "rb") as handle:
+            arrays = _read_npz_handle(handle, where)
+    except FactorFileError:
+        raise
+    except Exception as exc:  # any failure to read is a corrupt file, never a traceback
         raise FactorFileError(f"{where} is not a readable .npz file ({exc!s:.200})") from exc
     meta_raw = arrays.pop("meta")
     if meta_raw.shape != () or meta_raw.dtype.kind != "U":

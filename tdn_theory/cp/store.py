@@ -20,7 +20,11 @@ once and every caller quotes the same one.
 
 Every read is verified: the factors are rebuilt into a tensor and compared with cg_tensor; a file
 whose stored error disagrees with the recomputed one (or whose name disagrees with its metadata)
-is refused with a one-line FitStoreError.
+is refused with a one-line FitStoreError that names the file to delete. A damaged file of another
+rank never blocks a lookup: while looking for an exact fit of a smaller rank, a damaged file is
+skipped with one warning (once per file and process). A store that cannot be written (read-only,
+a file in its place, a full disk) does not stop best_fit: the new fit is used unstored, with one
+warning.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +52,7 @@ __all__ = [
     "FitKey",
     "FitStore",
     "FitStoreError",
+    "FitStoreWriteError",
     "RECIPES",
     "SHIPPED",
     "best_fit",
@@ -87,6 +93,14 @@ _VERIFIED: dict[tuple[str, int, int], tuple[CPFit, dict[str, Any]]] = {}
 
 class FitStoreError(ValueError):
     """A store folder or one of its files is unusable, or a key is not available."""
+
+
+class FitStoreWriteError(FitStoreError):
+    """A fit could not be written into the store (folder not writable, disk full, ...)."""
+
+
+#: Damaged files already reported in this process (one warning each).
+_REPORTED: set[str] = set()
 
 
 @dataclass(frozen=True, order=True)
@@ -158,9 +172,12 @@ class FitStore:
 
     def keys(self) -> list[FitKey]:
         """The keys this store holds, sorted (normalization, parity, L, rank)."""
-        if not self.folder.is_dir():
+        try:
+            if not self.folder.is_dir():
+                return []
+            found = [FitKey.from_filename(p.name) for p in self.folder.iterdir() if p.is_file()]
+        except OSError:  # an unreadable folder holds nothing usable
             return []
-        found = (FitKey.from_filename(p.name) for p in self.folder.iterdir() if p.is_file())
         return sorted(k for k in found if k is not None)
 
     def get(self, key: FitKey) -> tuple[CPFit, dict[str, Any]] | None:
@@ -191,15 +208,16 @@ class FitStore:
             "parity": key.parity,
             "rank": key.rank,
         }
+        advice = f"delete {str(path)!r} to use or refit another"
         try:
             fit, meta = load_factors(path, expect=expect)
         except FactorFileError as exc:
-            raise FitStoreError(f"fit store: refusing {path.name}: {exc}") from exc
+            raise FitStoreError(f"fit store: refusing {path.name}: {exc}; {advice}") from exc
         err = _recomputed_error(_target(key), fit)
         if abs(err - fit.relative_error) > _ERR_ATOL + _ERR_RTOL * fit.relative_error:
             raise FitStoreError(
                 f"fit store: refusing {path.name}: it records relative error "
-                f"{fit.relative_error:.6g} but its factors give {err:.6g} (altered file?)"
+                f"{fit.relative_error:.6g} but its factors give {err:.6g} (altered file?); {advice}"
             )
         _VERIFIED[stamp] = (fit, dict(meta))
         return fit, meta
@@ -238,12 +256,31 @@ class FitStore:
         )
         if current is not None:
             meta["replaces_relative_error"] = current[0].relative_error
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FitStoreWriteError(
+                f"fit store: cannot create {str(self.folder)!r} "
+                f"({exc.strerror or exc.__class__.__name__})"
+            ) from exc
         try:
             save_factors(self.path(key), fit, meta, target=T)
         except FactorFileError as exc:
-            raise FitStoreError(f"fit store: cannot store {key}: {exc}") from exc
+            kind = FitStoreWriteError if isinstance(exc.__cause__, OSError) else FitStoreError
+            raise kind(f"fit store: cannot store {key}: {exc}") from exc
         return True
+
+
+def _get_or_skip(store: FitStore, key: FitKey) -> tuple[CPFit, dict[str, Any]] | None:
+    """``store.get(key)``, or None with one warning (per file and process) for a damaged file."""
+    try:
+        return store.get(key)
+    except FitStoreError as exc:
+        path = str(store.path(key))
+        if path not in _REPORTED:
+            _REPORTED.add(path)
+            warnings.warn(f"skipping a damaged fit: {exc}", RuntimeWarning, stacklevel=3)
+        return None
 
 
 def _stores(store: str | os.PathLike | FitStore | None) -> list[FitStore]:
@@ -289,7 +326,7 @@ def smallest_exact_rank(
     stores = _stores(store)
     for key in available(store, L=L, normalization=normalization, parity=parity):
         for s in stores:
-            got = s.get(key)
+            got = _get_or_skip(s, key)
             if got is not None and got[0].relative_error <= EXACT_TOL:
                 return key.rank
     return None
@@ -319,7 +356,7 @@ def _lookup(key: FitKey, stores: list[FitStore]) -> tuple[CPFit, dict[str, Any]]
         and k.rank < key.rank
     )
     for _rank, i, k in smaller:
-        got = stores[i].get(k)
+        got = _get_or_skip(stores[i], k)
         if got is not None and got[0].relative_error <= EXACT_TOL:
             if best is None or got[0].relative_error < max(best[0].relative_error, EXACT_TOL):
                 meta = dict(got[1], padded_from_rank=k.rank, rank=key.rank)
@@ -420,10 +457,14 @@ def best_fit(
     }
     if store is not None:
         own = stores[0]
-        own.offer(key, fit, meta)
-        stored = own.get(key)
-        if stored is not None:
-            return stored
+        try:
+            own.offer(key, fit, meta)
+        except FitStoreWriteError as exc:
+            warnings.warn(f"{exc}; using the new fit without storing it", RuntimeWarning, 2)
+        else:
+            stored = own.get(key)
+            if stored is not None:
+                return stored
     meta.update(
         L=key.L,
         normalization=key.normalization,

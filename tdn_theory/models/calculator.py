@@ -5,13 +5,15 @@
 
 Energies in the model's units (eV for EMT data), forces = -dE/dpositions (eV/Å), and for a model
 with the dipole head the dipole (e·Å, :mod:`tdn_theory.models.dipole`), computed in the model's dtype
-(float64 or float32) and returned as float64 numpy arrays, as ASE expects.
+(float64 or float32) and returned as float64 numpy arrays, as ASE expects. Edge
+vectors are float64 differences of the positions cast to the model's dtype afterwards, so a float32
+model far from the origin loses no accuracy. Atoms without a neighbour within the cutoff are allowed
+(an isolated atom keeps its embedding: a constant energy per species and zero force).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from tdn_theory.models.potential import TDNPotential
@@ -38,9 +40,13 @@ class TDNCalculator(Calculator):
             )
         super().calculate(atoms, properties, system_changes)
         a = self.atoms
-        pos = torch.as_tensor(a.get_positions(), dtype=self.model.dtype, device=self.model.device)
+        # float64 positions: edge vectors are float64 differences even for a float32 model
         out = self.model.run(
-            pos, a.get_atomic_numbers(), np.asarray(a.get_cell()), a.get_pbc(), forces=True
+            a.get_positions(),
+            a.get_atomic_numbers(),
+            np.asarray(a.get_cell()),
+            a.get_pbc(),
+            forces=True,
         )
         e = float(out["energy"].detach().cpu())
         self.results = {

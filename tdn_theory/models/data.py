@@ -29,7 +29,14 @@ Generated sets are written as extended XYZ through :func:`ase.io.write` into the
 (``$TDN_THEORY_CACHE``, else ``~/.cache/tdn_theory``) under ``datasets/``, keyed by the generator
 parameters and the seed, atomically, with a JSON sidecar that records the parameters and the SHA-256 of
 the file. A cached set is verified against its sidecar when read; a damaged or altered file is
-regenerated (with a warning), never used. Every random draw comes from ``numpy.random.default_rng(seed)``.
+regenerated (with a warning), never used; an entry that is not a regular file (a FIFO, a link) is a
+miss, never opened. When the cache cannot be written (the folder is a file, read-only, or the disk is
+full) the set is generated in memory and used without the cache, with one warning. Every random draw
+comes from ``numpy.random.default_rng(seed)``; seeds are integers in ``[0, 2**32 - 1]``.
+
+Names and files: a ``source`` that names a set and is also an existing path is refused as ambiguous
+(write ``./cuau-fcc`` for the file). Atomic numbers must be 1..118 (ASE's dummy element ``X``, Z = 0,
+cannot be embedded by a potential and is refused when read).
 
 Splits: :func:`split` is a seeded permutation of the configurations; :func:`split_trajectories` a seeded
 permutation of whole trajectories.
@@ -48,9 +55,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tdn_theory._checks import check_int
+from tdn_theory._checks import check_int, check_seed
 from tdn_theory.models.molecules import MOLECULE_DATASETS, MoleculeRecipe, generate_molecules
-from tdn_theory.so3._files import NotRegularFileError, atomic_write
+from tdn_theory.so3._files import NotRegularFileError, atomic_write, check_regular_or_absent
 
 #: Bumped whenever the generator changes what it produces for the same parameters
 #: (2: every configuration stores info["trajectory"]; molecular sets).
@@ -140,10 +147,13 @@ def _initial_structure(recipe: EMTRecipe, rng: np.random.Generator):
     return atoms
 
 
-def generate_emt(name: str, *, n_configs: int | None = None, seed: int = 0) -> list:
+def generate_emt(
+    name: str, *, n_configs: int | None = None, seed: int = 0, progress: bool = False
+) -> list:
     """Generate the named EMT data set: a list of labelled configurations (see the module docstring).
 
-    Deterministic for ``(name, n_configs, seed)`` on a given ASE version.
+    Deterministic for ``(name, n_configs, seed)`` on a given ASE version. ``progress`` shows a tqdm
+    bar on a terminal (none when stderr is not one).
     """
     from ase import units
     from ase.calculators.emt import EMT
@@ -158,10 +168,11 @@ def generate_emt(name: str, *, n_configs: int | None = None, seed: int = 0) -> l
     n_configs = (
         recipe.n_configs if n_configs is None else check_int(n_configs, "n_configs", minimum=1)
     )
-    seed = check_int(seed, "seed")
+    seed = check_seed(seed)
     rng = np.random.default_rng(seed)
     configs: list = []
     trajectory = 0
+    bar = _progress_bar(n_configs, f"generating {name}") if progress else None
     while len(configs) < n_configs:
         atoms = _initial_structure(recipe, rng)
         atoms.calc = EMT()
@@ -193,10 +204,21 @@ def generate_emt(name: str, *, n_configs: int | None = None, seed: int = 0) -> l
             snapshot.info["temperature_K"] = float(temperature)
             snapshot.info["trajectory"] = trajectory
             configs.append(snapshot)
+            if bar is not None:
+                bar.update(1)
             if len(configs) == n_configs:
                 break
         trajectory += 1
+    if bar is not None:
+        bar.close()
     return configs
+
+
+def _progress_bar(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    # disable=None: no bar when stderr is not a terminal (logs stay clean)
+    return tqdm(total=total, desc=desc, unit="config", leave=False, disable=None)
 
 
 def _recipe(name: str) -> EMTRecipe:
@@ -216,13 +238,27 @@ def _key(name: str, n_configs: int, seed: int) -> dict:
     }
 
 
-def dataset_path(name: str, *, n_configs: int | None = None, seed: int = 0) -> Path:
-    """Path of the cached extxyz file of a named set, generating (and verifying) it as needed."""
+class CacheUnavailableError(OSError):
+    """The data-set cache cannot hold a set (unwritable folder, full disk, a non-regular entry)."""
+
+    def __init__(self, message: str, text: bytes) -> None:
+        super().__init__(message)
+        self.text = text  # the generated extxyz, usable without the cache
+
+
+def dataset_path(
+    name: str, *, n_configs: int | None = None, seed: int = 0, progress: bool = False
+) -> Path:
+    """Path of the cached extxyz file of a named set, generating (and verifying) it as needed.
+
+    Raises :class:`CacheUnavailableError` (holding the generated file's text) when the cache
+    cannot be written; :func:`load_dataset` then works without the cache.
+    """
     recipe = _recipe(name)
     n_configs = (
         recipe.n_configs if n_configs is None else check_int(n_configs, "n_configs", minimum=1)
     )
-    seed = check_int(seed, "seed")
+    seed = check_seed(seed)
     key = _key(name, n_configs, seed)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     folder = _dataset_folder()
@@ -236,7 +272,7 @@ def dataset_path(name: str, *, n_configs: int | None = None, seed: int = 0) -> P
     if isinstance(recipe, MoleculeRecipe):
         configs = generate_molecules(name, n_configs=n_configs, seed=seed, recipe=recipe)
     else:
-        configs = generate_emt(name, n_configs=n_configs, seed=seed)
+        configs = generate_emt(name, n_configs=n_configs, seed=seed, progress=progress)
     buffer = io.StringIO()
     from ase.io import write
 
@@ -249,19 +285,29 @@ def dataset_path(name: str, *, n_configs: int | None = None, seed: int = 0) -> P
         from importlib.metadata import version
 
         meta["tblite_version"] = version("tblite")
-    folder.mkdir(parents=True, exist_ok=True)
     text = (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda handle: handle.write(data))
         atomic_write(sidecar, lambda handle: handle.write(text))
     except NotRegularFileError as exc:
-        raise ValueError(f"cannot cache the data set: {exc}") from None
+        raise CacheUnavailableError(str(exc), data) from None
+    except OSError as exc:
+        raise CacheUnavailableError(
+            f"cannot write {str(folder)!r} ({exc.strerror or exc.__class__.__name__})", data
+        ) from None
     return path
 
 
 def _cached_problem(path: Path, sidecar: Path, key: dict) -> str | None:
     """None when the cached set matches its sidecar and key; else what is wrong ("missing" if absent)."""
-    if not path.exists() and not sidecar.exists():
+    try:
+        kinds = [check_regular_or_absent(path), check_regular_or_absent(sidecar)]
+    except NotRegularFileError as exc:  # a FIFO, link or device is a miss, never opened
+        return f"not a regular file ({exc})"
+    except OSError:  # the cache folder is unusable (a file in its place, no permission)
+        return "missing"
+    if kinds == [None, None]:
         return "missing"
     try:
         meta = json.loads(sidecar.read_text())
@@ -306,10 +352,11 @@ def read_extxyz(
     (atoms, 3), a dipole that is not 3 finite numbers, and, when ``species`` is given, elements
     outside it.
     """
-    from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import read
 
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give an extended-XYZ file or a named set")
     if not path.is_file():
         raise ValueError(
             f"{path}: no such data file; give an extended-XYZ file or a named set ({', '.join(sorted(DATASETS))})"
@@ -320,6 +367,15 @@ def read_extxyz(
         raise ValueError(
             f"{path}: not a readable extended-XYZ file ({exc.__class__.__name__}: {exc})"
         ) from None
+    return _checked_frames(frames, path, species, energy_key, forces_key, dipole_key)
+
+
+def _checked_frames(
+    frames: list, path, species, energy_key: str, forces_key: str, dipole_key: str = "dipole"
+) -> list:
+    """The labelled configurations of ``frames`` read from ``path`` (see :func:`read_extxyz`)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
     if not frames:
         raise ValueError(f"{path}: holds no configurations")
     allowed = None if species is None else set(species)
@@ -364,6 +420,7 @@ def read_extxyz(
             labels["dipole"] = dipole
         if not np.all(np.isfinite(atoms.positions)):
             raise ValueError(f"{where} has non-finite positions")
+        _check_numbers(atoms.numbers, where)
         if allowed is not None:
             unknown = sorted(set(atoms.get_chemical_symbols()) - allowed)
             if unknown:
@@ -407,23 +464,60 @@ def write_extxyz(path: str | os.PathLike, configs: Sequence, *, prefix: str = "R
         raise ValueError(f"cannot write {os.fspath(path)!r}: {exc}") from None
 
 
+def _check_numbers(numbers: np.ndarray, where: str) -> None:
+    """Atomic numbers 1..118: ASE's dummy element X (Z = 0) cannot be embedded by a potential."""
+    bad = np.asarray(numbers)[(np.asarray(numbers) < 1) | (np.asarray(numbers) > 118)]
+    if bad.size:
+        z = int(bad[0])
+        what = "the dummy element X (atomic number 0)" if z == 0 else f"atomic number {z}"
+        raise ValueError(
+            f"{where} contains {what}; a potential needs real elements (Z = 1..118): "
+            "remove or relabel those atoms"
+        )
+
+
+def is_named_set(source: str | os.PathLike) -> bool:
+    """True when ``source`` names a data set; ValueError when it also names an existing path."""
+    if not (isinstance(source, str) and source in DATASETS):
+        return False
+    if os.path.lexists(source):
+        raise ValueError(
+            f"{source!r} is both a named data set and a file or folder here; write "
+            f"./{source} for the file, or run from another folder for the named set"
+        )
+    return True
+
+
 def load_dataset(
     source: str | os.PathLike,
     *,
     n_configs: int | None = None,
     seed: int = 0,
     species: Sequence[str] | None = None,
+    progress: bool = False,
     energy_key: str = "energy",
     forces_key: str = "forces",
     dipole_key: str = "dipole",
 ) -> list:
     """Configurations of a named set (generated or read from the cache) or of an extxyz file;
-    the keys are those of :func:`read_extxyz`."""
+    the keys are those of :func:`read_extxyz`.
+
+    A ``source`` that is a set's name and an existing path is refused (see :func:`is_named_set`).
+    """
     keys = {"energy_key": energy_key, "forces_key": forces_key, "dipole_key": dipole_key}
-    if isinstance(source, str) and source in DATASETS:
-        path = dataset_path(source, n_configs=n_configs, seed=seed)
-        return read_extxyz(path, species=species, **keys)
-    return read_extxyz(source, species=species, **keys)
+    if not is_named_set(source):
+        return read_extxyz(source, species=species, **keys)
+    try:
+        path = dataset_path(source, n_configs=n_configs, seed=seed, progress=progress)
+    except CacheUnavailableError as exc:
+        warnings.warn(
+            f"data-set cache unavailable, using {source} without it: {exc}", RuntimeWarning, 2
+        )
+        from ase.io import read
+
+        frames = read(io.StringIO(exc.text.decode()), index=":", format="extxyz")
+        return _checked_frames(frames, f"{source} (generated)", species, *keys.values())
+    return read_extxyz(path, species=species, **keys)
 
 
 def species_of(configs: Sequence) -> list[str]:

@@ -7,7 +7,12 @@ An edge ``e = (i, j, S)`` says that atom ``j`` shifted by the lattice vector ``S
 
 computed in torch from the positions (and cell), so that energies stay differentiable in them; only
 the *list* of edges is found with ``ase.neighborlist.primitive_neighbor_list`` on detached numbers.
-Messages flow from ``j`` (source) to ``i`` (destination).
+Messages flow from ``j`` (source) to ``i`` (destination). The difference is taken in float64 and cast
+to the model's dtype afterwards: a float32 model far from the origin (absolute coordinates of 1e7 Å)
+still sees edge vectors exact to float32 rounding of the edge, not of the position.
+
+A direction that is not periodic may have a zero cell vector (a slab from ``ase.build.fcc111`` has
+pbc (T, T, F) and c = 0); the periodic vectors must be linearly independent.
 """
 
 from __future__ import annotations
@@ -19,7 +24,13 @@ import numpy as np
 import torch
 from ase.neighborlist import primitive_neighbor_list
 
+from tdn_theory.models.budget import neighbour_pairs
+
 __all__ = ["Graph", "build_graph", "check_structure"]
+
+#: Refuse a neighbour list of more pairs than this (estimated before it is built, from the periodic
+#: images each atom sees, :func:`tdn_theory.models.budget.neighbour_pairs`): tens of GB in ASE.
+MAX_NEIGHBOUR_PAIRS = 1e9
 
 
 @dataclass(frozen=True)
@@ -31,9 +42,16 @@ class Graph:
     shifts: torch.Tensor  # (E, 3) float (positions' dtype), integer values
     n_atoms: int
 
-    def edge_vectors(self, positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-        """``r_e = x_j - x_i + S_e @ cell``, shape (E, 3), differentiable in positions and cell."""
-        return positions[self.src] - positions[self.dst] + self.shifts @ cell
+    def edge_vectors(
+        self, positions: torch.Tensor, cell: torch.Tensor, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        """``r_e = x_j - x_i + S_e @ cell``, shape (E, 3), differentiable in positions and cell.
+
+        Computed in float64 and returned in ``dtype`` (default: the dtype of ``positions``).
+        """
+        x = positions.double()
+        r = x[self.src] - x[self.dst] + self.shifts.double() @ cell.double()
+        return r.to(positions.dtype if dtype is None else dtype)
 
 
 def check_structure(
@@ -42,8 +60,10 @@ def check_structure(
     """Validate one structure; return float64 positions (N, 3), int numbers (N,), cell, pbc.
 
     Raises a one-line ValueError for: positions not (N, 3) or not finite, numbers not (N,)
-    integers, a cell not (3, 3) or not finite, pbc not a bool or 3 bools, a periodic direction
-    whose cell vector is zero, or a singular cell with any periodic direction.
+    integers (chemical symbols are refused with a hint), a cell not (3, 3) or not finite, pbc not
+    a bool or 3 bools (a string such as "False" is refused, not read as true), a periodic
+    direction whose cell vector is zero, or periodic cell vectors that are linearly dependent.
+    Non-periodic directions may have any cell vector, zero included.
     """
     pos = positions.detach().cpu().numpy() if isinstance(positions, torch.Tensor) else positions
     pos = np.asarray(pos, dtype=np.float64)
@@ -53,6 +73,12 @@ def check_structure(
         raise ValueError("positions contain NaN or infinite values; pass finite coordinates")
     num = numbers.detach().cpu().numpy() if isinstance(numbers, torch.Tensor) else numbers
     num = np.asarray(num)
+    if num.dtype.kind not in "biuf":
+        what = "symbols" if num.dtype.kind in "US" else f"dtype {num.dtype}"
+        raise ValueError(
+            f"numbers must be integer atomic numbers, got {what} {num.ravel()[:3].tolist()}; "
+            "convert symbols with ase.data.atomic_numbers"
+        )
     if num.shape != (pos.shape[0],):
         raise ValueError(
             f"numbers must have shape ({pos.shape[0]},) (one atomic number per position), "
@@ -71,22 +97,39 @@ def check_structure(
         raise ValueError(f"cell must have shape (3, 3), got {c.shape}")
     if not np.all(np.isfinite(c)):
         raise ValueError("cell contains NaN or infinite values")
-    p = np.zeros(3, dtype=bool) if pbc is None else np.asarray(pbc, dtype=bool)
-    if p.shape == ():
-        p = np.full(3, bool(p))
-    if p.shape != (3,):
-        raise ValueError(f"pbc must be a bool or three bools, got shape {p.shape}")
+    p = _check_pbc(pbc)
     if p.any():
         if np.any(np.linalg.norm(c[p], axis=1) == 0):
             raise ValueError(
                 "a periodic direction has a zero cell vector; give the cell or pbc=False"
             )
-        if abs(np.linalg.det(c)) < 1e-10 * max(1.0, np.abs(c).max()) ** 3:
+        # the periodic vectors must span a k-dimensional lattice (k = number of periodic ones)
+        sv = np.linalg.svd(c[p], compute_uv=False)
+        if sv.min() < 1e-10 * max(1.0, np.abs(c).max()):
             raise ValueError(
-                f"the cell is singular (det = {np.linalg.det(c):.3g}); periodic cells need three "
-                "independent vectors"
+                f"the cell is singular in its periodic directions (smallest singular value "
+                f"{sv.min():.3g}); periodic directions need independent cell vectors"
             )
     return pos, num, c, p
+
+
+def _check_pbc(pbc: Any) -> np.ndarray:
+    """pbc as three bools; a bool (or 0/1) or three of them, never a string."""
+    if pbc is None:
+        return np.zeros(3, dtype=bool)
+    raw = pbc.detach().cpu().numpy() if isinstance(pbc, torch.Tensor) else pbc
+    arr = np.asarray(raw, dtype=object)
+    flat = arr.ravel().tolist()
+    ok = arr.shape in ((), (3,)) and all(
+        isinstance(v, (bool, np.bool_)) or (isinstance(v, (int, np.integer)) and v in (0, 1))
+        for v in flat
+    )
+    if not ok:
+        raise ValueError(
+            f"pbc must be a bool or three bools, got {pbc!r}; write pbc=False or pbc=(True, True, False)"
+        )
+    p = np.asarray([bool(v) for v in flat], dtype=bool)
+    return np.full(3, p[0]) if arr.shape == () else p
 
 
 def build_graph(
@@ -105,6 +148,13 @@ def build_graph(
     r̂ is undefined there. With ``require_neighbours`` every atom must have a neighbour (an atom
     without one would keep its embedding only; usually the cutoff is too small).
     """
+    pairs = neighbour_pairs(positions.shape[0], cell, pbc, float(cutoff))
+    if pairs > MAX_NEIGHBOUR_PAIRS:
+        raise ValueError(
+            f"cutoff {cutoff} Å in this cell gives about {pairs:.3g} neighbour pairs (each atom "
+            f"sees its periodic images), more than {MAX_NEIGHBOUR_PAIRS:.0e}; the cell is too small "
+            "for the cutoff (or the cutoff too large)"
+        )
     i, j, S = primitive_neighbor_list(
         "ijS", pbc, cell, positions, float(cutoff), self_interaction=False
     )

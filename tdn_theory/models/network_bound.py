@@ -92,7 +92,7 @@ def _bound_quantities(model, positions, numbers, cell, pbc) -> NetworkQuantities
         out = model.evaluate(pos, cell_t, species, graph, keep=True)
     N = graph.n_atoms
     src, dst = graph.src.cpu().numpy(), graph.dst.cpu().numpy()
-    r = graph.edge_vectors(pos, cell_t).detach()
+    r = graph.edge_vectors(pos, cell_t, dtype=model.dtype).detach()
 
     # edge functions of r and their Jacobians (3 forward-mode passes, one per axis)
     def edge_functions(rr: torch.Tensor):

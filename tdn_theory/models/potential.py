@@ -77,8 +77,8 @@ def _species_numbers(species: Sequence[Any]) -> list[int]:
     out = []
     for s in species:
         if isinstance(s, str):
-            if s not in atomic_numbers:
-                raise ValueError(f"unknown chemical symbol {s!r} in species")
+            if s not in atomic_numbers or atomic_numbers[s] == 0:
+                raise ValueError(f"unknown chemical symbol {s!r} in species (Z = 1..118)")
             out.append(atomic_numbers[s])
         elif isinstance(s, (int, np.integer)) and not isinstance(s, bool) and 1 <= s < 119:
             out.append(int(s))
@@ -164,7 +164,11 @@ class TDNPotential(torch.nn.Module):
         self.seed = check_int(seed, "seed")
         if not isinstance(cutoff, (int, float)) or not math.isfinite(cutoff) or cutoff <= 0:
             raise ValueError(f"cutoff must be a positive number of Å, got {cutoff!r}")
-        if not isinstance(avg_neighbors, (int, float)) or not avg_neighbors > 0:
+        if (
+            not isinstance(avg_neighbors, (int, float))
+            or not math.isfinite(avg_neighbors)
+            or not avg_neighbors > 0
+        ):
             raise ValueError(f"avg_neighbors must be a positive number, got {avg_neighbors!r}")
         if parity not in ("all", "even"):
             raise ValueError(f"parity must be 'all' or 'even' for a potential, got {parity!r}")
@@ -305,16 +309,33 @@ class TDNPotential(torch.nn.Module):
     # evaluation
     # ----------------------------------------------------------------------------------------
 
-    def prepare(self, positions: Any, numbers: Any, cell: Any = None, pbc: Any = None):
+    def prepare(
+        self,
+        positions: Any,
+        numbers: Any,
+        cell: Any = None,
+        pbc: Any = None,
+        *,
+        require_neighbours: bool = False,
+    ):
         """Check a structure; return (positions tensor, cell tensor, species index, Graph).
 
         A torch ``positions`` (or ``cell``) tensor is used as given (so gradients flow into it);
-        it must have the model's dtype.
+        it must have the model's dtype or float64. Arrays become float64 tensors (edge vectors are
+        differences taken in float64, see :mod:`.graph`). An atom without neighbours within the
+        cutoff is allowed (it keeps its embedding: constant energy, zero force) unless
+        ``require_neighbours`` (training sets it).
         """
         pos_np, num, cell_np, pbc_np = check_structure(positions, numbers, cell, pbc)
         species = self.species_index(num)
         graph = build_graph(
-            pos_np, cell_np, pbc_np, self.cutoff, dtype=self.dtype, device=self.device
+            pos_np,
+            cell_np,
+            pbc_np,
+            self.cutoff,
+            dtype=self.dtype,
+            device=self.device,
+            require_neighbours=require_neighbours,
         )
         pos_t = self._as_tensor(positions, "positions")
         cell_t = self._as_tensor(cell if cell is not None else cell_np, "cell")
@@ -322,18 +343,18 @@ class TDNPotential(torch.nn.Module):
 
     def _as_tensor(self, value: Any, name: str) -> torch.Tensor:
         if isinstance(value, torch.Tensor):
-            if value.dtype != self.dtype:
+            if value.dtype not in (self.dtype, torch.float64):
                 raise ValueError(
                     f"{name} has dtype {value.dtype} but the model holds {self.dtype}; cast it"
                 )
             return value.to(self.device)
         return torch.as_tensor(
-            np.asarray(value, dtype=np.float64), dtype=self.dtype, device=self.device
+            np.asarray(value, dtype=np.float64), dtype=torch.float64, device=self.device
         )
 
     def edge_features(self, positions: torch.Tensor, cell: torch.Tensor, graph: Graph):
         """``(r, Y(r̂), radial basis)`` of every edge: (E, 3), (E, d), (E, n_basis)."""
-        r = graph.edge_vectors(positions, cell)
+        r = graph.edge_vectors(positions, cell, dtype=self.dtype)
         return (r, *self.edge_terms(r))
 
     def edge_terms(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -369,7 +390,7 @@ class TDNPotential(torch.nn.Module):
             out["dipole"], out["charges"] = dip[0], q
         if forces:
             (grad,) = torch.autograd.grad(out["energy"], pos, create_graph=create_graph)
-            out["forces"] = -grad
+            out["forces"] = -grad.to(self.dtype)
         if keep:
             out["graph"] = graph
         return out

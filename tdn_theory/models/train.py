@@ -22,6 +22,10 @@ seed (model initialisation, batch order and every reduction are seeded or ordere
 Mini-batches are one disjoint graph: the neighbour list of every configuration is built once
 (:meth:`TDNPotential.prepare`), and a batch concatenates atoms and edges, with each periodic image
 shift turned into its Cartesian offset ``S @ cell`` so that a batch needs no per-structure cell.
+
+Under ``torchrun`` (``context=``, :mod:`tdn_theory.models.distributed`) every process takes its block of
+each global mini-batch and the loss is normalised by the global batch, so that N processes reach the
+weights of one; validation errors are summed across processes.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tdn_theory._checks import check_int
+from tdn_theory._checks import check_int, check_seed
 from tdn_theory.models.dipole import structure_dipoles
+from tdn_theory.models.distributed import SINGLE, Context
 from tdn_theory.models.graph import Graph
 from tdn_theory.models.molecules import DEBYE_PER_E_ANGSTROM
 from tdn_theory.models.potential import TDNPotential
@@ -51,6 +56,7 @@ __all__ = [
     "fit_reference_energies",
     "predict",
     "predict_all",
+    "prepare_all",
     "symmetry_errors",
     "train",
 ]
@@ -77,7 +83,11 @@ class Batch:
 def _prepared(model: TDNPotential, atoms) -> dict[str, torch.Tensor]:
     """One configuration checked and turned into tensors (neighbour list included)."""
     pos, cell, species, graph = model.prepare(
-        atoms.get_positions(), atoms.get_atomic_numbers(), np.asarray(atoms.get_cell()), atoms.pbc
+        atoms.get_positions(),
+        atoms.get_atomic_numbers(),
+        np.asarray(atoms.get_cell()),
+        atoms.pbc,
+        require_neighbours=True,
     )
     as_float = {"dtype": model.dtype, "device": model.device}
     results = atoms.calc.results if atoms.calc is not None else {}
@@ -88,10 +98,25 @@ def _prepared(model: TDNPotential, atoms) -> dict[str, torch.Tensor]:
         "species": species,
         "dst": graph.dst,
         "src": graph.src,
-        "offsets": (graph.shifts @ cell).detach(),
+        "offsets": (graph.shifts.double() @ cell.double()).detach(),  # float64, see graph.py
         "energy": torch.tensor(float(atoms.get_potential_energy()), **as_float),
         "forces": torch.as_tensor(np.asarray(atoms.get_forces()), **as_float),
     }
+
+
+def prepare_all(model: TDNPotential, configs: Sequence, where: str = "configuration") -> list:
+    """Every configuration checked and prepared (:func:`_prepared`), in order.
+
+    A bad one (an atom without neighbours, coincident atoms, an unknown element) raises a one-line
+    ValueError that starts with ``f"{where} {index}: "``, so that the user can find it.
+    """
+    items = []
+    for index, atoms in enumerate(configs):
+        try:
+            items.append(_prepared(model, atoms))
+        except ValueError as exc:
+            raise ValueError(f"{where} {index}: {exc}") from None
+    return items
 
 
 def collate(model: TDNPotential, configs: Sequence, prepared: list | None = None) -> Batch:
@@ -127,21 +152,29 @@ def collate(model: TDNPotential, configs: Sequence, prepared: list | None = None
 
 
 def predict(
-    model: TDNPotential, batch: Batch, *, create_graph: bool = False
+    model: TDNPotential, batch: Batch, *, create_graph: bool = False, evaluate: Any = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Energies (B,) and forces (N, 3) of every configuration of ``batch``."""
-    out = predict_all(model, batch, create_graph=create_graph)
+    """Energies (B,) and forces (N, 3) of every configuration of ``batch``.
+
+    ``evaluate``: what runs ``model.evaluate`` (default), e.g. its DistributedDataParallel wrapper.
+    """
+    out = predict_all(model, batch, create_graph=create_graph, evaluate=evaluate)
     return out["energy"], out["forces"]
 
 
 def predict_all(
-    model: TDNPotential, batch: Batch, *, create_graph: bool = False, forces: bool = True
+    model: TDNPotential,
+    batch: Batch,
+    *,
+    create_graph: bool = False,
+    forces: bool = True,
+    evaluate: Any = None,
 ) -> dict[str, torch.Tensor]:
     """ "energy" (B,), "forces" (N, 3) (with ``forces``) and, for a model with the dipole head,
-    "dipole" (B, 3) of every configuration of ``batch``."""
+    "dipole" (B, 3) of every configuration of ``batch`` (``evaluate`` as in :func:`predict`)."""
     positions = batch.positions.detach().requires_grad_(forces)
     eye = torch.eye(3, dtype=model.dtype, device=model.device)
-    out = model.evaluate(positions, eye, batch.species, batch.graph)
+    out = (evaluate or model.evaluate)(positions, eye, batch.species, batch.graph)
     energies = (
         out["atom_energies"]
         .new_zeros(batch.size)
@@ -150,11 +183,12 @@ def predict_all(
     result = {"energy": energies}
     if forces:
         (grad,) = torch.autograd.grad(energies.sum(), positions, create_graph=create_graph)
-        result["forces"] = -grad
+        result["forces"] = -grad.to(model.dtype)
     if model.has_dipole:
-        result["dipole"], _ = structure_dipoles(
+        dipole, _ = structure_dipoles(
             positions, out["raw_charges"], out["atomic_dipoles"], batch.structure, batch.size
         )
+        result["dipole"] = dipole.to(model.dtype)
     return result
 
 
@@ -176,7 +210,7 @@ class TrainSettings:
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
             check_int(getattr(self, name), name, minimum=1)
-        check_int(self.seed, "seed")
+        check_seed(self.seed)
         if self.reference_fit not in ("residual", "raw"):
             raise ValueError(
                 f"reference_fit must be 'residual' or 'raw', got {self.reference_fit!r}"
@@ -191,6 +225,11 @@ class TrainSettings:
         if self.energy_weight == 0 and self.force_weight == 0 and self.dipole_weight == 0:
             raise ValueError(
                 "energy_weight, force_weight and dipole_weight are all 0: nothing to train"
+            )
+        if self.lr * self.weight_decay >= 1:
+            raise ValueError(
+                f"lr * weight_decay = {self.lr * self.weight_decay:.3g} must be below 1 (AdamW scales "
+                "every weight by 1 - lr * weight_decay per step); lower the weight decay"
             )
 
 
@@ -215,6 +254,21 @@ def _loss(model, batch, settings: TrainSettings, create_graph: bool) -> torch.Te
     loss = settings.energy_weight * e_term + settings.force_weight * f_term
     if settings.dipole_weight > 0:
         loss = loss + settings.dipole_weight * ((out["dipole"] - batch.dipole) ** 2).mean()
+    return loss
+
+
+def _shard_loss(
+    model, evaluate, batch, settings: TrainSettings, n_configs: int, n_atoms: int
+) -> torch.Tensor:
+    """This process's part of the loss of a global batch of n_configs configurations and n_atoms
+    atoms (tdn_theory.models.distributed): sums over the shard divided by the global counts."""
+    out = predict_all(model, batch, create_graph=True, evaluate=evaluate)
+    e_term = (((out["energy"] - batch.energy) / batch.n_atoms) ** 2).sum() / n_configs
+    f_term = ((out["forces"] - batch.forces) ** 2).sum() / (3 * n_atoms)
+    loss = settings.energy_weight * e_term + settings.force_weight * f_term
+    if settings.dipole_weight > 0:
+        mu_term = ((out["dipole"] - batch.dipole) ** 2).sum() / (3 * n_configs)
+        loss = loss + settings.dipole_weight * mu_term
     return loss
 
 
@@ -257,15 +311,24 @@ def _batches(items: list, size: int, order: np.ndarray | None = None):
 
 
 def errors(
-    model: TDNPotential, configs: Sequence, *, batch_size: int = 8, prepared: list | None = None
+    model: TDNPotential,
+    configs: Sequence,
+    *,
+    batch_size: int = 8,
+    prepared: list | None = None,
+    context: Context = SINGLE,
 ) -> dict[str, float]:
     """Mean absolute errors: energy in meV/atom and per structure (meV and kcal/mol, as molecular
     benchmarks report it), forces in meV/Å (per component), and the loss terms' RMS values
     (eV/atom, eV/Å). For a model with the dipole head and data with dipoles also the dipole MAE per
-    component (e·Å and Debye), the mean norm of the dipole error (e·Å) and the dipole RMSE (e·Å)."""
+    component (e·Å and Debye), the mean norm of the dipole error (e·Å) and the dipole RMSE (e·Å).
+    Distributed (``context``): each process evaluates its block of the configurations and the sums
+    are added up across processes."""
     from ase import units
 
-    items = prepared if prepared is not None else [_prepared(model, a) for a in configs]
+    items = prepared if prepared is not None else prepare_all(model, configs)
+    n = len(items)
+    items = context.shard(items)
     e_abs, e_abs_s, f_abs, e_sq, f_sq, n_f = 0.0, 0.0, 0.0, 0.0, 0.0, 0
     mu_abs, mu_norm, mu_sq, n_mu = 0.0, 0.0, 0.0, 0
     for chunk in _batches(items, batch_size):
@@ -286,7 +349,9 @@ def errors(
             mu_norm += float(torch.linalg.vector_norm(dmu, dim=1).sum())
             mu_sq += float((dmu**2).sum())
             n_mu += batch.size
-    n = len(items)
+    if context.distributed:
+        sums = [e_abs, e_abs_s, e_sq, f_abs, f_sq, n_f, mu_abs, mu_norm, mu_sq, n_mu]
+        e_abs, e_abs_s, e_sq, f_abs, f_sq, n_f, mu_abs, mu_norm, mu_sq, n_mu = context.all_sum(sums)
     result = {
         "energy_mae_mev_per_atom": 1e3 * e_abs / n,
         "energy_mae_mev_per_structure": 1e3 * e_abs_s / n,
@@ -311,15 +376,20 @@ def train(
     *,
     on_epoch: Callable[[dict[str, float], bool], None] | None = None,
     progress: bool = False,
+    context: Context = SINGLE,
 ) -> TrainResult:
     """Train ``model`` in place (see the module docstring); the best-validation weights are kept.
 
     ``on_epoch(record, improved)`` is called after every epoch (e.g. to write a checkpoint).
+    ``context``: data-parallel training under torchrun (tdn_theory.models.distributed): every
+    process gets the same configurations and takes its shard of every global batch; the weights
+    are those of one process on the same global batches (up to rounding). ``on_epoch`` and the
+    progress bar run on rank 0 only.
     """
     if not train_configs or not val_configs:
         raise ValueError("training needs at least one training and one validation configuration")
-    train_items = [_prepared(model, a) for a in train_configs]
-    val_items = [_prepared(model, a) for a in val_configs]
+    train_items = prepare_all(model, train_configs, "training configuration")
+    val_items = prepare_all(model, val_configs, "validation configuration")
     if settings.dipole_weight > 0:
         if not model.has_dipole:
             raise ValueError("dipole_weight > 0 needs a model with the dipole head (dipole=True)")
@@ -341,22 +411,34 @@ def train(
     best_loss, best_state, best_epoch, since_best = math.inf, None, 0, 0
     history: list[dict[str, float]] = []
     start = time.perf_counter()
-    bar = _progress_bar(settings.epochs, progress)
+    bar = _progress_bar(settings.epochs, progress and context.is_main)
+    evaluate = context.parallel(model)
     stopped_early = False
     for epoch in range(1, settings.epochs + 1):
         t0 = time.perf_counter()
         model.train()
         total, count = 0.0, 0
         for chunk in _batches(train_items, settings.batch_size, rng.permutation(len(train_items))):
-            batch = collate(model, (), chunk)
-            loss = _loss(model, batch, settings, create_graph=True)
+            if context.distributed:
+                shard = context.shard(chunk)
+                batch = collate(model, (), shard or chunk[:1])
+                n_atoms = sum(int(item["positions"].shape[0]) for item in chunk)
+                loss = _shard_loss(model, evaluate, batch, settings, len(chunk), n_atoms)
+                loss = loss * (context.world if shard else 0.0)  # DDP averages the gradients
+                loss_value = float(loss.detach()) / context.world  # this shard's part
+            else:
+                batch = collate(model, (), chunk)
+                loss = _loss(model, batch, settings, create_graph=True)
+                loss_value = float(loss.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * batch.size
-            count += batch.size
+            total += loss_value * len(chunk)
+            count += len(chunk)
+        if context.distributed:
+            (total,) = context.all_sum([total])
         model.eval()
-        val = errors(model, (), batch_size=settings.batch_size, prepared=val_items)
+        val = errors(model, (), batch_size=settings.batch_size, prepared=val_items, context=context)
         val_loss = (
             settings.energy_weight * val["energy_rmse_ev_per_atom"] ** 2
             + settings.force_weight * val["force_rmse_ev_per_A"] ** 2
@@ -365,7 +447,9 @@ def train(
             val_loss += settings.dipole_weight * val["dipole_rmse_eA"] ** 2
         if not math.isfinite(val_loss):
             raise FloatingPointError(
-                f"validation loss became {val_loss} at epoch {epoch}; lower the learning rate"
+                f"validation loss became {val_loss} at epoch {epoch}; lower the learning rate "
+                f"({settings.lr:g}) or the loss weights (energy {settings.energy_weight:g}, "
+                f"force {settings.force_weight:g})"
             )
         scheduler.step(val_loss)
         improved = val_loss < best_loss
@@ -385,7 +469,7 @@ def train(
             "seconds": time.perf_counter() - t0,
         }
         history.append(record)
-        if on_epoch is not None:
+        if on_epoch is not None and context.is_main:
             on_epoch(
                 record, improved
             )  # the model holds this epoch's weights (the best if improved)
@@ -413,6 +497,10 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     return tqdm(total=total, desc="epochs", unit="epoch", leave=False, disable=None)
 
 
+#: Below this force RMS (eV/Å) the data's forces count as zero (rounding of a symmetric structure).
+FORCE_SCALE_FLOOR = 1e-6
+
+
 def symmetry_errors(
     model: TDNPotential,
     configs: Sequence,
@@ -420,18 +508,27 @@ def symmetry_errors(
     rotations: int = 8,
     seed: int = 0,
     iterations: int = 40,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Rotational consistency of a (trained) model on ``configs``.
 
-    ``force_equivariance_mean``: mean over ``rotations`` Haar rotations (``scipy`` ``Rotation.random``
-    with ``seed``) and over the configurations of ``|F(Rx) - R F(x)|_F / |F(x)|_F``;
-    ``force_equivariance_worst_found``: the largest value found (a lower bound on the maximum, not
-    the maximum), after a Nelder-Mead search
+    The force defect of a configuration of ``N`` atoms under a rotation ``R`` is the RMS over its
+    3N components of ``F(Rx) - R F(x)`` (eV/Å). It is reported absolute and relative to the
+    data's force scale ``s``: the RMS of the reference forces of ``configs`` (of the model's
+    forces F(x) when ``configs`` carry no forces), pooled over all of them. Both are defined at
+    F = 0 (a perfect crystal, a one-atom cell): the relative figures are None when
+    s < :data:`FORCE_SCALE_FLOOR` (the data's forces are zero up to rounding).
+
+    ``force_equivariance_mean`` / ``force_equivariance_abs_mean_mev_per_A``: mean over
+    ``rotations`` Haar rotations (``scipy`` ``Rotation.random`` with ``seed``) and over the
+    configurations, relative to s / in meV/Å; ``force_equivariance_worst_found`` /
+    ``force_equivariance_abs_worst_found_mev_per_A``: the largest defect found (a lower bound on the
+    maximum, not the maximum), after a Nelder-Mead search
     (:func:`~tdn_theory.models.network_bound.adversarial_rotation`, ``iterations`` evaluations)
-    started from the worst Haar rotation of each configuration; ``energy_invariance_mev_per_atom``:
-    mean ``|E(Rx) - E(x)| / n_atoms`` in meV/atom over the Haar rotations. For a model with the
-    dipole head also ``dipole_rotation_error_eA``: mean over the Haar rotations and configurations of
-    ``|mu(Rx) - R mu(x)|`` (e·Å), and ``dipole_rotation_error_max_eA``, the largest of them.
+    started from the worst Haar rotation of each configuration; ``force_scale_eV_per_A``: s;
+    ``energy_invariance_mev_per_atom``: mean ``|E(Rx) - E(x)| / N`` in meV/atom over the Haar
+    rotations.
+    For a model with the dipole head also ``dipole_rotation_error_eA``: mean over the Haar rotations
+    and configurations of ``|mu(Rx) - R mu(x)|`` (e·Å), and ``dipole_rotation_error_max_eA``.
     """
     from scipy.spatial.transform import Rotation
 
@@ -439,8 +536,10 @@ def symmetry_errors(
 
     if not configs:
         raise ValueError("symmetry_errors needs at least one configuration")
+    rotations = check_int(rotations, "rotations", minimum=1)
+    seed = check_seed(seed)
     haar = Rotation.random(rotations, random_state=seed).as_matrix()
-    means, worst, energy, dipole = [], [], [], []
+    means, worst, energy, squares, count, dipole = [], [], [], 0.0, 0, []
     for atoms in configs:
         args = (
             atoms.get_positions(),
@@ -449,26 +548,42 @@ def symmetry_errors(
             atoms.pbc,
         )
         defects = measure_defects(model, *args, haar)
-        scale = defects["force_scale"]
-        relative = defects["forces"] / scale
-        means.append(float(relative.mean()))
+        rms = defects["forces"] / math.sqrt(3 * len(atoms))  # (rotations,), eV/Å
+        means.append(float(rms.mean()))
         energy.append(1e3 * float(defects["energy"].mean()) / len(atoms))
         _, found = adversarial_rotation(
-            model, *args, start=haar[int(np.argmax(relative))], iterations=iterations
+            model, *args, start=haar[int(np.argmax(rms))], iterations=iterations
         )
-        worst.append(max(float(relative.max()), found / scale))
+        worst.append(max(float(rms.max()), found / math.sqrt(3 * len(atoms))))
+        squares += _force_squares(atoms, defects["force_scale"])
+        count += 3 * len(atoms)
         if model.has_dipole:
             mu = model.run(*args)["dipole"].detach().cpu().numpy()
             for R in haar:
                 rotated = args[0] @ R.T, args[1], args[2] @ R.T, args[3]
                 mu_r = model.run(*rotated)["dipole"].detach().cpu().numpy()
                 dipole.append(float(np.linalg.norm(mu_r - R @ mu)))
+    scale = math.sqrt(squares / count)
+    mean, high = float(np.mean(means)), float(np.max(worst))
+    relative = scale >= FORCE_SCALE_FLOOR
     out = {
-        "force_equivariance_mean": float(np.mean(means)),
-        "force_equivariance_worst_found": float(np.max(worst)),
+        "force_equivariance_mean": mean / scale if relative else None,
+        "force_equivariance_worst_found": high / scale if relative else None,
+        "force_equivariance_abs_mean_mev_per_A": 1e3 * mean,
+        "force_equivariance_abs_worst_found_mev_per_A": 1e3 * high,
+        "force_scale_eV_per_A": scale,
         "energy_invariance_mev_per_atom": float(np.mean(energy)),
     }
     if dipole:
         out["dipole_rotation_error_eA"] = float(np.mean(dipole))
         out["dipole_rotation_error_max_eA"] = float(np.max(dipole))
     return out
+
+
+def _force_squares(atoms, model_force_norm: float) -> float:
+    """Sum of squared reference force components of ``atoms`` (the model's when unlabelled)."""
+    try:
+        forces = atoms.get_forces()
+    except Exception:  # no calculator or no forces: ase raises several types
+        return model_force_norm**2
+    return float(np.sum(np.asarray(forces, dtype=np.float64) ** 2))

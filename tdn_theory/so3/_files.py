@@ -7,18 +7,29 @@ the old file or the new one, never a half-written one. The destination must be a
 file: a symbolic link, FIFO, device node, socket or folder is refused (``NotRegularFileError``), so
 that pointing an output at ``/dev/null`` or a pipe cannot replace it. The new file gets the mode of
 the file it replaces, else ``0o666`` minus the process umask (what ``open(path, "w")`` would give).
+
+Temporary files are named ``.<name>.<pid>.<random>.tmp``. A process killed during a write (``kill -9``
+skips every cleanup) leaves one behind; the next write to the same destination removes those whose
+process no longer runs on this machine (never another live writer's file).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["NotRegularFileError", "check_regular_or_absent", "new_file_mode", "atomic_write"]
+__all__ = [
+    "NotRegularFileError",
+    "atomic_write",
+    "check_regular_or_absent",
+    "new_file_mode",
+    "remove_stale_temporaries",
+]
 
 _KINDS = (
     (stat.S_ISLNK, "a symbolic link"),
@@ -73,6 +84,42 @@ def new_file_mode(existing: os.stat_result | None) -> int:
     return 0o666 & ~_umask()
 
 
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):  # exists but not ours, or an odd pid
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_write` left for ``path`` in processes that
+    no longer run (e.g. killed with ``kill -9``); returns what was removed. Only regular files
+    named ``.<name>.<pid>.<random>.tmp`` are considered; errors are ignored."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[A-Za-z0-9_]+\.tmp$")
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = pattern.match(name)
+        if m is None or int(m[1]) == os.getpid() or _pid_running(int(m[1])):
+            continue
+        candidate = folder / name
+        try:
+            if stat.S_ISREG(os.lstat(candidate).st_mode):
+                os.unlink(candidate)
+                removed.append(candidate)
+        except OSError:
+            pass
+    return removed
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
     """Write ``path`` atomically: ``write(handle)`` fills a temporary file that then replaces it.
 
@@ -83,7 +130,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     path = Path(path)
     existing = check_regular_or_absent(path)
     folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=folder)
     done = False
     try:
         with os.fdopen(fd, "wb") as handle:
