@@ -421,8 +421,12 @@ def markdown(result: dict) -> str:
         f"validation loss. Seeds {result['seeds']} (split seed = model seed; every backend of a "
         "seed: same split, same initial weights). Test configurations from held-out trajectories. "
         "Paired differences to dense: mean over seeds [95 % t-interval]; 'distinguishable' when the "
-        "interval excludes 0. Equivariance: force |F(Rx) - R F(x)| / |F(x)| Haar mean / worst found; "
-        "dipole |mu(Rx) - R mu(x)| (e·Å).",
+        "interval excludes 0. The absolute MAE columns are means over the seeds of their row (listed in "
+        "the last column; rows with other seeds than dense differ by the split as well: compare the "
+        "paired columns). Equivariance: force |F(Rx) - R F(x)| / |F(x)| per configuration (the "
+        "definition of tdn_theory.models.train.symmetry_errors when the committed units ran; it now "
+        "divides the RMS defect by the data's force RMS), Haar mean / worst found; dipole "
+        "|mu(Rx) - R mu(x)| (e·Å), Haar mean.",
         "",
     ]
     for d in result["data"]:
