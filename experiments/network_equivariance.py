@@ -2,7 +2,8 @@
 
 On real atomic geometries (a periodic fcc Cu-Au alloy and a Cu-Au icosahedral cluster, each
 rattled and as a snapshot of Langevin MD with ASE's EMT calculator), for randomly initialised
-``TDNPotential`` models (C = 8 channels, cutoff 4 Å, seed 0) with L = 1..4 and depth 1..6, and
+``TDNPotential`` models (C = 8 channels, cutoff 4 Å, seed 0) with L = 1..3 (``--L``: up to 4) and
+depth 1..6, and
 CP tensor products of the unit CG tensor at the ranks 7L, ceil(16 ln^2(L+1)), 7L^2 and an exact
 rank (the committed exact factor files), this measures
 
@@ -11,21 +12,27 @@ rank (the committed exact factor files), this measures
 * the per-layer feature defect |h^t(Rx) - D h^t(x)|_F,
 
 over Haar-sampled rotations plus a Nelder-Mead search over rotations (started at the worst Haar
-sample), and evaluates the bound of proofs/network_propagation.md on the same configuration
-(tightness = worst defect found / bound). It also measures the mirror check: for parity "all"
-and "even" (exact dense backend), |E(-x) - E(x)| / |E| and |F(-x) + F(x)| / |F|.
+sample), and evaluates both bounds of proofs/network_propagation.md on the same configuration:
+Theorem 1 (Lipschitz propagation, ``evaluate_bound(..., method="lipschitz")``) and Theorem 2
+(first order on the orbit plus proven remainder, the default; evaluated for L <= BOUND2_MAX_L and
+approximate tensor products, where it does not refuse), with Theorem 2's first-order estimate (not
+a bound). Ratios: bound / worst found and estimate / worst found. It also measures the mirror
+check: for parity "all" and "even" (exact dense backend), |E(-x) - E(x)| / |E| and |F(-x) + F(x)| / |F|.
+
+The sweep is a list of independent units (:func:`grid`: one per L, rank schedule and depth), each
+computed by :func:`measure_unit` on every geometry (in parallel with ``--workers``, experiments._dask).
 
 Grid. Full mode: depth 1..6 for the ranks 7L^2 and exact (the README table), the other two ranks
 at depth 3; 12 Haar rotations and a 30-evaluation search per point. ``--quick``: L = 1, 2, depth
-1..3, the alloy only, 4 rotations, an 8-evaluation search (about a minute).
+1..3, the alloy only, 4 rotations, an 8-evaluation search (one to three minutes).
 
 Every CP comes from the fit store (``tdn_theory.cp.best_fit`` through the model's ``rank=``): the
 best-known fit at each rank, the exact rank being the store's smallest exact one.
 
 Writes experiments/results/network_equivariance.{json,png,md} atomically. Run:
 
-    OMP_NUM_THREADS=1 python -m experiments.network_equivariance           # ~15 min, 2 cores
-    python -m experiments.network_equivariance --quick                     # ~1 min, results/quick/
+    OMP_NUM_THREADS=1 python -m experiments.network_equivariance           # ~35 min, loaded 2 cores
+    python -m experiments.network_equivariance --quick                     # 1-3 min, results/quick/
     python -m experiments.network_equivariance --table                     # print the .md table
 """
 
@@ -47,6 +54,7 @@ from tdn_theory import so3
 from tdn_theory.cp import EXACT_RTOL
 from tdn_theory.models import TDNPotential
 from tdn_theory.models.network_bound import (
+    BoundBelowRounding,
     adversarial_rotation,
     evaluate_bound,
     measure_defects,
@@ -57,6 +65,8 @@ CHANNELS = 8
 CUTOFF = 4.0
 SPECIES = ["Cu", "Au"]
 EXACT_TOL = EXACT_RTOL  # a tensor product this close to exact is "exact": defects are rounding
+#: Theorem 2 is evaluated up to this L (at L = 4 it costs minutes per point on 2 cores).
+BOUND2_MAX_L = 3
 
 
 def schedules(L: int) -> dict[str, int]:
@@ -115,8 +125,14 @@ def tensor_product(dense: TDNPotential, L: int, rank: int, schedule: str) -> TDN
     return dense.with_backend("cp", rank=rank)
 
 
-def measure_point(model, atoms, n_rotations: int, search: int, seed: int) -> dict:
-    """Defects over Haar rotations and an adversarial search, and the bound, for one model."""
+def measure_point(
+    model, atoms, n_rotations: int, search: int, seed: int, bound2: bool = True
+) -> dict:
+    """Defects over Haar rotations and an adversarial search, and both bounds, for one model.
+
+    Bounds: Theorem 2 (``evaluate_bound``'s default; None where it refuses because the model's
+    defects are rounding) and Theorem 1 (``method="lipschitz"``), and Theorem 2's first-order
+    estimate (not a bound)."""
     a = _args(atoms)
     rotations = so3.random_rotations(n_rotations, seed=seed)
     t0 = time.perf_counter()
@@ -129,8 +145,15 @@ def measure_point(model, atoms, n_rotations: int, search: int, seed: int) -> dic
         )
         adv = measure_defects(model, *a, rotations=R_adv[None])
     t1 = time.perf_counter()
-    bound = evaluate_bound(model, *a)
+    bound = evaluate_bound(model, *a, method="lipschitz")
     t2 = time.perf_counter()
+    cert = None
+    if bound2:
+        try:
+            cert = evaluate_bound(model, *a)
+        except BoundBelowRounding:
+            cert = None
+    t3 = time.perf_counter()
     F, E = measured["force_scale"], measured["energy_scale"]
     feats = measured["features"].max(axis=0)
     force_worst = float(measured["forces"].max())
@@ -152,8 +175,40 @@ def measure_point(model, atoms, n_rotations: int, search: int, seed: int) -> dic
         "force_bound_rel": bound.force_total / F,
         "feature_defect": [float(v) for v in feats],
         "feature_bound": [float(v) for v in bound.feature_total],
+        **second_order_fields(cert, E, F),
+        "bound2_skipped": not bound2,
+        "bound2_refused": bound2 and cert is None,
         "seconds_defects": t1 - t0,
         "seconds_bound": t2 - t1,
+        "seconds_bound2": t3 - t2,
+    }
+
+
+def second_order_fields(cert, E: float, F: float) -> dict:
+    """Theorem 2's numbers relative to |E| and |F| (None where evaluate_bound refused)."""
+    if cert is None:
+        keys = (
+            "energy_bound2_rel",
+            "force_bound2_rel",
+            "energy_first_order_rel",
+            "force_first_order_rel",
+            "energy_estimate_rel",
+            "force_estimate_rel",
+            "feature_bound2",
+            "first_order_method",
+        )
+        return dict.fromkeys(keys) | {"bound2_refused": True}
+
+    return {
+        "energy_bound2_rel": cert.energy / E,
+        "force_bound2_rel": cert.force_total / F,
+        "energy_first_order_rel": cert.energy_first_order / E,
+        "force_first_order_rel": float(np.linalg.norm(cert.force_first_order)) / F,
+        "energy_estimate_rel": cert.energy_estimate / E,
+        "force_estimate_rel": cert.force_estimate / F,
+        "feature_bound2": [float(v) for v in cert.feature_total],
+        "first_order_method": cert.first_order_method,
+        "bound2_refused": False,
     }
 
 
@@ -222,7 +277,11 @@ def measure_unit(unit: tuple, *, geoms: dict, n_rot: int, search: int, seed: int
     exact = rel < EXACT_TOL
     rows = []
     for name, atoms in geoms.items():
-        point = measure_point(model, atoms, n_rot, search, seed)
+        # Theorem 2 refuses on exact tensor products (their defects are rounding; the refusal is
+        # tested in tests/test_models_network_certificate.py), so it is not evaluated there
+        point = measure_point(
+            model, atoms, n_rot, search, seed, bound2=L <= BOUND2_MAX_L and not exact
+        )
         point.update(
             L=L,
             depth=depth,
@@ -241,15 +300,27 @@ def measure_unit(unit: tuple, *, geoms: dict, n_rot: int, search: int, seed: int
                     point["feature_defect"][1:], point["feature_bound"][1:], strict=True
                 )
             ],
+            force_ratio2=_ratio(point["force_bound2_rel"], point["force_rel_worst"]),
+            energy_ratio2=_ratio(point["energy_bound2_rel"], point["energy_rel_worst"]),
+            force_estimate_ratio=_ratio(point["force_estimate_rel"], point["force_rel_worst"]),
+            energy_estimate_ratio=_ratio(point["energy_estimate_rel"], point["energy_rel_worst"]),
         )
         rows.append(point)
     print(
         f"L={L} {schedule:12s} R={rank:3d} depth={depth}: force err "
         f"{max(r['force_rel_worst'] for r in rows):.2e}, bound "
-        f"{max(r['force_bound_rel'] for r in rows):.2e} ({time.perf_counter() - t0:.0f} s)",
+        f"{max(r['force_bound_rel'] for r in rows):.2e}, Thm 2 "
+        f"{max((r['force_bound2_rel'] or 0.0) for r in rows):.2e} ({time.perf_counter() - t0:.0f} s)",
         flush=True,
     )
     return {"tensor_product": tp, "rows": rows}
+
+
+def _ratio(bound: float | None, measured: float) -> float | None:
+    """bound / worst found (None when there is no bound or nothing was measured)."""
+    if bound is None or measured <= 0:
+        return None
+    return bound / measured
 
 
 def run(args) -> dict:
@@ -322,11 +393,24 @@ def closing_note(data: dict) -> dict:
     return note
 
 
+def _max(sel: list[dict], key: str) -> float | None:
+    values = [r[key] for r in sel if r.get(key) is not None]
+    return max(values) if values else None
+
+
+def _fmt(x: float | None, spec: str = ".1e") -> str:
+    return "-" if x is None else format(x, spec)
+
+
 def markdown_table(data: dict, Ls: tuple[int, ...] = (2, 3)) -> str:
-    """README table: L, depth, rank; worst force error, bound, tightness; energy error, bound."""
+    """README table per (L, depth, rank), worst over the geometries: measured defects, the two
+    bounds (Theorem 1: Lipschitz propagation; Theorem 2: first order plus proven remainder) and
+    Theorem 2 / worst found; estimate / worst found for the first-order estimate (not a bound)."""
     lines = [
-        "| L | depth | rank | tensor error | force error (worst) | force bound | tightness | energy error (worst) | energy bound |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| L | depth | rank | tensor error | force error (worst) | Thm 1 bound | Thm 2 bound "
+        "| Thm 2 / worst | estimate / worst | energy error (worst) | Thm 1 bound | Thm 2 bound "
+        "| Thm 2 / worst | estimate / worst |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = data["rows"]
     for L in Ls:
@@ -340,16 +424,40 @@ def markdown_table(data: dict, Ls: tuple[int, ...] = (2, 3)) -> str:
                 if not sel:
                     continue
                 worst = max(sel, key=lambda r: r["force_rel_worst"])
-                fb = max(r["force_bound_rel"] for r in sel)
-                eb = max(r["energy_bound_rel"] for r in sel)
-                ew = max(r["energy_rel_worst"] for r in sel)
-                tight = max((r["force_tightness"] or 0.0) for r in sel)
-                tight_s = f"{tight:.1e}" if not worst["exact"] else "(rounding)"
+                exact = all(r["exact"] for r in sel)
+                thm2_f = "(rounding)" if exact else _fmt(_max(sel, "force_bound2_rel"))
+                thm2_e = "(rounding)" if exact else _fmt(_max(sel, "energy_bound2_rel"))
                 lines.append(
-                    f"| {L} | {depth} | {worst['rank']} ({schedule}) | {worst['tp_relative_error']:.1e} "
-                    f"| {worst['force_rel_worst']:.1e} | {fb:.1e} | {tight_s} | {ew:.1e} | {eb:.1e} |"
+                    f"| {L} | {depth} | {worst['rank']} ({schedule}) "
+                    f"| {worst['tp_relative_error']:.1e} | {_max(sel, 'force_rel_worst'):.1e} "
+                    f"| {_max(sel, 'force_bound_rel'):.1e} | {thm2_f} "
+                    f"| {_fmt(_max(sel, 'force_ratio2'), '.1f')} "
+                    f"| {_fmt(_max(sel, 'force_estimate_ratio'), '.2f')} "
+                    f"| {_max(sel, 'energy_rel_worst'):.1e} | {_max(sel, 'energy_bound_rel'):.1e} "
+                    f"| {thm2_e} | {_fmt(_max(sel, 'energy_ratio2'), '.1f')} "
+                    f"| {_fmt(_max(sel, 'energy_estimate_ratio'), '.2f')} |"
                 )
     return "\n".join(lines) + "\n"
+
+
+def tightness_summary(data: dict, Ls: tuple[int, ...] = (2, 3)) -> dict:
+    """Worst (largest) Theorem 2 bound / worst found over depth and geometries at 7L^2, per L, for
+    energy and forces, and the range of estimate / worst found (the issue's targets: <= 30, 1/3..3)."""
+    out = {}
+    for L in Ls:
+        sel = [r for r in data["rows"] if r["L"] == L and r["schedule"] == "7L^2"]
+        if not sel:
+            continue
+        est = [r[k] for r in sel for k in ("energy_estimate_ratio", "force_estimate_ratio")]
+        est = [e for e in est if e is not None]
+        out[f"L{L}"] = {
+            "energy_ratio2_max": _max(sel, "energy_ratio2"),
+            "force_ratio2_max": _max(sel, "force_ratio2"),
+            "energy_ratio1_max": max(r["energy_bound_rel"] / r["energy_rel_worst"] for r in sel),
+            "force_ratio1_max": max(r["force_bound_rel"] / r["force_rel_worst"] for r in sel),
+            "estimate_ratio_range": [min(est), max(est)] if est else None,
+        }
+    return out
 
 
 def plot(data: dict, path: Path) -> None:
@@ -360,38 +468,76 @@ def plot(data: dict, path: Path) -> None:
 
     rows = data["rows"]
     Ls = sorted({r["L"] for r in rows})
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     colors = plt.cm.viridis(np.linspace(0, 0.85, len(Ls)))
     for L, color in zip(Ls, colors, strict=True):
-        sel = sorted(
-            (r for r in rows if r["L"] == L and r["schedule"] == "7L^2"), key=lambda r: r["depth"]
-        )
+        sel = [r for r in rows if r["L"] == L and r["schedule"] == "7L^2"]
         depths = sorted({r["depth"] for r in sel})
-        worst = [max(r["force_rel_worst"] for r in sel if r["depth"] == d) for d in depths]
-        bound = [max(r["force_bound_rel"] for r in sel if r["depth"] == d) for d in depths]
-        exact = sorted(
-            (r for r in rows if r["L"] == L and r["schedule"] == "exact"), key=lambda r: r["depth"]
+
+        def worst(key, d, sel=sel):
+            v = [r[key] for r in sel if r["depth"] == d and r.get(key) is not None]
+            return max(v) if v else np.nan
+
+        axes[0].semilogy(
+            depths,
+            [worst("force_rel_worst", d) for d in depths],
+            "o-",
+            color=color,
+            label=f"L={L} measured (worst found)",
         )
-        ex = [max(r["force_rel_worst"] for r in exact if r["depth"] == d) for d in depths]
-        axes[0].semilogy(depths, worst, "o-", color=color, label=f"L={L} CP 7L² measured")
-        axes[0].semilogy(depths, bound, "--", color=color, label=f"L={L} bound")
-        axes[0].semilogy(depths, ex, ":", color=color, marker="x", label=f"L={L} exact rank")
+        axes[0].semilogy(
+            depths,
+            [worst("force_bound_rel", d) for d in depths],
+            ":",
+            color=color,
+            label=f"L={L} Thm 1 bound",
+        )
+        axes[0].semilogy(
+            depths,
+            [worst("force_bound2_rel", d) for d in depths],
+            "--",
+            color=color,
+            label=f"L={L} Thm 2 bound",
+        )
+        axes[1].semilogy(
+            depths,
+            [worst("force_ratio2", d) for d in depths],
+            "o-",
+            color=color,
+            label=f"L={L} forces",
+        )
+        axes[1].semilogy(
+            depths,
+            [worst("energy_ratio2", d) for d in depths],
+            "s--",
+            color=color,
+            label=f"L={L} energy",
+        )
+        axes[2].semilogy(
+            depths,
+            [worst("force_bound_rel", d) / worst("force_rel_worst", d) for d in depths],
+            "o-",
+            color=color,
+            label=f"L={L} forces",
+        )
+        axes[2].semilogy(
+            depths,
+            [worst("energy_bound_rel", d) / worst("energy_rel_worst", d) for d in depths],
+            "s--",
+            color=color,
+            label=f"L={L} energy",
+        )
     axes[0].set_xlabel("depth (interaction layers)")
     axes[0].set_ylabel("|F(Rx) - R F(x)| / |F(x)|")
-    axes[0].set_title("force equivariance: worst found vs bound")
+    axes[0].set_title("force equivariance at 7L²: worst found vs bounds")
     axes[0].legend(fontsize=6, ncol=2)
-    for L, color in zip(Ls, colors, strict=True):
-        sel = [r for r in rows if r["L"] == L and r["depth"] == 3 and not r["exact"]]
-        by_rank = sorted({(r["tp_relative_error"], r["rank"]) for r in sel})
-        xs = [e for e, _ in by_rank]
-        ys = [max(r["force_rel_worst"] for r in sel if r["rank"] == k) for _, k in by_rank]
-        axes[1].loglog(xs, ys, "o-", color=color, label=f"L={L}")
-        for (e, k), y in zip(by_rank, ys, strict=True):
-            axes[1].annotate(f"R={k}", (e, y), fontsize=6)
-    axes[1].set_xlabel("tensor-product relative error ||T̂ - T|| / ||T||")
-    axes[1].set_ylabel("force equivariance error (depth 3)")
-    axes[1].set_title("tensor error -> force error after 3 layers")
-    axes[1].legend(fontsize=7)
+    for ax, title in ((axes[1], "Theorem 2"), (axes[2], "Theorem 1 (Lipschitz)")):
+        ax.axhline(30, color="grey", lw=0.8, ls=":")
+        ax.axhline(1, color="black", lw=0.8)
+        ax.set_xlabel("depth (interaction layers)")
+        ax.set_ylabel("bound / worst found")
+        ax.set_title(f"tightness of {title} at 7L²")
+        ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     _io.save_figure_atomic(fig, path)
     plt.close(fig)
@@ -400,7 +546,9 @@ def plot(data: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="L = 1, 2, depth 1..3, ~1 min")
-    parser.add_argument("--L", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument(
+        "--L", type=int, nargs="+", default=[1, 2, 3], help="degrees (4 allowed: Theorem 1 only)"
+    )
     parser.add_argument("--rotations", type=int, default=12, help="Haar rotations per point")
     parser.add_argument("--search", type=int, default=30, help="adversarial evaluations (0: none)")
     parser.add_argument("--seed", type=int, default=0)
@@ -446,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
         **data,
     }
     data["closing_note"] = closing_note(data)
+    data["tightness"] = tightness_summary(data, tuple(sorted({r["L"] for r in data["rows"]})))
     data["provenance"] = {
         "machine": _io.machine(),
         "torch": torch.__version__,

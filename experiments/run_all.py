@@ -175,7 +175,7 @@ TASKS: tuple[Task, ...] = (
         ("network_equivariance.json", "network_equivariance.png", "network_equivariance.md"),
         quick_args=("--quick",),
         out_file="network_equivariance.json",
-        note="TDN potential: energy/force equivariance vs the network bound, L = 1..4, depth 1..6",
+        note="TDN potential: energy/force equivariance vs Theorems 1 and 2, L = 1..3, depth 1..6",
     ),
 )
 

@@ -120,6 +120,35 @@ def test_offer_keeps_only_improvements(tmp_path):
     assert meta["seed"] == 7 and meta["search_seed"] == 0
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fcntl locks are POSIX")
+def test_offer_waits_for_another_writer_of_the_same_store(tmp_path):
+    """Compare-and-write is one locked step: an offer made while another process holds the store's
+    lock stores nothing until the lock is released, then compares against what is there."""
+    import fcntl
+    import threading
+
+    store = FitStore(tmp_path / "s")
+    key = FitKey("unit", "all", 1, 2)
+    worse, better = _fit(1, 2, scale=1.0), _fit(1, 2, scale=0.01)
+    store.folder.mkdir()
+    results = []
+    with open(store.folder / ".offer.lock", "a") as held:  # another writer holds the lock
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        waiting = threading.Thread(target=lambda: results.append(store.offer(key, worse, {})))
+        waiting.start()
+        waiting.join(timeout=1.0)
+        assert waiting.is_alive() and not store.path(key).exists()
+        # the other writer stores a better fit before it releases the lock
+        other = FitStore(tmp_path / "other")
+        assert other.offer(key, better, {})
+        shutil.copy(other.path(key), store.path(key))
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+    waiting.join(timeout=60)
+    assert results == [False]  # the worse fit saw the better one and kept out
+    assert abs(store.get(key)[0].relative_error - _rel(1, better)) < 1e-12
+    assert key in store.keys() and len(store.keys()) == 1  # the lock file is not a key
+
+
 def test_altered_file_is_refused(tmp_path):
     folder = tmp_path / "s"
     folder.mkdir()

@@ -21,7 +21,8 @@ def data():
 
 
 def test_committed_results_stay_inside_the_bound(data):
-    """Theorem 1 of proofs/network_propagation.md on every stored point (approximate ranks)."""
+    """Theorems 1 and 2 of proofs/network_propagation.md on every stored point: each bound is at
+    least the worst defect found (Haar rotations and the Nelder-Mead adversarial rotation)."""
     approximate = [r for r in data["rows"] if not r["exact"]]
     assert approximate
     for r in approximate:
@@ -31,6 +32,29 @@ def test_committed_results_stay_inside_the_bound(data):
             assert m <= b * (1 + 1e-9) + 1e-15
     exact = [r for r in data["rows"] if r["exact"]]
     assert exact and max(r["force_rel_worst"] for r in exact) < 1e-11
+
+
+def test_committed_results_stay_inside_theorem_2(data):
+    """Theorem 2 (with its rounding allowance) on every approximate point up to BOUND2_MAX_L (it is
+    not evaluated on exact tensor products, where it refuses: tests/test_models_network_certificate.py)."""
+    rows = [r for r in data["rows"] if not r["bound2_skipped"]]
+    printed = [r for r in rows if not r["exact"]]
+    assert printed
+    for r in printed:
+        assert r["force_rel_worst"] <= r["force_bound2_rel"]
+        assert r["energy_rel_worst"] <= r["energy_bound2_rel"]
+        for m, b in zip(r["feature_defect"], r["feature_bound2"], strict=True):
+            assert m <= b * (1 + 1e-9) + 1e-15
+        assert r["force_bound2_rel"] <= r["force_bound_rel"]  # never looser than Theorem 1
+    assert not any(r["bound2_refused"] for r in rows)
+    assert {r["L"] for r in printed} == {r["L"] for r in data["rows"] if r["L"] <= ne.BOUND2_MAX_L}
+
+
+def test_tightness_summary_is_the_rows(data):
+    """The stored tightness summary (README and issue target: <= 30x) is recomputed from the rows."""
+    assert data["tightness"] == ne.tightness_summary(
+        data, tuple(sorted({r["L"] for r in data["rows"]}))
+    )
 
 
 def test_mirror_check(data):

@@ -1,4 +1,4 @@
-"""The network equivariance bound (proofs/network_propagation.md) holds on sampled rotations.
+"""Theorem 1 of proofs/network_propagation.md (``method="lipschitz"``) holds on sampled rotations.
 
 The theorem: for every rotation R, |h^t(Rx) - D h^t(x)| <= feature_total[t] for each layer t,
 |E(Rx) - E(x)| <= energy and |F(Rx) - R F(x)| <= force_total, with the bound evaluated at x from
@@ -58,7 +58,7 @@ def cp_model(cache):
 
 @pytest.fixture(scope="module")
 def cp_bound(cp_model):
-    return evaluate_bound(cp_model, *args(alloy()))
+    return evaluate_bound(cp_model, *args(alloy()), method="lipschitz")
 
 
 @settings(max_examples=8)
@@ -88,12 +88,12 @@ def test_exact_backends_have_a_bound_at_rounding_level():
     model = TDNPotential(["Cu", "Au"], 2, 3, 3, 4.0, "dense", seed=3)
     eps, S, rel = tensor_product_error(model)
     assert np.all(eps == 0) and rel == 0 and S > 0
-    bound = evaluate_bound(model, *args(alloy()))
+    bound = evaluate_bound(model, *args(alloy()), method="lipschitz")
     assert bound.force_total == 0 and bound.energy == 0
     sphere = model.with_backend("sphere")
     eps, _, rel = tensor_product_error(sphere)
     assert eps.max() < 1e-13 and rel < 1e-13
-    b = evaluate_bound(sphere, *args(alloy()))
+    b = evaluate_bound(sphere, *args(alloy()), method="lipschitz")
     assert b.force_total < 1e-10
 
 

@@ -25,10 +25,16 @@ rank never blocks a lookup: while looking for an exact fit of a smaller rank, a 
 skipped with one warning (once per file and process). A store that cannot be written (read-only,
 a file in its place, a full disk) does not stop best_fit: the new fit is used unstored, with one
 warning.
+
+Several processes (Dask workers, parallel sweeps) may offer fits for the same key: the read, the
+comparison and the write of ``FitStore.offer`` run under an exclusive ``fcntl.flock`` on the
+store's ``.offer.lock`` file, so a worse fit never replaces a better one that another process
+stored in between (where ``fcntl`` does not exist, the write is still atomic but not ordered).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import re
@@ -238,6 +244,41 @@ class FitStore:
                 f"(needs {T.shape[0]})"
             )
         err = _recomputed_error(T, fit)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FitStoreWriteError(
+                f"fit store: cannot create {str(self.folder)!r} "
+                f"({exc.strerror or exc.__class__.__name__})"
+            ) from exc
+        with self._offer_lock():
+            return self._store_if_better(key, fit, err, T, provenance)
+
+    @contextlib.contextmanager
+    def _offer_lock(self):
+        """Exclusive lock of this store's compare-and-write (a no-op without fcntl)."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: atomic writes, unordered
+            yield
+            return
+        lock = self.folder / ".offer.lock"
+        try:
+            handle = open(lock, "a")  # held for the duration of the block
+        except OSError as exc:
+            raise FitStoreWriteError(
+                f"fit store: cannot lock {str(lock)!r} ({exc.strerror or exc.__class__.__name__})"
+            ) from exc
+        with handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _store_if_better(
+        self, key: FitKey, fit: CPFit, err: float, T: np.ndarray, provenance: dict | None
+    ) -> bool:
         current = self.get(key)
         if current is not None and current[0].relative_error <= err:
             return False
@@ -256,13 +297,6 @@ class FitStore:
         )
         if current is not None:
             meta["replaces_relative_error"] = current[0].relative_error
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise FitStoreWriteError(
-                f"fit store: cannot create {str(self.folder)!r} "
-                f"({exc.strerror or exc.__class__.__name__})"
-            ) from exc
         try:
             save_factors(self.path(key), fit, meta, target=T)
         except FactorFileError as exc:

@@ -7,11 +7,14 @@ by forward-mode differentiation); :func:`evaluate_bound` returns the bound.
 :func:`measure_defects` measures, for given rotations, the defects the bound covers: the
 per-layer feature defect ``|h^t(Rx) - D h^t(x)|_F``, the energy defect ``|E(Rx) - E(x)|`` and the
 force defect ``|F(Rx) - R F(x)|_F``. :func:`adversarial_rotation` searches for the rotation that
-maximises the force defect. Proof of the bound: proofs/network_propagation.md.
+maximises the force defect. Proof of the bounds: proofs/network_propagation.md (Theorem 1, the
+Lipschitz propagation, ``method="lipschitz"``; Theorem 2, first order plus a proven second-order
+remainder, the default, whose inputs ``models.network_linearised`` measures).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,7 @@ from scipy.optimize import minimize
 from scipy.spatial.transform import Rotation
 
 from tdn_theory import so3
+from tdn_theory.models.network_linearised import linearised_quantities
 from tdn_theory.models.potential import TDNPotential
 from tdn_theory.theory.network import (
     SILU_CURVATURE,
@@ -30,8 +34,11 @@ from tdn_theory.theory.network import (
     network_bound,
     tensor_product_constants,
 )
+from tdn_theory.theory.network_second_order import Certificate, certificate, rounding_allowance
 
 __all__ = [
+    "METHODS",
+    "BoundBelowRounding",
     "adversarial_rotation",
     "bound_quantities",
     "evaluate_bound",
@@ -193,11 +200,57 @@ def _readout_gradient(model: TDNPotential, scalars: torch.Tensor) -> np.ndarray:
     return torch.linalg.vector_norm(grad, dim=1).detach().cpu().double().numpy()
 
 
+class BoundBelowRounding(ValueError):
+    """The certificate is not larger than the floating-point rounding of the network."""
+
+
+METHODS = ("second-order", "lipschitz")
+
+
 def evaluate_bound(
-    model: TDNPotential, positions: Any, numbers: Any, cell: Any = None, pbc: Any = None
-) -> NetworkBound:
-    """The network bound (features per layer, energy, forces) of the model at x."""
-    return network_bound(bound_quantities(model, positions, numbers, cell, pbc))
+    model: TDNPotential,
+    positions: Any,
+    numbers: Any,
+    cell: Any = None,
+    pbc: Any = None,
+    *,
+    method: str = "second-order",
+) -> Certificate | NetworkBound:
+    """The network equivariance bound of the model at x (proofs/network_propagation.md).
+
+    ``method="second-order"`` (default): Theorem 2, the tightest proven bound, as a
+    :class:`~tdn_theory.theory.network_second_order.Certificate` (fields ``energy``, ``forces``,
+    ``force_total``, ``feature_total``, and beside them ``energy_estimate`` /
+    ``force_estimate``, first-order estimates that are NOT bounds). The theorem is about exact
+    arithmetic; a floating-point allowance (:func:`rounding_allowance` for the model's dtype) is
+    added, and when it exceeds a tenth of the certificate (exact or near-exact tensor products,
+    where the defects are rounding) this raises :class:`BoundBelowRounding` instead of printing a
+    number that is not a certificate. ``method="lipschitz"``: Theorem 1 (a
+    :class:`~tdn_theory.theory.network.NetworkBound`, exact arithmetic, no allowance).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "lipschitz":
+        return network_bound(bound_quantities(model, positions, numbers, cell, pbc))
+    q = linearised_quantities(model, positions, numbers, cell, pbc)
+    cert = certificate(q)
+    unit = float(torch.finfo(model.dtype).eps) / 2
+    r_energy, r_forces = rounding_allowance(q, unit)
+    if r_energy > 0.1 * cert.energy or r_forces > 0.1 * cert.force_total:
+        raise BoundBelowRounding(
+            f"no bound: the certificate (energy {cert.energy:.2e}, forces {cert.force_total:.2e}) "
+            f"is within 10x of the {model.dtype} rounding allowance ({r_energy:.2e}, "
+            f"{r_forces:.2e}); the defects of this model are rounding, which the theorem does "
+            "not bound"
+        )
+    return dataclasses.replace(
+        cert,
+        energy=cert.energy + r_energy,
+        forces=cert.forces + r_forces,
+        force_total=cert.force_total + r_forces,
+        rounding_energy=r_energy,
+        rounding_forces=r_forces,
+    )
 
 
 def _run(model, positions, numbers, cell, pbc):
