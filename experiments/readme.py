@@ -246,47 +246,141 @@ def network(results: Path) -> str:
     )
 
 
+def _paired_text(p: dict | None, fmt: str, unit: str) -> str:
+    """'+1.2 meV/Å [-0.3, +2.7] (not distinguishable)' from a paired-difference record."""
+    if p is None:
+        return "not measured"
+    if p["low"] is None:
+        return f"{p['mean']:+{fmt}} {unit} ({p['verdict']})"
+    return f"{p['mean']:+{fmt}} {unit} [{p['low']:+{fmt}}, {p['high']:+{fmt}}] ({p['verdict']})"
+
+
 def accuracy(results: Path) -> str:
-    """The accuracy-vs-rank table (experiments.accuracy_vs_rank) and its answers."""
+    """The accuracy-vs-rank tables (experiments.accuracy_vs_rank) and the answers they give."""
     from experiments.accuracy_vs_rank import markdown
 
     data = _load(results, "accuracy_vs_rank")
-    rows = {r["name"]: r for r in data["summary"]}
-    speed = data["speed"]
     L = data["L"]
-    r7 = rows[f"cp{7 * L * L}"]
-    exact_cp = rows[f"cp{data['ranks']['exact']}"]
-    dense, sph = rows["dense"], rows["sphere"]
-
-    def mae(r: dict) -> str:
-        std = r["test_force_mae_mev_per_A_std"]
-        return f"{r['test_force_mae_mev_per_A']:.1f}" + ("" if std is None else f" ± {std:.1f}")
-
-    bullets = [
-        f"CP at 7L^2 (R = {r7['rank']}, tensor error {_pct(r7['tensor_relative_error'])}) reaches a test "
-        f"force MAE of {mae(r7)} meV/Å against {mae(dense)} for the exact dense product and {mae(exact_cp)} "
-        f"for the exact CP (R = {exact_cp['rank']}); energy MAE {r7['test_energy_mae_mev_per_atom']:.2f} "
-        f"against {dense['test_energy_mae_mev_per_atom']:.2f} meV/atom.",
-        f"The trained CP model at 7L^2 is not equivariant: force-equivariance error "
-        f"{r7['force_equivariance_mean']:.1e} (Haar mean), {r7['force_equivariance_max']:.1e} (adversarial "
-        f"max), against {dense['force_equivariance_max']:.0e} for the exact backends (rounding).",
-        f"The exact sphere model (other fixed path weights) reaches {mae(sph)} meV/Å and "
-        f"{sph['test_energy_mae_mev_per_atom']:.2f} meV/atom, against {mae(dense)} meV/Å and "
-        f"{dense['test_energy_mae_mev_per_atom']:.2f} meV/atom for dense (± is the spread over "
-        f"{len(dense['seeds'])} seeds).",
-        "Time on CPU, whole model, one training step (energy, forces with create_graph, backward) "
-        "relative to dense (> 1: slower), measured side by side: "
-        + ", ".join(
-            f"{rows[n]['label']} {speed[n]['train_step_vs_dense']:.2f}x"
-            for n in rows
-            if n != "dense"
+    bullets = []
+    for d in data["data"]:
+        rows = {r["name"]: r for r in data["summary"] if r["data"] == d["name"]}
+        dense = rows["dense"]
+        name = d["name"]
+        n_seeds = len(dense["seeds"])
+        base = (
+            f"{name}, dense: test energy MAE {dense['test_energy_mae_mev_per_atom']:.2f} meV/atom against "
+            f"{d['mean_energy_mae_mev_per_atom']:.2f} for predicting the mean training energy"
         )
-        + "; inference (energy and forces): "
-        + ", ".join(f"{n} {speed[n]['inference_vs_dense']:.2f}x" for n in rows if n != "dense")
-        + ".",
-    ]
+        if "test_dipole_mae_eA" in dense:
+            base += (
+                f"; dipole MAE {dense['test_dipole_mae_eA']:.4f} e·Å against "
+                f"{d['mean_dipole_mae_eA']:.4f} for predicting the mean dipole"
+            )
+        base += f" (mean over {n_seeds} seed{'s' if n_seeds > 1 else ''})."
+        bullets.append(base)
+        r7 = rows.get(f"cp{7 * L * L}")
+        if r7 is not None:
+            paired = r7["paired"]
+            text = (
+                f"{name}, CP at 7L^2 (R = {r7['rank']}, tensor error {_pct(r7['tensor_relative_error'])}) "
+                f"minus dense, paired over seeds {r7['seeds']} [95 % interval]: force MAE "
+                f"{_paired_text(paired.get('test_force_mae_mev_per_A'), '.2f', 'meV/Å')}, energy MAE "
+                f"{_paired_text(paired.get('test_energy_mae_mev_per_atom'), '.3f', 'meV/atom')}"
+            )
+            if "test_dipole_mae_eA" in paired:
+                text += f", dipole MAE {_paired_text(paired['test_dipole_mae_eA'], '.4f', 'e·Å')}"
+                f_rel = (
+                    paired["test_force_mae_mev_per_A"]["mean"] / dense["test_force_mae_mev_per_A"]
+                )
+                mu_rel = paired["test_dipole_mae_eA"]["mean"] / dense["test_dipole_mae_eA"]
+                text += (
+                    f". Relative to dense the mean changes are {100 * f_rel:+.1f}% (forces) and "
+                    f"{100 * mu_rel:+.1f}% (dipole)"
+                )
+            text += (
+                f". Its trained model is not equivariant: force-equivariance error "
+                f"{r7['force_equivariance_mean']:.1e} (Haar mean), {r7['force_equivariance_worst_found']:.1e}"
+                " (worst found)"
+            )
+            if "dipole_rotation_error_eA" in r7:
+                text += f", dipole rotation error {r7['dipole_rotation_error_eA']:.1e} e·Å"
+            exact = [
+                rows[n]["dipole_rotation_error_eA"]
+                for n in rows
+                if n in ("dense", "sphere", "dense_even", f"cp{data['ranks']['exact']}")
+                and "dipole_rotation_error_eA" in rows[n]
+            ]
+            if exact:
+                text += f", against at most {max(exact):.0e} e·Å for the exact backends"
+            bullets.append(text + ".")
+        sph = rows.get("sphere")
+        if sph is not None:
+            bullets.append(
+                f"{name}, sphere (exact, other path weights) minus dense: force MAE "
+                f"{_paired_text(sph['paired'].get('test_force_mae_mev_per_A'), '.2f', 'meV/Å')}."
+            )
+        capped = [r["label"] for r in rows.values() if not r["all_stopped_early"]]
+        if capped:
+            bullets.append(
+                f"{name}: runs that reached the epoch cap ({data['settings']['epochs']}) before early "
+                f"stopping, i.e. not fully converged: {', '.join(capped)} (best epochs in the table)."
+            )
+    speed = data.get("speed")
+    if speed:
+        bullets.append(
+            f"Time on CPU ({data['speed_data']}), whole model, one training step relative to dense: "
+            + ", ".join(
+                f"{n} {t['train_step_vs_dense']:.2f}x" for n, t in speed.items() if n != "dense"
+            )
+            + "; inference: "
+            + ", ".join(
+                f"{n} {t['inference_vs_dense']:.2f}x" for n, t in speed.items() if n != "dense"
+            )
+            + "."
+        )
     return (
         markdown(data).rstrip("\n")
+        + "\n\n"
+        + "\n".join(_wrap("- " + b, bullet=True) for b in bullets)
+    )
+
+
+def molecules(results: Path) -> str:
+    """The molecular sets (experiments.molecular_sets) and the raw-vs-residual reference energies
+    (experiments.reference_energies)."""
+    from experiments.molecular_sets import markdown as sets_table
+
+    sets = _load(results, "molecular_sets")
+    ref = _load(results, "reference_energies")
+    mal = next(r for r in sets["sets"] if "proton_transfers" in r)
+    pt = mal["proton_transfers"]
+    prod_ps = (
+        mal["n_configs"] * mal["recipe"]["snapshot_every"] * mal["recipe"]["timestep_fs"] / 1000
+    )
+    bullets = [
+        f"tblite {sets['tblite_version']}: moving a cation of charge +1 by 1 Å changes the returned dipole by "
+        f"{sets['dipole_change_per_A_of_a_unit_cation']:.6f}, so the dipole is in e·Å (Debye would give 4.80); "
+        "the sets store e·Å.",
+        f"malonaldehyde-gfn2: {pt['md_transfers']} proton transfers during the {prod_ps:.0f} ps of sampled MD "
+        f"(every step watched, 0.3 Å hysteresis); {pt['snapshots_side_1']} of {pt['n_configs']} snapshots "
+        f"have the proton on the other oxygen ({pt['snapshot_side_changes']} changes between consecutive "
+        "snapshots).",
+    ]
+    for case in ref["cases"]:
+        runs = [r for r in ref["runs"] if r["data"] == case["data"]]
+        for seed in case["seeds"]:
+            raw = next(r for r in runs if r["seed"] == seed and r["reference_fit"] == "raw")
+            res = next(r for r in runs if r["seed"] == seed and r["reference_fit"] == "residual")
+            bullets.append(
+                f"Reference energies, {case['data']} seed {seed} (dense): test energy MAE "
+                f"{raw['test_energy_mae_mev_per_atom']:.2f} meV/atom with references fitted to the raw "
+                f"energies, {res['test_energy_mae_mev_per_atom']:.2f} fitted to the residual of the "
+                f"untrained network (whose mean output is {raw['initial_network_mev_per_atom']:.0f} "
+                f"meV/atom); force MAE {raw['test_force_mae_mev_per_A']:.1f} and "
+                f"{res['test_force_mae_mev_per_A']:.1f} meV/Å."
+            )
+    return (
+        sets_table(sets).rstrip("\n")
         + "\n\n"
         + "\n".join(_wrap("- " + b, bullet=True) for b in bullets)
     )
@@ -617,6 +711,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "accuracy": accuracy,
     "stress": stress,
     "stress_short": stress_short,
+    "molecules": molecules,
 }
 
 

@@ -6,7 +6,7 @@ code is executed on load) holding a dictionary:
 - ``"format"``: :data:`FORMAT`;
 - ``"model"``: the constructor settings (species as atomic numbers, L, channels, layers, cutoff,
   backend, normalization, parity, seed, n_basis, radial_hidden, readout_hidden, avg_neighbors,
-  dtype, and for backend "cp" the rank);
+  dtype, dipole (the dipole head; absent in older files: no head), and for backend "cp" the rank);
 - ``"state"``: the ``state_dict`` (every weight, and the tensor-product buffers: for "cp" the
   factors A, B, C themselves, so a checkpoint does not depend on a factor file or a fit cache);
 - ``"info"``: JSON-compatible provenance (training settings, data, metrics), free-form;
@@ -70,6 +70,7 @@ def model_settings(model: TDNPotential) -> dict[str, Any]:
         "readout_hidden": int(model.readout_1.shape[1]),
         "avg_neighbors": model.avg_neighbors,
         "dtype": str(model.dtype).removeprefix("torch."),
+        "dipole": model.has_dipole,
     }
     if model.backend == "cp":
         settings["rank"] = int(model.tp.A.shape[1])
