@@ -27,6 +27,8 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from experiments import _io
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -244,47 +246,141 @@ def network(results: Path) -> str:
     )
 
 
+def _paired_text(p: dict | None, fmt: str, unit: str) -> str:
+    """'+1.2 meV/Å [-0.3, +2.7] (not distinguishable)' from a paired-difference record."""
+    if p is None:
+        return "not measured"
+    if p["low"] is None:
+        return f"{p['mean']:+{fmt}} {unit} ({p['verdict']})"
+    return f"{p['mean']:+{fmt}} {unit} [{p['low']:+{fmt}}, {p['high']:+{fmt}}] ({p['verdict']})"
+
+
 def accuracy(results: Path) -> str:
-    """The accuracy-vs-rank table (experiments.accuracy_vs_rank) and its answers."""
+    """The accuracy-vs-rank tables (experiments.accuracy_vs_rank) and the answers they give."""
     from experiments.accuracy_vs_rank import markdown
 
     data = _load(results, "accuracy_vs_rank")
-    rows = {r["name"]: r for r in data["summary"]}
-    speed = data["speed"]
     L = data["L"]
-    r7 = rows[f"cp{7 * L * L}"]
-    exact_cp = rows[f"cp{data['ranks']['exact']}"]
-    dense, sph = rows["dense"], rows["sphere"]
-
-    def mae(r: dict) -> str:
-        std = r["test_force_mae_mev_per_A_std"]
-        return f"{r['test_force_mae_mev_per_A']:.1f}" + ("" if std is None else f" ± {std:.1f}")
-
-    bullets = [
-        f"CP at 7L^2 (R = {r7['rank']}, tensor error {_pct(r7['tensor_relative_error'])}) reaches a test "
-        f"force MAE of {mae(r7)} meV/Å against {mae(dense)} for the exact dense product and {mae(exact_cp)} "
-        f"for the exact CP (R = {exact_cp['rank']}); energy MAE {r7['test_energy_mae_mev_per_atom']:.2f} "
-        f"against {dense['test_energy_mae_mev_per_atom']:.2f} meV/atom.",
-        f"The trained CP model at 7L^2 is not equivariant: force-equivariance error "
-        f"{r7['force_equivariance_mean']:.1e} (Haar mean), {r7['force_equivariance_max']:.1e} (adversarial "
-        f"max), against {dense['force_equivariance_max']:.0e} for the exact backends (rounding).",
-        f"The exact sphere model (other fixed path weights) reaches {mae(sph)} meV/Å and "
-        f"{sph['test_energy_mae_mev_per_atom']:.2f} meV/atom, against {mae(dense)} meV/Å and "
-        f"{dense['test_energy_mae_mev_per_atom']:.2f} meV/atom for dense (± is the spread over "
-        f"{len(dense['seeds'])} seeds).",
-        "Time on CPU, whole model, one training step (energy, forces with create_graph, backward) "
-        "relative to dense (> 1: slower), measured side by side: "
-        + ", ".join(
-            f"{rows[n]['label']} {speed[n]['train_step_vs_dense']:.2f}x"
-            for n in rows
-            if n != "dense"
+    bullets = []
+    for d in data["data"]:
+        rows = {r["name"]: r for r in data["summary"] if r["data"] == d["name"]}
+        dense = rows["dense"]
+        name = d["name"]
+        n_seeds = len(dense["seeds"])
+        base = (
+            f"{name}, dense: test energy MAE {dense['test_energy_mae_mev_per_atom']:.2f} meV/atom against "
+            f"{d['mean_energy_mae_mev_per_atom']:.2f} for predicting the mean training energy"
         )
-        + "; inference (energy and forces): "
-        + ", ".join(f"{n} {speed[n]['inference_vs_dense']:.2f}x" for n in rows if n != "dense")
-        + ".",
-    ]
+        if "test_dipole_mae_eA" in dense:
+            base += (
+                f"; dipole MAE {dense['test_dipole_mae_eA']:.4f} e·Å against "
+                f"{d['mean_dipole_mae_eA']:.4f} for predicting the mean dipole"
+            )
+        base += f" (mean over {n_seeds} seed{'s' if n_seeds > 1 else ''})."
+        bullets.append(base)
+        r7 = rows.get(f"cp{7 * L * L}")
+        if r7 is not None:
+            paired = r7["paired"]
+            text = (
+                f"{name}, CP at 7L^2 (R = {r7['rank']}, tensor error {_pct(r7['tensor_relative_error'])}) "
+                f"minus dense, paired over seeds {r7['seeds']} [95 % interval]: force MAE "
+                f"{_paired_text(paired.get('test_force_mae_mev_per_A'), '.2f', 'meV/Å')}, energy MAE "
+                f"{_paired_text(paired.get('test_energy_mae_mev_per_atom'), '.3f', 'meV/atom')}"
+            )
+            if "test_dipole_mae_eA" in paired:
+                text += f", dipole MAE {_paired_text(paired['test_dipole_mae_eA'], '.4f', 'e·Å')}"
+                f_rel = (
+                    paired["test_force_mae_mev_per_A"]["mean"] / dense["test_force_mae_mev_per_A"]
+                )
+                mu_rel = paired["test_dipole_mae_eA"]["mean"] / dense["test_dipole_mae_eA"]
+                text += (
+                    f". Relative to dense the mean changes are {100 * f_rel:+.1f}% (forces) and "
+                    f"{100 * mu_rel:+.1f}% (dipole)"
+                )
+            text += (
+                f". Its trained model is not equivariant: force-equivariance error "
+                f"{r7['force_equivariance_mean']:.1e} (Haar mean), {r7['force_equivariance_worst_found']:.1e}"
+                " (worst found)"
+            )
+            if "dipole_rotation_error_eA" in r7:
+                text += f", dipole rotation error {r7['dipole_rotation_error_eA']:.1e} e·Å"
+            exact = [
+                rows[n]["dipole_rotation_error_eA"]
+                for n in rows
+                if n in ("dense", "sphere", "dense_even", f"cp{data['ranks']['exact']}")
+                and "dipole_rotation_error_eA" in rows[n]
+            ]
+            if exact:
+                text += f", against at most {max(exact):.0e} e·Å for the exact backends"
+            bullets.append(text + ".")
+        sph = rows.get("sphere")
+        if sph is not None:
+            bullets.append(
+                f"{name}, sphere (exact, other path weights) minus dense: force MAE "
+                f"{_paired_text(sph['paired'].get('test_force_mae_mev_per_A'), '.2f', 'meV/Å')}."
+            )
+        capped = [r["label"] for r in rows.values() if not r["all_stopped_early"]]
+        if capped:
+            bullets.append(
+                f"{name}: runs that reached the epoch cap ({data['settings']['epochs']}) before early "
+                f"stopping, i.e. not fully converged: {', '.join(capped)} (best epochs in the table)."
+            )
+    speed = data.get("speed")
+    if speed:
+        bullets.append(
+            f"Time on CPU ({data['speed_data']}), whole model, one training step relative to dense: "
+            + ", ".join(
+                f"{n} {t['train_step_vs_dense']:.2f}x" for n, t in speed.items() if n != "dense"
+            )
+            + "; inference: "
+            + ", ".join(
+                f"{n} {t['inference_vs_dense']:.2f}x" for n, t in speed.items() if n != "dense"
+            )
+            + "."
+        )
     return (
         markdown(data).rstrip("\n")
+        + "\n\n"
+        + "\n".join(_wrap("- " + b, bullet=True) for b in bullets)
+    )
+
+
+def molecules(results: Path) -> str:
+    """The molecular sets (experiments.molecular_sets) and the raw-vs-residual reference energies
+    (experiments.reference_energies)."""
+    from experiments.molecular_sets import markdown as sets_table
+
+    sets = _load(results, "molecular_sets")
+    ref = _load(results, "reference_energies")
+    mal = next(r for r in sets["sets"] if "proton_transfers" in r)
+    pt = mal["proton_transfers"]
+    prod_ps = (
+        mal["n_configs"] * mal["recipe"]["snapshot_every"] * mal["recipe"]["timestep_fs"] / 1000
+    )
+    bullets = [
+        f"tblite {sets['tblite_version']}: moving a cation of charge +1 by 1 Å changes the returned dipole by "
+        f"{sets['dipole_change_per_A_of_a_unit_cation']:.6f}, so the dipole is in e·Å (Debye would give 4.80); "
+        "the sets store e·Å.",
+        f"malonaldehyde-gfn2: {pt['md_transfers']} proton transfers during the {prod_ps:.0f} ps of sampled MD "
+        f"(every step watched, 0.3 Å hysteresis); {pt['snapshots_side_1']} of {pt['n_configs']} snapshots "
+        f"have the proton on the other oxygen ({pt['snapshot_side_changes']} changes between consecutive "
+        "snapshots).",
+    ]
+    for case in ref["cases"]:
+        runs = [r for r in ref["runs"] if r["data"] == case["data"]]
+        for seed in case["seeds"]:
+            raw = next(r for r in runs if r["seed"] == seed and r["reference_fit"] == "raw")
+            res = next(r for r in runs if r["seed"] == seed and r["reference_fit"] == "residual")
+            bullets.append(
+                f"Reference energies, {case['data']} seed {seed} (dense): test energy MAE "
+                f"{raw['test_energy_mae_mev_per_atom']:.2f} meV/atom with references fitted to the raw "
+                f"energies, {res['test_energy_mae_mev_per_atom']:.2f} fitted to the residual of the "
+                f"untrained network (whose mean output is {raw['initial_network_mev_per_atom']:.0f} "
+                f"meV/atom); force MAE {raw['test_force_mae_mev_per_A']:.1f} and "
+                f"{res['test_force_mae_mev_per_A']:.1f} meV/Å."
+            )
+    return (
+        sets_table(sets).rstrip("\n")
         + "\n\n"
         + "\n".join(_wrap("- " + b, bullet=True) for b in bullets)
     )
@@ -474,6 +570,85 @@ def bounds(results: Path) -> str:
     return _wrap(text)
 
 
+def stress(results: Path) -> str:
+    """Training on stresses and the data-derived avg_neighbors (experiments.stress_training)."""
+    from experiments.stress_training import markdown
+
+    data = _load(results, "stress_training")
+    s, d = data["settings"], data["data"]
+    prov = data["provenance"]
+
+    def diff(arm: str, key: str, unit: str) -> str:
+        p = data["paired"][arm][key]
+        iv = p["interval_95"]
+        interval = "" if iv is None else f", 95 % interval [{iv[0]:+.2f}, {iv[1]:+.2f}]"
+        lower = sum(x < 0 for x in p["differences"])
+        return (
+            f"{p['mean']:+.2f} {unit} ({100 * p['relative_mean']:+.0f} % of "
+            f"{p['base_mean']:.2f}{interval}; lower in {lower} of {len(p['differences'])} seeds)"
+        )
+
+    runs = {(r["arm"], r["seed"]): r for r in data["runs"]}
+    cp = [r for r in data["runs"] if r["arm"] == "cp7"]
+    head = (
+        f"Data: cuau-fcc, {d['n_train']} train / {d['n_val']} val / {d['n_test']} test "
+        f"configurations (test stress std {1e3 * d['stress_std_eV_per_A3']:.1f} meV/Å^3, mean "
+        f"neighbour count {d['avg_neighbors_train']:.1f} within {s['cutoff']} Å). L = {s['L']}, "
+        f"{s['channels']} channels, {s['layers']} layers, dense CG, {s['epochs']} epochs max, stress "
+        f"weight {s['stress_weight']:g}; seeds {data['seeds']}; {prov['seconds'] / 60:.0f} min on "
+        f"a shared machine (load {prov['load_average_start'][0]:.1f} at the start, "
+        f"{prov['load_average_end'][0]:.1f} at the end). Best epochs "
+        f"{min(r['best_epoch'] for r in data['runs'])}-{max(r['best_epoch'] for r in data['runs'])} "
+        f"of {s['epochs']}"
+        + (
+            ": the runs had not converged (differences between arms of a short schedule)."
+            if max(r["best_epoch"] for r in data["runs"]) >= s["epochs"] - 2
+            else "."
+        )
+    )
+    bullets = [
+        "Training with the stress term changes the test stress MAE by "
+        + diff("stress", "test_stress_mae_mev_per_A3", "meV/Å^3")
+        + ", the force MAE by "
+        + diff("stress", "test_force_mae_mev_per_A", "meV/Å")
+        + " and the energy MAE by "
+        + diff("stress", "test_energy_mae_mev_per_atom", "meV/atom")
+        + " (paired over seeds, arm minus base).",
+        f"avg_neighbors from the data ({d['avg_neighbors_train']:.1f} instead of 12) changes the "
+        "test force MAE by "
+        + diff("avg_data", "test_force_mae_mev_per_A", "meV/Å")
+        + ", the energy MAE by "
+        + diff("avg_data", "test_energy_mae_mev_per_atom", "meV/atom")
+        + " and the stress MAE by "
+        + diff("avg_data", "test_stress_mae_mev_per_A3", "meV/Å^3")
+        + ".",
+    ]
+    if cp:
+        f = np.mean([r["force_equivariance_mean"] for r in cp])
+        st = np.mean([r["stress_equivariance_mean"] for r in cp])
+        exact = max(r["stress_equivariance_mean"] for (a, _), r in runs.items() if a == "stress")
+        bullets.append(
+            f"CP at 7L^2 (R = {cp[0]['rank']}, L = {s['L']}), trained with stresses: "
+            f"stress-equivariance error |sigma(Rx) - R sigma R^T| / |sigma| {st:.1e} beside the "
+            f"force-equivariance error {f:.1e} (Haar means over {s['rotations']} rotations and "
+            f"{s['sym_configs']} test configurations, mean over seeds); the exact dense model: "
+            f"{exact:.0e} (rounding)."
+        )
+    return (
+        head
+        + "\n\n"
+        + markdown(data).rstrip("\n")
+        + "\n\n"
+        + "\n".join(_wrap("- " + b, bullet=True) for b in bullets)
+    )
+
+
+def stress_short(results: Path) -> str:
+    """README: the findings of experiments.stress_training (tables: experiments/README.md)."""
+    text = stress(results)
+    return text[text.index("\n- ") + 1 :]
+
+
 def bench_layer(results: Path) -> str:
     """The layer benchmark's tables (experiments.bench_layer: the run, the CP and fault studies)."""
     from experiments import bench_layer as bench
@@ -566,6 +741,9 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "measured": measured,
     "network": network,
     "accuracy": accuracy,
+    "stress": stress,
+    "stress_short": stress_short,
+    "molecules": molecules,
 }
 
 

@@ -143,10 +143,27 @@ TASKS: tuple[Task, ...] = (
         note="paper Fig. 3: the four rank schedules vs L",
     ),
     Task(
+        "molecular_sets",
+        ("molecular_sets.json", "molecular_sets.md"),
+        note="GFN2-xTB molecular sets (needs the extra qm): statistics, dipole unit, proton transfers",
+    ),
+    Task(
+        "reference_energies",
+        ("reference_energies.json", "reference_energies.md"),
+        after=("molecular_sets",),
+        note="reference energies fitted to raw energies vs to the network's residual",
+    ),
+    Task(
         "accuracy_vs_rank",
         ("accuracy_vs_rank.json", "accuracy_vs_rank.md", "accuracy_vs_rank.png"),
+        after=("fits", "molecular_sets"),
+        note="TDN potential on EMT and GFN2-xTB molecules: paired accuracy vs dense, dipoles, equivariance",
+    ),
+    Task(
+        "stress_training",
+        ("stress_training.json", "stress_training.md"),
         after=("fits",),
-        note="TDN potential on EMT data: accuracy, equivariance, speed per backend",
+        note="TDN potential on cuau-fcc: training on stresses, data-derived avg_neighbors (paired)",
     ),
     Task(
         "nbody_ranks",

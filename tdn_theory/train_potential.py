@@ -1,16 +1,27 @@
-"""Command line: train a TDN interatomic potential on energies and forces.
+"""Command line: train a TDN interatomic potential on energies, forces and (optionally) dipoles.
 
     python -m tdn_theory.train_potential --data cuau-fcc --backend cp --L 2 --rank 28 --epochs 30
+    python -m tdn_theory.train_potential --data ethanol-gfn2 --backend cp --L 2 --rank 28 --dipole-weight 1
 
-``--data`` is a named EMT set (:data:`tdn_theory.models.data.DATASETS`, generated on first use and
-cached) or any extended-XYZ file with energies and forces. The configurations are split into
-train / validation / test (80/10/10, ``--split-seed``); the model (``--seed``) is trained with
+``--data`` is a named set (:data:`tdn_theory.models.data.DATASETS`: EMT metals, and GFN2-xTB molecules
+which need the extra ``qm``; generated on first use and cached) or any extended-XYZ file with energies
+and forces; ``--energy-key``, ``--forces-key``, ``--dipole-key`` name its labels (e.g. MACE's
+``REF_energy``, ``REF_forces``, ``REF_dipole``), and optionally stresses (``--stress-key``, or virials
+converted to stresses with ``--virials-key``). ``--dipole-weight`` > 0 adds the dipole head and trains
+it on the dipoles; ``--stress-weight`` > 0 trains on the stresses. The message normalisation
+``avg_neighbors`` is by default the mean neighbour count of the training configurations within the
+cutoff (``--avg-neighbors data``), stored in the checkpoint. The configurations are split into
+train / validation / test (80/10/10, ``--split-seed``; ``--split trajectory`` holds out whole
+trajectories); the model (``--seed``) is trained with
 :func:`tdn_theory.models.train.train` and written to ``--out`` after every epoch that improved the
 validation loss (atomic: an interrupted run leaves the best model so far, never a partial file).
-The report gives the test energy MAE (meV/atom), force MAE (meV/Å), the trained model's
-force-equivariance error: the RMS of ``F(Rx) - R F(x)`` relative to the RMS of the test data's
-forces (and absolute, meV/Å), mean over ``--rotations`` Haar rotations and an adversarial maximum
-found by Nelder-Mead from the worst of them, on up to 4 test configurations; and the time per epoch.
+The report gives the test energy MAE (meV/atom; for molecules also meV and kcal/mol per molecule),
+force MAE (meV/Å), stress MAE (meV/Å^3, when the test data carry stresses), dipole MAE (e·Å) with the
+dipole head, the trained model's force-equivariance
+error: the RMS of ``F(Rx) - R F(x)`` relative to the RMS of the test data's forces (and absolute,
+meV/Å), mean over ``--rotations`` Haar rotations and the worst value found by a Nelder-Mead search
+from the worst of them (a lower bound on the maximum), on up to 4 test configurations; the dipole's
+rotation error ``|mu(Rx) - R mu(x)|``; and the time per epoch.
 
 Integrity: an existing ``--out`` is refused unless ``--overwrite``, and ``--out`` may never be one of
 the inputs (``--data``, ``--factors``; same file after resolving links). Every configuration (train,
@@ -48,7 +59,18 @@ def build_parser() -> OneLineParser:
         "energies and forces, and report its test errors and force equivariance.",
     )
     p.add_argument(
-        "--data", required=True, help="named EMT set (cuau-fcc, agpd-cluster) or an extxyz file"
+        "--data",
+        required=True,
+        help="named set (cuau-fcc, agpd-cluster, ethanol-gfn2, malonaldehyde-gfn2) or an extxyz file",
+    )
+    p.add_argument(
+        "--energy-key", default="energy", help="energy label of the file (default energy)"
+    )
+    p.add_argument(
+        "--forces-key", default="forces", help="forces label of the file (default forces)"
+    )
+    p.add_argument(
+        "--dipole-key", default="dipole", help="dipole label of the file (default dipole)"
     )
     p.add_argument("--backend", required=True, choices=BACKEND_CHOICES)
     p.add_argument("--L", required=True, help="maximal degree of the features, integer >= 0")
@@ -67,10 +89,42 @@ def build_parser() -> OneLineParser:
     )
     p.add_argument("--force-weight", default="1", help="weight of the force MSE (default 1)")
     p.add_argument(
+        "--stress-weight",
+        default="0",
+        help="weight of the stress MSE in (eV/Å^3)^2 (default 0: no stress training)",
+    )
+    p.add_argument(
+        "--stress-key",
+        default="stress",
+        help="info key of the stress (eV/Å^3) in an extxyz file, e.g. REF_stress (default stress)",
+    )
+    p.add_argument(
+        "--virials-key",
+        help="info key of the virial (eV) in an extxyz file, e.g. REF_virials; converted to "
+        "the stress -W/V (instead of --stress-key)",
+    )
+    p.add_argument(
+        "--avg-neighbors",
+        default="data",
+        help="message normalisation: 'data' (mean neighbour count of the training set within "
+        "the cutoff, default) or a positive number (12 was the fixed value before)",
+    )
+    p.add_argument(
+        "--dipole-weight",
+        default="0",
+        help="weight of the dipole MSE (e·Å)^2; > 0 adds the dipole head (default 0)",
+    )
+    p.add_argument(
         "--patience", default="10", help="early stopping patience in epochs (default 10)"
     )
     p.add_argument("--seed", default="0", help="model initialisation and batch order (default 0)")
     p.add_argument("--split-seed", default="0", help="train/validation/test split (default 0)")
+    p.add_argument(
+        "--split",
+        default="random",
+        choices=("random", "trajectory"),
+        help="random configurations, or whole held-out trajectories (default random)",
+    )
     p.add_argument("--data-seed", default="0", help="generator seed of a named set (default 0)")
     p.add_argument("--n-configs", help="configurations of a named set (default: the set's size)")
     p.add_argument(
@@ -186,12 +240,23 @@ def validate(args) -> dict[str, Any]:
         )
     s["cutoff"] = _parse_float(args.cutoff, "cutoff", positive=True)
     s["lr"] = _parse_float(args.lr, "lr", positive=True)
-    for name in ("weight-decay", "energy-weight", "force-weight"):
+    for name in ("weight-decay", "energy-weight", "force-weight", "stress-weight", "dipole-weight"):
         s[name.replace("-", "_")] = _parse_float(
             getattr(args, name.replace("-", "_")), name, positive=False
         )
-    if s["energy_weight"] == 0 and s["force_weight"] == 0:
-        raise UsageError("--energy-weight and --force-weight are both 0: nothing to train")
+    if not any(s[k] for k in ("energy_weight", "force_weight", "stress_weight", "dipole_weight")):
+        raise UsageError(
+            "--energy-weight, --force-weight, --stress-weight and --dipole-weight are all 0: "
+            "nothing to train"
+        )
+    s.update(_stress_and_normalisation(args))
+    for name in ("energy_key", "forces_key", "dipole_key"):
+        value = getattr(args, name)
+        if not value or any(c.isspace() or c in "=\"'" for c in value):
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} must be a plain key name such as REF_energy, got {value!r}")
+        s[name] = value
+    s["split"] = args.split
     if s["lr"] * s["weight_decay"] >= 1:
         raise UsageError(
             f"--weight-decay {args.weight_decay} times --lr {args.lr} must be below 1 (AdamW "
@@ -253,6 +318,21 @@ def validate(args) -> dict[str, Any]:
     return s
 
 
+def _stress_and_normalisation(args) -> dict[str, Any]:
+    """Checked --stress-key, --virials-key and --avg-neighbors."""
+    out: dict[str, Any] = {"stress_key": args.stress_key, "virials_key": args.virials_key}
+    for name in ("stress_key", "virials_key"):
+        if out[name] is not None and not out[name].strip():
+            raise UsageError(f"--{name.replace('_', '-')} must be a non-empty key")
+    if args.virials_key is not None and args.stress_key != "stress":
+        raise UsageError("give --stress-key or --virials-key, not both")
+    if args.avg_neighbors == "data":
+        out["avg_neighbors"] = None
+    else:
+        out["avg_neighbors"] = _parse_float(args.avg_neighbors, "avg-neighbors", positive=True)
+    return out
+
+
 def _check_sizes(s: dict[str, Any], model, configs: list) -> list:
     """Memory guard on the data (neighbour pairs, then activations of the largest batch); returns
     every configuration prepared, which checks them all (bad ones named by their index)."""
@@ -301,9 +381,10 @@ def run(s: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """
     import torch
 
-    from tdn_theory.models import TDNPotential, data
+    from tdn_theory.models import TDNPotential, average_neighbors, data
     from tdn_theory.models.checkpoint import CheckpointError, model_settings, save_potential
     from tdn_theory.models.distributed import SINGLE
+    from tdn_theory.models.molecules import MissingExtraError
     from tdn_theory.models.train import TrainSettings, errors, symmetry_errors, train
 
     ctx = context or SINGLE
@@ -315,9 +396,15 @@ def run(s: dict[str, Any], context: Any = None) -> dict[str, Any]:
                 s["data"],
                 n_configs=s["n_configs"],
                 seed=s["data_seed"],
+                stress_key=s.get("stress_key", "stress"),
+                virials_key=s.get("virials_key"),
                 progress=not s["quiet"] and ctx.is_main,
+                energy_key=s["energy_key"],
+                forces_key=s["forces_key"],
+                dipole_key=s["dipole_key"],
             )
-            train_set, val_set, test_set = data.split(configs, seed=s["split_seed"])
+            splitter = data.split_trajectories if s["split"] == "trajectory" else data.split
+            train_set, val_set, test_set = splitter(configs, seed=s["split_seed"])
             model = TDNPotential(
                 data.species_of(configs),
                 s["L"],
@@ -329,7 +416,9 @@ def run(s: dict[str, Any], context: Any = None) -> dict[str, Any]:
                 factors=s["factors"],
                 parity=s["parity"],
                 seed=s["seed"],
+                avg_neighbors=s.get("avg_neighbors") or 12.0,  # "data": set below
                 dtype=torch.float32 if s["float32"] else torch.float64,
+                dipole=s["dipole_weight"] > 0,
             )
         settings = TrainSettings(
             epochs=s["epochs"],
@@ -338,18 +427,27 @@ def run(s: dict[str, Any], context: Any = None) -> dict[str, Any]:
             weight_decay=s["weight_decay"],
             energy_weight=s["energy_weight"],
             force_weight=s["force_weight"],
+            dipole_weight=s["dipole_weight"],
             patience=s["patience"],
             seed=s["seed"],
+            stress_weight=s.get("stress_weight", 0.0),
         )
         _check_sizes(s, model, configs)  # every split, before any training
-    except ValueError as exc:
+        if s.get("avg_neighbors") is None:  # --avg-neighbors data (after the size guard)
+            model.avg_neighbors = average_neighbors(train_set, s["cutoff"])
+    except (ValueError, MissingExtraError) as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
     info = {
         "data": s["data"],
         "n_configs": len(configs),
         "split_seed": s["split_seed"],
+        "split": s["split"],
+        "keys": {k: s[k] for k in ("energy_key", "forces_key", "dipole_key")},
         "data_seed": s["data_seed"],
         "train_settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__},
+        "avg_neighbors_from": "training data"
+        if s.get("avg_neighbors") is None
+        else "--avg-neighbors",
     }
 
     def checkpoint(record: dict, improved: bool) -> None:  # train() calls it on rank 0 only
@@ -388,6 +486,7 @@ def run(s: dict[str, Any], context: Any = None) -> dict[str, Any]:
         "n_val": len(val_set),
         "n_test": len(test_set),
         "force_std_eV_per_A": data.force_std(test_set),
+        **_dipole_spread(test_set),
         "model": model_settings(model),
         "epochs_run": len(result.history),
         "best_epoch": result.best_epoch,
@@ -411,6 +510,17 @@ def run(s: dict[str, Any], context: Any = None) -> dict[str, Any]:
     return report
 
 
+def _dipole_spread(configs) -> dict:
+    """Mean |mu - mean mu| (e·Å) of the configurations' dipoles: the scale for a dipole MAE."""
+    import numpy as np
+
+    dipoles = [a.calc.results.get("dipole") for a in configs if a.calc is not None]
+    if not dipoles or any(d is None for d in dipoles):
+        return {}
+    mu = np.array(dipoles)
+    return {"dipole_spread_eA": float(np.abs(mu - mu.mean(axis=0)).mean())}
+
+
 def _plain(report: dict) -> dict:
     return json.loads(json.dumps(report, default=float))
 
@@ -422,21 +532,50 @@ def format_table(r: dict[str, Any]) -> str:
         ("data", f"{r['data']} ({r['n_train']} train / {r['n_val']} val / {r['n_test']} test)"),
         (
             "model",
-            f"L={m['L']}, {m['channels']} channels, {m['layers']} layers, {m['backend']}{rank}, parity {m['parity']}",
+            f"L={m['L']}, {m['channels']} channels, {m['layers']} layers, {m['backend']}{rank}, parity {m['parity']}"
+            + (", dipole head" if m.get("dipole") else ""),
         ),
         (
             "epochs",
             f"{r['epochs_run']} (best {r['best_epoch']}{', stopped early' if r['stopped_early'] else ''}), {r['seconds_per_epoch']:.2f} s/epoch",
         ),
-        ("test energy MAE", f"{r['test_energy_mae_mev_per_atom']:.2f} meV/atom"),
+        (
+            "test energy MAE",
+            f"{r['test_energy_mae_mev_per_atom']:.2f} meV/atom, "
+            f"{r['test_energy_mae_mev_per_structure']:.1f} meV = "
+            f"{r['test_energy_mae_kcal_per_mol']:.3f} kcal/mol per structure",
+        ),
         (
             "test force MAE",
             f"{r['test_force_mae_mev_per_A']:.1f} meV/Å (force std {1e3 * r['force_std_eV_per_A']:.0f} meV/Å)",
         ),
         ("force equivariance", _equivariance_row(r)),
         ("energy invariance", f"mean {r['energy_invariance_mev_per_atom']:.2e} meV/atom"),
+        *(
+            [("test stress MAE", f"{r['test_stress_mae_mev_per_A3']:.3f} meV/Å^3")]
+            if "test_stress_mae_mev_per_A3" in r
+            else []
+        ),
         ("model file", r["out"] if r["out"] is not None else "NOT WRITTEN (see the error)"),
     ]
+    if "test_dipole_mae_eA" in r:
+        spread = r.get("dipole_spread_eA")
+        spread = "" if spread is None else f" (dipole spread {spread:.3f} e·Å)"
+        rows.insert(
+            -1,
+            (
+                "test dipole MAE",
+                f"{r['test_dipole_mae_eA']:.4f} e·Å = {r['test_dipole_mae_debye']:.3f} D per component{spread}",
+            ),
+        )
+    if "dipole_rotation_error_eA" in r:
+        rows.insert(
+            -1,
+            (
+                "dipole rotation",
+                f"mean |mu(Rx) - R mu(x)| {r['dipole_rotation_error_eA']:.2e} e·Å",
+            ),
+        )
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -444,13 +583,13 @@ def format_table(r: dict[str, Any]) -> str:
 def _equivariance_row(r: dict[str, Any]) -> str:
     absolute = (
         f"{r['force_equivariance_abs_mean_mev_per_A']:.2e} / "
-        f"{r['force_equivariance_abs_max_mev_per_A']:.2e} meV/Å"
+        f"{r['force_equivariance_abs_worst_found_mev_per_A']:.2e} meV/Å"
     )
     if r["force_equivariance_mean"] is None:
-        return f"mean / adversarial max {absolute} (the test forces are all zero)"
+        return f"mean / worst found {absolute} (the test forces are all zero)"
     return (
-        f"mean {r['force_equivariance_mean']:.2e}, adversarial max "
-        f"{r['force_equivariance_max']:.2e} (RMS of F(Rx) - R F(x) over the test force RMS "
+        f"mean {r['force_equivariance_mean']:.2e}, worst found "
+        f"{r['force_equivariance_worst_found']:.2e} (RMS of F(Rx) - R F(x) over the test force RMS "
         f"{1e3 * r['force_scale_eV_per_A']:.0f} meV/Å); absolute {absolute}"
     )
 

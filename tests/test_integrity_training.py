@@ -176,12 +176,12 @@ def test_5_symmetry_errors_at_zero_forces():
     for configs in ([perfect], [one_atom], [perfect, one_atom]):
         result = symmetry_errors(model, configs, rotations=2, iterations=4)
         assert result["force_equivariance_mean"] is None  # no force scale in the data
-        assert result["force_equivariance_abs_max_mev_per_A"] < 1e-9  # exact model
+        assert result["force_equivariance_abs_worst_found_mev_per_A"] < 1e-9  # exact model
     rattled = _cells(1)[0]
     result = symmetry_errors(model, [perfect, rattled], rotations=2, iterations=4)
     scale = math.sqrt(np.sum(rattled.get_forces() ** 2) / 24)  # pooled RMS over both
     assert result["force_scale_eV_per_A"] == pytest.approx(scale, rel=1e-12)
-    assert 0 <= result["force_equivariance_max"] < 1e-9
+    assert 0 <= result["force_equivariance_worst_found"] < 1e-9
 
 
 # -- 6: checkpoints are checked against what their label says --------------------------------
@@ -588,5 +588,7 @@ def test_hostile_fifo_checkpoint_and_options_that_do_nothing(tiny, tmp_path, cap
     assert "--data-seed is for named sets" in _one_line_error(capsys)
     argv = ["--data", "cuau-fcc", *QUICK, "--n-configs", "1000000000000", "--out", out]
     assert main(argv) == 2 and "--n-configs 1000000000000 needs about" in _one_line_error(capsys)
-    argv = ["--data", str(tiny), *QUICK, "--energy-weight", "1e308", "--out", out]
+    # float32: the weighted loss overflows whatever the energy error (references fitted to the
+    # residual leave too small an energy error for a float64 overflow)
+    argv = ["--data", str(tiny), *QUICK, "--energy-weight", "1e308", "--float32", "--out", out]
     assert main(argv) == 1 and "or the loss weights (energy 1e+308" in _one_line_error(capsys)

@@ -20,7 +20,7 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-@pytest.mark.parametrize("name", sorted(data.DATASETS))
+@pytest.mark.parametrize("name", sorted(data.EMT_DATASETS))
 def test_generated_labels_are_emt_energies_and_forces(name, cache):
     configs = data.load_dataset(name, n_configs=4, seed=3)
     assert len(configs) == 4
@@ -132,7 +132,10 @@ def test_reader_refuses_missing_and_garbage_files(tmp_path):
 
 
 def test_unknown_names_and_bad_parameters_are_refused():
-    with pytest.raises(ValueError, match=r"cuzn: no such data file; .* \(agpd-cluster, cuau-fcc\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"cuzn: no such data file; .* \(agpd-cluster, cuau-fcc, ethanol-gfn2, malonaldehyde-gfn2\)",
+    ):
         data.load_dataset("cuzn")
     with pytest.raises(ValueError, match="unknown data set 'cuzn'; named sets are agpd-cluster"):
         data.generate_emt("cuzn")

@@ -45,7 +45,20 @@ def test_matplotlib_is_an_extra_that_the_tests_pull_in():
     assert "matplotlib" not in names
     extras = project["optional-dependencies"]
     assert any(req.startswith("matplotlib") for req in extras["experiments"])
-    assert "tdn_theory[experiments]" in extras["test"]
+    assert "tdn_theory[experiments,qm]" in extras["test"]
+
+
+def test_tblite_is_the_qm_extra_and_never_imported_by_the_library():
+    project = _pyproject()["project"]
+    names = [req.split(">")[0].split("=")[0] for req in project["dependencies"]]
+    assert "tblite" not in names
+    assert any(req.startswith("tblite") for req in project["optional-dependencies"]["qm"])
+    result = _python(
+        "import sys, tdn_theory.models, tdn_theory.models.molecules, tdn_theory.train_potential\n"
+        "print('tblite' in sys.modules)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False"]
 
 
 def test_library_imports_neither_matplotlib_nor_e3nn_for_nn():

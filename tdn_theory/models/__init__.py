@@ -7,15 +7,24 @@
 - :class:`TDNCalculator`: ``atoms.calc = TDNCalculator(model)``.
 - :mod:`.network_bound`: the per-configuration evaluation of the network equivariance bound
   (``tdn_theory.theory.network``) and the measured defects it bounds.
-- :mod:`.data`: EMT data sets (generated, cached as verified extxyz) and an extxyz reader;
-  :mod:`.train`: training on energies and forces; :mod:`.checkpoint`: verified model files.
+- :mod:`.data`: EMT and GFN2-xTB molecular data sets (generated, cached as verified extxyz; the
+  molecules in :mod:`.molecules`, extra ``qm``), an extxyz reader and writer with labels by key,
+  random and held-out-trajectory splits; :mod:`.dipole`: the dipole head; :mod:`.train`: training on
+  energies, forces, stresses and dipoles; :mod:`.checkpoint`: verified model files;
+  :mod:`.stress`: virial and stress by autograd through a strain.
 """
 
 from tdn_theory.models.backends import BACKENDS, fitted_factors, make_tensor_product
 from tdn_theory.models.calculator import TDNCalculator
 from tdn_theory.models.checkpoint import CheckpointError, load_potential, save_potential
-from tdn_theory.models.data import load_dataset, read_extxyz, split
-from tdn_theory.models.graph import Graph, build_graph, check_structure
+from tdn_theory.models.data import (
+    load_dataset,
+    read_extxyz,
+    split,
+    split_trajectories,
+    write_extxyz,
+)
+from tdn_theory.models.graph import Graph, average_neighbors, build_graph, check_structure
 from tdn_theory.models.potential import TDNPotential
 from tdn_theory.models.train import TrainSettings
 
@@ -26,6 +35,7 @@ __all__ = [
     "TDNCalculator",
     "TDNPotential",
     "TrainSettings",
+    "average_neighbors",
     "build_graph",
     "check_structure",
     "fitted_factors",
@@ -35,4 +45,6 @@ __all__ = [
     "read_extxyz",
     "save_potential",
     "split",
+    "split_trajectories",
+    "write_extxyz",
 ]

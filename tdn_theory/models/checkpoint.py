@@ -6,7 +6,8 @@ code is executed on load) holding a dictionary:
 - ``"format"``: :data:`FORMAT`;
 - ``"model"``: the constructor settings (species as atomic numbers, L, channels, layers, cutoff,
   backend, normalization, parity, seed, n_basis, radial_hidden, readout_hidden, avg_neighbors,
-  dtype, for backend "cp" the rank, and ``edge_input`` when it is not "shared");
+  dtype, dipole (the dipole head; absent in older files: no head), for backend "cp" the rank, and
+  ``edge_input`` when it is not "shared");
 - ``"state"``: the ``state_dict`` (every weight, and the tensor-product buffers: for "cp" the
   factors A, B, C themselves, so a checkpoint does not depend on a factor file or a fit cache);
 - ``"info"``: JSON-compatible provenance (training settings, data, metrics), free-form;
@@ -70,6 +71,7 @@ def model_settings(model: TDNPotential) -> dict[str, Any]:
         "readout_hidden": int(model.readout_1.shape[1]),
         "avg_neighbors": model.avg_neighbors,
         "dtype": str(model.dtype).removeprefix("torch."),
+        "dipole": model.has_dipole,
     }
     if model.edge_input != "shared":  # absent from files of the shared form (and older ones)
         settings["edge_input"] = model.edge_input

@@ -2,8 +2,11 @@
 
 A *configuration* is an :class:`ase.Atoms` whose calculator is an
 :class:`ase.calculators.singlepoint.SinglePointCalculator` holding the reference ``energy`` (eV) and
-``forces`` (eV/Å, shape (atoms, 3)): the convention of every ASE-based MLIP tool, so that
-``atoms.get_potential_energy()`` and ``atoms.get_forces()`` return the labels.
+``forces`` (eV/Å, shape (atoms, 3)) and, where known, the ``stress`` (eV/Å^3, Voigt order xx, yy, zz,
+yz, xz, xy, ASE's sign): the convention of every ASE-based MLIP tool, so that
+``atoms.get_potential_energy()``, ``atoms.get_forces()`` and ``atoms.get_stress()`` return the labels.
+The periodic EMT set stores EMT's stress (generator version 2; caches of version 1 have no stress and
+are regenerated under a new key, never read as if they had one).
 
 Named data sets (generated with ASE's EMT calculator, a real many-body potential for fcc metals):
 
@@ -18,6 +21,13 @@ Named data sets (generated with ASE's EMT calculator, a real many-body potential
     Ino decahedra of 13, 19, 38, 39 and 55 atoms), Pd fraction uniform in [0.2, 0.8], Vegard lattice
     constant (Ag 4.09 Å, Pd 3.89 Å), temperature uniform in [300, 900] K, the same MD protocol.
 
+Molecular sets with GFN2-xTB labels (energy, forces, dipole in e·Å, charges; the optional extra ``qm``):
+``"ethanol-gfn2"`` and ``"malonaldehyde-gfn2"``, see :mod:`tdn_theory.models.molecules`.
+
+Every generated configuration stores ``info["trajectory"]``, the id of the MD trajectory it comes
+from, so that :func:`split_trajectories` can hold out whole trajectories for testing (snapshots of one
+trajectory are correlated; a test set interleaved with training snapshots flatters a model).
+
 Generated sets are written as extended XYZ through :func:`ase.io.write` into the user cache folder
 (``$TDN_THEORY_CACHE``, else ``~/.cache/tdn_theory``) under ``datasets/``, keyed by the generator
 parameters and the seed, atomically, with a JSON sidecar that records the parameters and the SHA-256 of
@@ -31,7 +41,8 @@ Names and files: a ``source`` that names a set and is also an existing path is r
 (write ``./cuau-fcc`` for the file). Atomic numbers must be 1..118 (ASE's dummy element ``X``, Z = 0,
 cannot be embedded by a potential and is refused when read).
 
-Splits (:func:`split`) are a seeded permutation of the configurations.
+Splits: :func:`split` is a seeded permutation of the configurations; :func:`split_trajectories` a seeded
+permutation of whole trajectories.
 """
 
 from __future__ import annotations
@@ -48,10 +59,13 @@ from pathlib import Path
 import numpy as np
 
 from tdn_theory._checks import check_int, check_seed
+from tdn_theory.models.molecules import MOLECULE_DATASETS, MoleculeRecipe, generate_molecules
 from tdn_theory.so3._files import NotRegularFileError, atomic_write, check_regular_or_absent
 
 #: Bumped whenever the generator changes what it produces for the same parameters.
-GENERATOR_VERSION = 1
+#: 2 and 3: periodic sets store EMT's stress; every configuration stores info["trajectory"];
+#: molecular sets (3 = both, after two branches had each used 2 for one of them).
+GENERATOR_VERSION = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +87,7 @@ class EMTRecipe:
     snapshots_per_trajectory: int = 5
 
 
-DATASETS: dict[str, EMTRecipe] = {
+EMT_DATASETS: dict[str, EMTRecipe] = {
     "cuau-fcc": EMTRecipe(
         kind="bulk",
         elements=("Cu", "Au"),
@@ -92,6 +106,9 @@ DATASETS: dict[str, EMTRecipe] = {
         n_configs=400,
     ),
 }
+
+#: Every named set: the EMT metals and the GFN2-xTB molecules (tdn_theory.models.molecules).
+DATASETS: dict[str, EMTRecipe | MoleculeRecipe] = {**EMT_DATASETS, **MOLECULE_DATASETS}
 
 
 def _dataset_folder() -> Path:
@@ -150,12 +167,15 @@ def generate_emt(
     from ase.md.langevin import Langevin
 
     recipe = _recipe(name)
+    if not isinstance(recipe, EMTRecipe):
+        raise ValueError(f"{name!r} is not an EMT set; use generate_molecules or dataset_path")
     n_configs = (
         recipe.n_configs if n_configs is None else check_int(n_configs, "n_configs", minimum=1)
     )
     seed = check_seed(seed)
     rng = np.random.default_rng(seed)
     configs: list = []
+    trajectory = 0
     bar = _progress_bar(n_configs, f"generating {name}") if progress else None
     while len(configs) < n_configs:
         atoms = _initial_structure(recipe, rng)
@@ -180,17 +200,21 @@ def generate_emt(
             md.run(recipe.snapshot_every)
             snapshot = atoms.copy()
             snapshot.set_constraint()
-            snapshot.calc = SinglePointCalculator(
-                snapshot,
-                energy=float(atoms.get_potential_energy()),
-                forces=atoms.get_forces(apply_constraint=False).copy(),
-            )
+            labels = {
+                "energy": float(atoms.get_potential_energy()),
+                "forces": atoms.get_forces(apply_constraint=False).copy(),
+            }
+            if atoms.pbc.all():
+                labels["stress"] = atoms.get_stress(apply_constraint=False).copy()
+            snapshot.calc = SinglePointCalculator(snapshot, **labels)
             snapshot.info["temperature_K"] = float(temperature)
+            snapshot.info["trajectory"] = trajectory
             configs.append(snapshot)
             if bar is not None:
                 bar.update(1)
             if len(configs) == n_configs:
                 break
+        trajectory += 1
     if bar is not None:
         bar.close()
     return configs
@@ -251,7 +275,10 @@ def dataset_path(
         return path
     if problem != "missing":
         warnings.warn(f"regenerating {path.name}: {problem}", RuntimeWarning, stacklevel=2)
-    configs = generate_emt(name, n_configs=n_configs, seed=seed, progress=progress)
+    if isinstance(recipe, MoleculeRecipe):
+        configs = generate_molecules(name, n_configs=n_configs, seed=seed, recipe=recipe)
+    else:
+        configs = generate_emt(name, n_configs=n_configs, seed=seed, progress=progress)
     buffer = io.StringIO()
     from ase.io import write
 
@@ -260,6 +287,10 @@ def dataset_path(
     import ase
 
     meta = dict(key, sha256=hashlib.sha256(data).hexdigest(), ase_version=ase.__version__)
+    if isinstance(recipe, MoleculeRecipe):
+        from importlib.metadata import version
+
+        meta["tblite_version"] = version("tblite")
     text = (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -297,20 +328,41 @@ def _cached_problem(path: Path, sidecar: Path, key: dict) -> str | None:
     return None
 
 
+def _label(atoms, results: dict, key: str, per_atom: bool):
+    """The label named ``key``: a calculator result of that name, else ``atoms.info[key]`` (or
+    ``atoms.arrays[key]`` for per-atom labels); None when absent. Only the named key is looked up."""
+    if key in results:
+        return results[key]
+    return (atoms.arrays if per_atom else atoms.info).get(key)
+
+
 def read_extxyz(
     path: str | os.PathLike,
     *,
     species: Sequence[str] | None = None,
     energy_key: str = "energy",
     forces_key: str = "forces",
+    stress_key: str = "stress",
+    virials_key: str | None = None,
+    dipole_key: str = "dipole",
 ) -> list:
     """Read labelled configurations from any extended-XYZ file with energies and forces.
 
-    Labels are taken from the file's calculator results (what :func:`ase.io.write` stores), else from
-    ``atoms.info[energy_key]`` and ``atoms.arrays[forces_key]`` (for files that name them otherwise,
-    e.g. ``REF_energy``). Raises a one-line ``ValueError`` for a missing or unreadable file, a file
-    without configurations, a configuration without a finite energy or without finite forces of shape
-    (atoms, 3), and, when ``species`` is given, elements outside it.
+    Each label is looked up under its key only: a calculator result of that name (what
+    :func:`ase.io.write` stores for ``energy``, ``forces``, ``stress``, ``dipole``), else
+    ``atoms.info[key]`` (energy, stress, dipole) or ``atoms.arrays[key]`` (forces). So
+    ``energy_key="REF_energy"`` reads MACE-style files (``REF_energy``, ``REF_forces``,
+    ``REF_stress``, ``REF_dipole``) and never falls back to another key: a named key wins. The
+    dipole (e·Å, shape (3,)) is optional and kept when present. The stress is optional: with
+    ``virials_key`` it is ``-W / V`` from the virial ``atoms.info[virials_key]`` (e.g.
+    ``REF_virials``, eV); else the label under ``stress_key`` (eV/Å^3); 6 (Voigt), 9 or 3 x 3
+    values, kept as Voigt 6 (:func:`_stress_label`). Labels are returned as calculator results
+    (``energy``, ``forces``, ``stress``, ``dipole``) of a SinglePointCalculator.
+
+    Raises a one-line ``ValueError`` for a missing or unreadable file, a file without
+    configurations, a configuration without a finite energy or without finite forces of shape
+    (atoms, 3), a malformed stress or virial, a dipole that is not 3 finite numbers, and, when
+    ``species`` is given, elements outside it.
     """
     from ase.io import read
 
@@ -327,10 +379,29 @@ def read_extxyz(
         raise ValueError(
             f"{path}: not a readable extended-XYZ file ({exc.__class__.__name__}: {exc})"
         ) from None
-    return _checked_frames(frames, path, species, energy_key, forces_key)
+    return _checked_frames(
+        frames,
+        path,
+        species,
+        energy_key,
+        forces_key,
+        dipole_key,
+        stress_key=stress_key,
+        virials_key=virials_key,
+    )
 
 
-def _checked_frames(frames: list, path, species, energy_key: str, forces_key: str) -> list:
+def _checked_frames(
+    frames: list,
+    path,
+    species,
+    energy_key: str,
+    forces_key: str,
+    dipole_key: str = "dipole",
+    *,
+    stress_key: str = "stress",
+    virials_key: str | None = None,
+) -> list:
     """The labelled configurations of ``frames`` read from ``path`` (see :func:`read_extxyz`)."""
     from ase.calculators.singlepoint import SinglePointCalculator
 
@@ -341,15 +412,18 @@ def _checked_frames(frames: list, path, species, energy_key: str, forces_key: st
     for index, atoms in enumerate(frames):
         where = f"{path}: configuration {index}"
         results = dict(atoms.calc.results) if atoms.calc is not None else {}
-        energy = results.get("energy", atoms.info.get(energy_key))
-        forces = results.get("forces", atoms.arrays.get(forces_key))
+        energy = _label(atoms, results, energy_key, per_atom=False)
+        forces = _label(atoms, results, forces_key, per_atom=True)
+        dipole = _label(atoms, results, dipole_key, per_atom=False)
         if energy is None:
             raise ValueError(
-                f"{where} has no energy (looked for calculator results and info[{energy_key!r}])"
+                f"{where} has no energy under {energy_key!r} (calculator results or info); "
+                "name the file's key with energy_key / --energy-key"
             )
         if forces is None:
             raise ValueError(
-                f"{where} has no forces (looked for calculator results and arrays[{forces_key!r}])"
+                f"{where} has no forces under {forces_key!r} (calculator results or arrays); "
+                "name the file's key with forces_key / --forces-key"
             )
         try:
             energy = float(energy)
@@ -362,6 +436,17 @@ def _checked_frames(frames: list, path, species, energy_key: str, forces_key: st
             )
         if not np.isfinite(energy) or not np.all(np.isfinite(forces)):
             raise ValueError(f"{where} has a non-finite energy or force")
+        labels = {"energy": energy, "forces": forces}
+        if dipole is not None:
+            try:
+                dipole = np.asarray(dipole, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"{where} has a non-numeric dipole under {dipole_key!r}") from None
+            if dipole.shape != (3,) or not np.all(np.isfinite(dipole)):
+                raise ValueError(
+                    f"{where}: the dipole under {dipole_key!r} must be 3 finite numbers, got shape {dipole.shape}"
+                )
+            labels["dipole"] = dipole
         if not np.all(np.isfinite(atoms.positions)):
             raise ValueError(f"{where} has non-finite positions")
         _check_numbers(atoms.numbers, where)
@@ -371,9 +456,76 @@ def _checked_frames(frames: list, path, species, energy_key: str, forces_key: st
                 raise ValueError(
                     f"{where} contains elements {unknown} outside the model's species {sorted(allowed)}"
                 )
-        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        stress = _stress_label(atoms, results, where, stress_key, virials_key)
+        if stress is not None:
+            labels["stress"] = stress
+        atoms.calc = SinglePointCalculator(atoms, **labels)
         configs.append(atoms)
     return configs
+
+
+def _stress_label(atoms, results: dict, where: str, stress_key: str, virials_key: str | None):
+    """The stress label (Voigt 6, eV/Å^3) of one configuration, or None; ValueError when malformed."""
+    from tdn_theory.models.stress import (
+        StressUndefinedError,
+        stress_from_virial,
+        to_voigt,
+        voigt_to_matrix,
+    )
+
+    if virials_key is not None:
+        virial = atoms.info.get(virials_key)
+        if virial is None:
+            raise ValueError(f"{where} has no virial info[{virials_key!r}]")
+        try:
+            stress = stress_from_virial(virial, atoms.cell)
+        except StressUndefinedError:
+            raise ValueError(f"{where} has a virial but a cell without volume") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: virial {virials_key!r}: {exc}") from None
+    else:
+        value = _label(atoms, results, stress_key, per_atom=False)
+        if value is None:
+            return None
+        try:
+            stress = voigt_to_matrix(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: stress: {exc}") from None
+    if not np.all(np.isfinite(stress)):
+        raise ValueError(f"{where} has a non-finite stress")
+    return to_voigt(stress)
+
+
+def write_extxyz(path: str | os.PathLike, configs: Sequence, *, prefix: str = "REF_") -> Path:
+    """Write labelled configurations as extended XYZ with the labels under prefixed keys
+    (``REF_energy`` in info, ``REF_forces`` in arrays, ``REF_dipole`` in info when present: MACE's
+    conventions) and no calculator results, atomically. Returns the path.
+
+    Other ``info`` entries (e.g. ``trajectory``) are kept. Read back with
+    ``read_extxyz(path, energy_key=prefix + "energy", forces_key=prefix + "forces",
+    dipole_key=prefix + "dipole")``.
+    """
+    from ase.io import write
+
+    if not isinstance(prefix, str) or not prefix or prefix in ("energy", "forces", "dipole"):
+        raise ValueError(f"prefix must be a non-empty string such as 'REF_', got {prefix!r}")
+    frames = []
+    for atoms in configs:
+        frame = atoms.copy()  # copies info and arrays, not the calculator
+        frame.calc = None
+        frame.info[prefix + "energy"] = float(atoms.get_potential_energy())
+        frame.arrays[prefix + "forces"] = np.asarray(atoms.get_forces(), dtype=np.float64).copy()
+        results = atoms.calc.results if atoms.calc is not None else {}
+        if "dipole" in results:
+            frame.info[prefix + "dipole"] = np.asarray(results["dipole"], dtype=np.float64).copy()
+        frames.append(frame)
+    buffer = io.StringIO()
+    write(buffer, frames, format="extxyz")
+    data = buffer.getvalue().encode()
+    try:
+        return atomic_write(path, lambda handle: handle.write(data))
+    except NotRegularFileError as exc:
+        raise ValueError(f"cannot write {os.fspath(path)!r}: {exc}") from None
 
 
 def _check_numbers(numbers: np.ndarray, where: str) -> None:
@@ -407,13 +559,22 @@ def load_dataset(
     seed: int = 0,
     species: Sequence[str] | None = None,
     progress: bool = False,
+    stress_key: str = "stress",
+    virials_key: str | None = None,
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    dipole_key: str = "dipole",
 ) -> list:
-    """Configurations of a named EMT set (generated or read from the cache) or of an extxyz file.
+    """Configurations of a named set (generated or read from the cache) or of an extxyz file;
+    the keys are those of :func:`read_extxyz`.
 
     A ``source`` that is a set's name and an existing path is refused (see :func:`is_named_set`).
     """
+    keys = {"energy_key": energy_key, "forces_key": forces_key, "dipole_key": dipole_key}
     if not is_named_set(source):
-        return read_extxyz(source, species=species)
+        return read_extxyz(
+            source, species=species, stress_key=stress_key, virials_key=virials_key, **keys
+        )
     try:
         path = dataset_path(source, n_configs=n_configs, seed=seed, progress=progress)
     except CacheUnavailableError as exc:
@@ -423,8 +584,8 @@ def load_dataset(
         from ase.io import read
 
         frames = read(io.StringIO(exc.text.decode()), index=":", format="extxyz")
-        return _checked_frames(frames, f"{source} (generated)", species, "energy", "forces")
-    return read_extxyz(path, species=species)
+        return _checked_frames(frames, f"{source} (generated)", species, *keys.values())
+    return read_extxyz(path, species=species, **keys)
 
 
 def species_of(configs: Sequence) -> list[str]:
@@ -459,6 +620,48 @@ def split(
     order = np.random.default_rng(seed).permutation(n)
     picked = [configs[i] for i in order]
     return picked[:n_train], picked[n_train : n_train + n_val], picked[n_train + n_val :]
+
+
+def split_trajectories(
+    configs: Sequence, *, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+) -> tuple[list, list, list]:
+    """Train / validation / test lists that hold out whole trajectories (``info["trajectory"]``).
+
+    The trajectories are permuted with ``numpy.random.default_rng(seed)``; the first
+    ``floor(f_train T)`` of the ``T`` trajectories go to training, the next ``floor(f_val T)`` to
+    validation (at least one each) and the rest to the test split; within a split the configurations
+    keep their file order. No trajectory contributes to two splits. Raises a one-line ``ValueError``
+    when a configuration has no trajectory id or there are fewer than 3 trajectories.
+    """
+    seed = check_int(seed, "seed")
+    weights = np.asarray(fractions, dtype=np.float64)
+    if weights.shape != (3,) or not np.all(np.isfinite(weights)) or np.any(weights <= 0):
+        raise ValueError(f"fractions must be three positive numbers, got {fractions!r}")
+    ids = []
+    for index, atoms in enumerate(configs):
+        if "trajectory" not in atoms.info:
+            raise ValueError(
+                f"configuration {index} has no info['trajectory']; use split() for such data"
+            )
+        ids.append(int(atoms.info["trajectory"]))
+    trajectories = sorted(set(ids))
+    T = len(trajectories)
+    if T < 3:
+        raise ValueError(
+            f"{T} trajectories cannot give three held-out splits; use more configurations or split()"
+        )
+    counts = np.floor(weights / weights.sum() * T).astype(int)
+    n_train = max(1, int(counts[0]))
+    n_val = max(1, int(counts[1]))
+    n_train = min(n_train, T - n_val - 1)
+    order = np.random.default_rng(seed).permutation(T)
+    group = {}
+    for rank, t in enumerate(order):
+        group[trajectories[t]] = 0 if rank < n_train else 1 if rank < n_train + n_val else 2
+    out: tuple[list, list, list] = ([], [], [])
+    for atoms, t in zip(configs, ids, strict=True):
+        out[group[t]].append(atoms)
+    return out
 
 
 def force_std(configs: Sequence) -> float:

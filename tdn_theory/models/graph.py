@@ -26,7 +26,7 @@ from ase.neighborlist import primitive_neighbor_list
 
 from tdn_theory.models.budget import neighbour_pairs
 
-__all__ = ["Graph", "build_graph", "check_structure"]
+__all__ = ["Graph", "average_neighbors", "build_graph", "check_structure"]
 
 #: Refuse a neighbour list of more pairs than this (estimated before it is built, from the periodic
 #: images each atom sees, :func:`tdn_theory.models.budget.neighbour_pairs`): tens of GB in ASE.
@@ -180,3 +180,25 @@ def build_graph(
         shifts=torch.as_tensor(S, dtype=dtype, device=device),
         n_atoms=n,
     )
+
+
+def average_neighbors(configs: Any, cutoff: float) -> float:
+    """Mean number of neighbours within ``cutoff`` per atom over ``configs`` (ase.Atoms-like):
+    ``(sum of edges) / (sum of atoms)``, periodic images counted. The data-derived message
+    normalisation ``avg_neighbors`` of :class:`~tdn_theory.models.TDNPotential`.
+    """
+    if not isinstance(cutoff, (int, float)) or not np.isfinite(cutoff) or cutoff <= 0:
+        raise ValueError(f"cutoff must be a positive number of Å, got {cutoff!r}")
+    edges = atoms_total = 0
+    for atoms in configs:
+        pos, _, cell, pbc = check_structure(
+            atoms.get_positions(), atoms.get_atomic_numbers(), np.asarray(atoms.cell), atoms.pbc
+        )
+        graph = build_graph(
+            pos, cell, pbc, float(cutoff), dtype=torch.float64, require_neighbours=False
+        )
+        edges += int(graph.dst.numel())
+        atoms_total += len(pos)
+    if atoms_total == 0:
+        raise ValueError("average_neighbors needs at least one configuration")
+    return edges / atoms_total

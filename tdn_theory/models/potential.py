@@ -21,7 +21,10 @@ Architecture (one interaction layer ``t = 1..K``; ``j -> i`` over the edges of t
 * gate: ``g_i[c, 0] = SiLU(u_i[c, 0])``, ``g_i[c, l] = sigmoid(z_i[c, l]) u_i[c, l]`` for l >= 1;
 * residual: ``h^t = h^{t-1} + g``;
 * energy: ``E = sum_i [phi(h^K_i[:, 0]) + E_ref[species_i]]``, ``phi`` = Linear-SiLU-Linear;
-  forces ``F = -dE/dx`` by autograd.
+  forces ``F = -dE/dx`` by autograd;
+* dipole (``dipole=True``, :mod:`tdn_theory.models.dipole`): charges from ``h^K_i[:, 0]`` made neutral
+  per structure plus atomic dipoles from the l = 1 channels of ``h^K_i``,
+  ``mu = sum_i q_i (r_i - r_center) + sum_i p_i``.
 
 Parity. With ``parity="all"`` (every path, as in the TDN paper) the odd paths
 (``l1 + l2 + l3`` odd, e.g. the cross product 1 x 1 -> 1) turn vectors into pseudo-vectors, so
@@ -46,6 +49,7 @@ from e3nn import o3
 from tdn_theory import so3
 from tdn_theory._checks import check_int
 from tdn_theory.models.backends import BACKENDS, make_tensor_product
+from tdn_theory.models.dipole import DipoleHead, structure_dipoles
 from tdn_theory.models.graph import Graph, build_graph, check_structure
 
 __all__ = ["EDGE_INPUTS", "TDNPotential", "bessel_basis", "polynomial_cutoff"]
@@ -132,12 +136,16 @@ class TDNPotential(torch.nn.Module):
     edge_input : "shared" (default: ``TP(h_j, Y_ij)`` scaled per channel) or "per_channel"
         (``TP(h_j, Y^w_ij)`` with per-channel, per-degree radial weights on Y).
     seed : seeds every initial weight (and the "cp" fit).
-    avg_neighbors : the fixed constant ``a`` dividing the message sums.
+    avg_neighbors : the fixed constant ``a`` dividing the message sums (12 unless given;
+        :func:`~tdn_theory.models.graph.average_neighbors` gives a data set's mean neighbour count).
+    dipole : add the dipole head (:mod:`tdn_theory.models.dipole`; use ``parity="even"`` for a
+        mirror-equivariant dipole). Its weights are drawn after all others, so the rest of the
+        initialisation is the same with and without it.
     dtype : torch.float64 (default) or torch.float32; ``.float()`` / ``.double()`` work too.
 
     ``forward(positions, numbers, cell=None, pbc=None)`` returns the energy (0-d tensor);
     :meth:`energy_and_forces` returns energy and forces; :meth:`run` returns everything
-    (features of every layer, edges) for analysis.
+    (dipole and charges with the dipole head, features of every layer, edges) for analysis.
     """
 
     def __init__(
@@ -160,6 +168,7 @@ class TDNPotential(torch.nn.Module):
         readout_hidden: int = 16,
         avg_neighbors: float = 12.0,
         dtype: torch.dtype = torch.float64,
+        dipole: bool = False,
     ) -> None:
         super().__init__()
         self.species = _species_numbers(species)
@@ -218,6 +227,9 @@ class TDNPotential(torch.nn.Module):
             ).to(dtype)
         )
         self.reference_energy = torch.nn.Parameter(torch.zeros(len(self.species), dtype=dtype))
+        if not isinstance(dipole, bool):
+            raise ValueError(f"dipole must be True or False, got {dipole!r}")
+        self.dipole_head = DipoleHead(C, readout_hidden, self.L, gen, dtype) if dipole else None
         self.register_buffer(
             "_degree", torch.as_tensor(so3.degree_of_index(self.L)), persistent=False
         )
@@ -254,6 +266,11 @@ class TDNPotential(torch.nn.Module):
     @property
     def d(self) -> int:
         return (self.L + 1) ** 2
+
+    @property
+    def has_dipole(self) -> bool:
+        """Whether the model has the dipole head."""
+        return self.dipole_head is not None
 
     def with_backend(
         self,
@@ -380,15 +397,19 @@ class TDNPotential(torch.nn.Module):
         keep: bool = False,
     ) -> dict[str, Any]:
         """Evaluate the model. Returns a dict with "energy" (0-d tensor), "forces" (N, 3) when
-        asked, and with ``keep``: "features" (list of K+1 tensors (N, C, d): h^0..h^K), and per
-        layer "layers" (dicts with "input" h^{t-1}, "weight" (E, C) (per channel: (E, C, L+1)),
-        "mixed" u (N, C, d),
+        asked, "dipole" (3,) and neutral "charges" (N,) with the dipole head, and with ``keep``:
+        "features" (list of K+1 tensors (N, C, d): h^0..h^K), and per layer "layers" (dicts with
+        "input" h^{t-1}, "weight" (E, C) (per channel: (E, C, L+1)), "mixed" u (N, C, d),
         "gate_scalars" z (N, C, L)), "Y" (E, d), "graph".
         """
         pos, cell_t, species, graph = self.prepare(positions, numbers, cell, pbc)
         if forces and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
         out = self.evaluate(pos, cell_t, species, graph, keep=keep)
+        if self.has_dipole:
+            zeros = torch.zeros(graph.n_atoms, dtype=torch.int64, device=self.device)
+            dip, q = structure_dipoles(pos, out["raw_charges"], out["atomic_dipoles"], zeros, 1)
+            out["dipole"], out["charges"] = dip[0], q
         if forces:
             (grad,) = torch.autograd.grad(out["energy"], pos, create_graph=create_graph)
             out["forces"] = -grad.to(self.dtype)
@@ -409,7 +430,9 @@ class TDNPotential(torch.nn.Module):
 
         A pure torch function of ``positions`` and ``cell`` (usable with ``torch.func``). Returns
         "energy" and with ``keep`` "features" (h^0..h^K), "layers" (per layer "input",
-        "weight", "mixed", "gate_scalars"), "scalars" (h^K[:, :, 0]) and "Y".
+        "weight", "mixed", "gate_scalars"), "scalars" (h^K[:, :, 0]) and "Y"; with the dipole head
+        "raw_charges" (N,) and "atomic_dipoles" (N, 3) or None (see
+        :func:`tdn_theory.models.dipole.structure_dipoles`).
         """
         _, Y, basis = self.edge_features(positions, cell, graph)
         N, C, L = graph.n_atoms, self.channels, self.L
@@ -444,6 +467,8 @@ class TDNPotential(torch.nn.Module):
         atom_energy = torch.nn.functional.silu(scalars @ self.readout_1) @ self.readout_2
         atom_energies = atom_energy + self.reference_energy[species]
         out: dict[str, Any] = {"energy": atom_energies.sum(), "atom_energies": atom_energies}
+        if self.dipole_head is not None:
+            out["raw_charges"], out["atomic_dipoles"] = self.dipole_head(h)
         if keep:
             out.update(features=features, layers=records, Y=Y, scalars=scalars)
         return out
@@ -472,4 +497,5 @@ class TDNPotential(torch.nn.Module):
             f"channels={self.channels}, layers={self.n_layers}, cutoff={self.cutoff}, "
             f"backend={self.backend!r}, normalization={self.normalization!r}, parity={self.parity!r}"
             + (f", edge_input={self.edge_input!r}" if self.edge_input != "shared" else "")
+            + (", dipole=True" if self.has_dipole else "")
         )
