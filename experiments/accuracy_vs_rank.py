@@ -134,10 +134,10 @@ def settings(quick: bool) -> dict:
         "n_test": 50,
         "channels": 8,
         "layers": 2,
-        "epochs": 100,
+        "epochs": 300,
         "batch_size": 8,
         "lr": 1e-2,
-        "patience": 10,
+        "patience": 20,
         "dipole_weight": 1.0,
         "rotations": 4,
         "sym_configs": 3,
@@ -430,9 +430,9 @@ def markdown(result: dict) -> str:
         "Paired differences to dense: mean over seeds [95 % t-interval]; 'distinguishable' when the "
         "interval excludes 0. The absolute MAE columns are means over the seeds of their row (listed in "
         "the last column; rows with other seeds than dense differ by the split as well: compare the "
-        "paired columns). Equivariance: force |F(Rx) - R F(x)| / |F(x)| per configuration (the "
-        "definition of tdn_theory.models.train.symmetry_errors when the committed units ran; it now "
-        "divides the RMS defect by the data's force RMS), Haar mean / worst found; dipole "
+        "paired columns). Equivariance (tdn_theory.models.train.symmetry_errors): force defect = RMS "
+        "of F(Rx) - R F(x) over a configuration's components, relative to the RMS of the test "
+        "configurations' reference forces, Haar mean / worst found (Nelder-Mead); dipole "
         "|mu(Rx) - R mu(x)| (e·Å), Haar mean.",
         "",
     ]
