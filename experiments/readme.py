@@ -722,7 +722,23 @@ def parallel(results: Path) -> str:
     return markdown(_load(results, "bench_parallel")).rstrip("\n")
 
 
+def anchors(results: Path) -> str:
+    """MACE and NequIP beside TDN (experiments.anchors): tables, paired differences, findings."""
+    from experiments.anchors import markdown
+
+    return markdown(_load(results, "anchors")).rstrip("\n")
+
+
+def anchors_short(results: Path) -> str:
+    """README: the findings of experiments.anchors (tables: experiments/README.md)."""
+    from experiments.anchors import findings
+
+    return "\n".join(_wrap("- " + f, bullet=True) for f in findings(_load(results, "anchors")))
+
+
 SECTIONS: dict[str, Callable[[Path], str]] = {
+    "anchors": anchors,
+    "anchors_short": anchors_short,
     "parallel": parallel,
     "bench_layer": bench_layer,
     "bench_layer_short": bench_layer_short,
