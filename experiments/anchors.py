@@ -327,7 +327,16 @@ def run_anchor(unit: dict) -> dict:
             shutil.copyfile(result["model"], keep)
             result["model"] = str(keep)
     result["model_file"] = result.pop("model")
+    result["worker_sha256"] = worker_digest(name)
     return {k: v for k, v in result.items() if k != "anchor"}
+
+
+def worker_digest(name: str) -> str:
+    """sha256 of anchor ``name``'s worker script and pins: a record made by another recipe is rerun."""
+    info = ANCHORS[name]
+    return hashlib.sha256(
+        info["worker"].read_bytes() + info["requirements"].read_bytes()
+    ).hexdigest()
 
 
 def _one_thread_env() -> dict:
@@ -737,6 +746,13 @@ def _read_records(path: Path | None, s: dict) -> dict:
     return done
 
 
+def _reusable(record: dict, anchor: str) -> bool:
+    """An anchor's record is reused when its model file is there and its recipe is the current one."""
+    return Path(record.get("model_file", "")).is_file() and record.get(
+        "worker_sha256"
+    ) == worker_digest(anchor)
+
+
 def _append_record(path: Path, record: dict, s: dict) -> None:
     with open(path, "a") as handle:
         handle.write(json.dumps({"context": _context(s), "record": record}) + "\n")
@@ -807,9 +823,7 @@ def main(argv: list[str] | None = None) -> int:
         for data_name in data_names:
             for m in models:
                 key = (data_name, m, seed)
-                if key in done and (
-                    m not in anchors or Path(done[key].get("model_file", "")).is_file()
-                ):
+                if key in done and (m not in anchors or _reusable(done[key], m)):
                     records.append(done[key])
                     continue
                 unit = {"data": data_name, "model": m, "seed": seed, "settings": s}
