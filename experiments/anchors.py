@@ -102,7 +102,7 @@ def settings(quick: bool) -> dict:
             "lr": 1e-2,
             "cutoff": 4.5,
             "timing_rounds": 2 if quick else 5,
-            "timing_repeats": 1 if quick else 3,
+            "timing_repeats": 2 if quick else 3,
         }
     )
     return s
@@ -437,7 +437,7 @@ def speed(data_name: str, s: dict, anchors: dict[str, dict], folder: Path) -> di
             )
         for name, t in measured.items():
             slot = rounds.setdefault(name, {"train_step": [], "inference": [], "big_inference": []})
-            for key in slot:
+            for key in ("train_step", "inference", "big_inference"):
                 slot[key].extend(t[key])
             slot["params"] = t["params"]
     out = {}
@@ -615,11 +615,33 @@ def _still_improving(row: dict, epochs: int) -> bool:
     return any(b >= epochs - 2 for b in row["best_epochs"])
 
 
+def _said(p: dict | None, fmt: str, unit: str) -> str:
+    """A paired difference in words: mean, interval, and whether 3 seeds resolve it."""
+    if p is None:
+        return "-"
+    if p["low"] is None:
+        return f"{p['mean']:+{fmt}} {unit} (one seed)"
+    word = {"distinguishable": "resolved", "not distinguishable": "not resolved"}.get(
+        p["verdict"], p["verdict"]
+    )
+    return f"{p['mean']:+{fmt}} {unit} [{p['low']:+{fmt}}, {p['high']:+{fmt}}], {word}"
+
+
+def _pairs(result: dict, data_name: str, a: str, b: str, key: str) -> list[tuple[float, float]]:
+    """(a, b) values of ``key`` for every seed both models ran on ``data_name``."""
+    runs = [r for r in result["runs"] if r["data"] == data_name]
+    theirs = {r["seed"]: r[key] for r in runs if r["model"] == b}
+    return [(r[key], theirs[r["seed"]]) for r in runs if r["model"] == a and r["seed"] in theirs]
+
+
 def findings(result: dict) -> list[str]:
-    """Plain statements per data set and anchor, computed from the summary and the speed table:
-    TDN at equal accuracy (the cheapest TDN model whose force MAE is not distinguishably worse than
-    the anchor's, paired over seeds; with one seed: not worse on that seed) and at equal cost (the most accurate TDN model whose training
-    step is no slower than the anchor's)."""
+    """Plain statements per data set and anchor, computed from the summary and the speed table.
+
+    Equal accuracy: the cheapest TDN model whose mean test force MAE is at or below the anchor's
+    (paired mean difference <= 0). A difference the seeds do not resolve is not called equal: with
+    three seeds an interval that contains 0 can hide a large gap, so the mean is what decides and
+    the interval is quoted beside it. Equal cost: the most accurate TDN model whose training step
+    is no slower than the anchor's."""
     out = []
     epochs = result["settings"]["epochs"]
     force, energy = "test_force_mae_mev_per_A", "test_energy_mae_mev_per_atom"
@@ -633,42 +655,55 @@ def findings(result: dict) -> list[str]:
             def vs(m: str, key: str, rows: dict = rows, anchor: str = anchor) -> dict | None:
                 return rows[m].get("minus", {}).get(anchor, {}).get(key)
 
+            def faster(m: str, key: str, a_t: dict = a_t, speed_: dict = speed_) -> str:
+                return f"{a_t[key] / speed_[m][key]:.2f}x"
+
             text = (
                 f"{data_name}, {anchor} ({a_row['params']:,} parameters): force MAE "
                 f"{a_row[force]:.1f} meV/Å, energy MAE {a_row[energy]:.2f} meV/atom."
             )
-            not_worse = [
-                m
-                for m in tdn
-                if (p := vs(m, force)) and (p["mean"] if p["low"] is None else p["low"]) <= 0
-            ]
-            if not_worse:
-                m = min(not_worse, key=lambda m: speed_[m]["train_step"])
+            reached = [m for m in tdn if (p := vs(m, force)) is not None and p["mean"] <= 0]
+            if reached:
+                m = min(reached, key=lambda m: speed_[m]["train_step"])
                 fewer = 100 * (1 - rows[m]["params"] / a_row["params"])
                 text += (
-                    f" Equal accuracy: {m} ({rows[m]['params']:,} parameters, {fewer:.0f} % fewer) "
-                    f"is not distinguishably worse on forces ({_diff(vs(m, force), '.1f')} meV/Å; "
-                    f"energy {_diff(vs(m, energy), '.2f')} meV/atom) and is "
-                    f"{a_t['train_step'] / speed_[m]['train_step']:.2f}x as fast per training step, "
-                    f"{a_t['inference'] / speed_[m]['inference']:.2f}x per inference, "
-                    f"{a_t['big_inference'] / speed_[m]['big_inference']:.2f}x on the big cell."
+                    f" At its force accuracy: {m} ({rows[m]['params']:,} parameters, {fewer:.0f} % "
+                    f"fewer; forces {_said(vs(m, force), '.1f', 'meV/Å')}; energies "
+                    f"{_said(vs(m, energy), '.2f', 'meV/atom')}) is {faster(m, 'train_step')} as "
+                    f"fast per training step, {faster(m, 'inference')} per inference, "
+                    f"{faster(m, 'big_inference')} on the big cell."
                 )
             elif tdn:
                 m = min(tdn, key=lambda m: rows[m][force])
                 text += (
-                    f" Equal accuracy: no TDN model tried reaches it; the closest, {m}, differs by "
-                    f"{_diff(vs(m, force), '.1f')} meV/Å on forces."
+                    f" At its force accuracy: no TDN model tried gets there; the closest, {m}, "
+                    f"differs by {_said(vs(m, force), '.1f', 'meV/Å')} "
+                    f"({100 * vs(m, force)['mean'] / a_row[force]:+.0f} %)."
                 )
             cheap = [m for m in tdn if speed_[m]["train_step"] <= a_t["train_step"]]
             if cheap:
                 m = min(cheap, key=lambda m: rows[m][force])
                 text += (
-                    f" Equal cost: the most accurate TDN model whose training step is no slower, {m} "
-                    f"({a_t['train_step'] / speed_[m]['train_step']:.2f}x as fast), differs by "
-                    f"{_diff(vs(m, force), '.1f')} meV/Å on forces and "
-                    f"{_diff(vs(m, energy), '.2f')} meV/atom on energies."
+                    f" At no more cost per training step: the most accurate TDN model, {m} "
+                    f"({faster(m, 'train_step')} as fast), differs by "
+                    f"{_said(vs(m, force), '.1f', 'meV/Å')} on forces and "
+                    f"{_said(vs(m, energy), '.2f', 'meV/atom')} on energies."
                 )
             out.append(text)
+        for cp, dense in (("tdn_cp28", "tdn_dense"), ("tdn_cp28_32x3", "tdn_dense_32x3")):
+            if cp in rows and dense in rows and cp in speed_ and dense in speed_:
+                d = {
+                    k: [a - b for a, b in _pairs(result, data_name, cp, dense, k)]
+                    for k in (force, energy)
+                }
+                out.append(
+                    f"{data_name}, {cp} minus {dense} (same size, same seeds): forces "
+                    f"{_said(_paired(d[force]), '.2f', 'meV/Å')}, energies "
+                    f"{_said(_paired(d[energy]), '.3f', 'meV/atom')}; its training step takes "
+                    f"{speed_[cp]['train_step'] / speed_[dense]['train_step']:.2f}x and its "
+                    f"inference {speed_[cp]['inference'] / speed_[dense]['inference']:.2f}x the "
+                    "dense model's time."
+                )
         late = [m for m, r in rows.items() if _still_improving(r, epochs)]
         if late:
             out.append(
@@ -682,6 +717,7 @@ def findings(result: dict) -> list[str]:
 def figure(result: dict):
     """Force MAE (mean ± std over seeds) against training-step time, per data set."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -704,6 +740,7 @@ def figure(result: dict):
                 label=f"{r['model']} ({r['params']:,} params)",
             )
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labels overlap otherwise
         ax.set_xlabel("training step on 8 configurations (ms, 1 thread)")
         ax.set_ylabel("test force MAE (meV/Å)")
         ax.set_title(f"{data_name}: {result['settings']['epochs']} epochs each")

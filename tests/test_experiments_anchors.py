@@ -90,6 +90,8 @@ def test_quick_study_without_anchor_environments_skips_them_with_the_reason(tmp_
     speed = result["speed"]["cuau-fcc"]
     assert speed["n_big_atoms"] == 2048
     assert speed["models"]["tdn_dense"]["train_step_vs_tdn_dense"] == 1.0
+    s = anchors.settings(quick=True)  # every repeat's rounds are pooled
+    assert speed["models"]["tdn_cp28"]["rounds"] == s["timing_repeats"] * s["timing_rounds"] == 4
     assert (tmp_path / "out" / "anchors.md").read_text().count("mace not run") == 1
     assert result["provenance"]["mode"] == "quick"
     # a rerun with the records file trains nothing again: the records are reused as they are
