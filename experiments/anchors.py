@@ -314,12 +314,7 @@ def run_anchor(unit: dict) -> dict:
             "--workdir", str(workdir),
             *ANCHORS[name]["options"],
         ]  # fmt: skip
-        done = subprocess.run(
-            command, capture_output=True, text=True, check=False, env=_one_thread_env()
-        )
-        if done.returncode != 0:
-            last = done.stderr.strip().splitlines()[-1:] or ["(no output)"]
-            raise RuntimeError(f"{name} on {unit['data']} seed {seed} failed: {last[0]}")
+        _run_worker(command, f"{name} on {unit['data']} seed {seed}")
         result = json.loads((workdir / "result.json").read_text())
         if unit.get("keep_model"):
             keep = Path(unit["keep_model"])
@@ -337,6 +332,17 @@ def worker_digest(name: str) -> str:
     return hashlib.sha256(
         info["worker"].read_bytes() + info["requirements"].read_bytes()
     ).hexdigest()
+
+
+def _run_worker(command: list[str], what: str) -> str:
+    """Run an anchor worker with one thread; its stdout, or RuntimeError with its last error line."""
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=False, env=_one_thread_env()
+    )
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        raise RuntimeError(f"{what} failed: {last[0]}")
+    return done.stdout
 
 
 def _one_thread_env() -> dict:
@@ -408,13 +414,7 @@ def anchor_times(
         "--big", str(big_file),
         "--rounds", str(s["timing_rounds"]),
     ]  # fmt: skip
-    done = subprocess.run(
-        command, capture_output=True, text=True, check=False, env=_one_thread_env()
-    )
-    if done.returncode != 0:
-        last = done.stderr.strip().splitlines()[-1:] or ["(no output)"]
-        raise RuntimeError(f"timing {name} failed: {last[0]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(_run_worker(command, f"timing {name}").strip().splitlines()[-1])
 
 
 def speed(data_name: str, s: dict, anchors: dict[str, dict], folder: Path) -> dict:
