@@ -57,3 +57,29 @@ def machine() -> dict:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
     }
+
+
+def hash_files(h, paths, root: Path) -> None:
+    """Feed each file's path relative to ``root`` and its bytes into the hash object ``h``."""
+    for path in paths:
+        h.update(str(Path(path).relative_to(root)).encode())
+        h.update(Path(path).read_bytes())
+
+
+def read_records(path: Path | None, context: str) -> list[dict]:
+    """The records of a JSON-lines file of finished units (one ``{"context", "record"}`` object a
+    line, appended by :func:`append_record`) that were made in ``context``; [] without a file."""
+    if path is None or not Path(path).exists():
+        return []
+    found = []
+    for line in Path(path).read_text().splitlines():
+        entry = json.loads(line) if line.strip() else {}
+        if entry.get("context") == context:
+            found.append(entry["record"])
+    return found
+
+
+def append_record(path: Path, context: str, record: dict) -> None:
+    """Append one finished unit: an interrupted run loses one unit at most."""
+    with open(path, "a") as handle:
+        handle.write(json.dumps({"context": context, "record": record}) + "\n")

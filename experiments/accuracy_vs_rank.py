@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import _common, _dask
+from experiments import _common, _dask, _io
 from experiments._rank_study import paper_and_exact_ranks
 
 NAME = "accuracy_vs_rank"
@@ -565,24 +565,12 @@ def _record_context(s: dict, L: int, cutoff: float) -> str:
 
 def _read_records(path: Path, s: dict, L: int, cutoff: float) -> dict:
     """Finished units of a records file made with the same settings, by (data, name, seed)."""
-    if not path.exists():
-        return {}
-    context = _record_context(s, L, cutoff)
-    done = {}
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        entry = json.loads(line)
-        if entry.get("context") == context:
-            r = entry["record"]
-            done[(r["data"], r["name"], r["seed"])] = r
-    return done
+    records = _io.read_records(path, _record_context(s, L, cutoff))
+    return {(r["data"], r["name"], r["seed"]): r for r in records}
 
 
 def _append_record(path: Path, record: dict, s: dict, L: int, cutoff: float) -> None:
-    line = json.dumps({"context": _record_context(s, L, cutoff), "record": record})
-    with open(path, "a") as handle:  # one line per unit: an interrupted run loses one unit at most
-        handle.write(line + "\n")
+    _io.append_record(path, _record_context(s, L, cutoff), record)
 
 
 def _report(record: dict) -> None:

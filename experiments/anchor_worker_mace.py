@@ -38,6 +38,7 @@ import sys
 import time
 from pathlib import Path
 
+import anchor_worker_cli
 import numpy as np
 
 ENERGY_KEY, FORCES_KEY = "REF_energy", "REF_forces"
@@ -205,7 +206,7 @@ def cmd_time(args: argparse.Namespace) -> int:
     import torch
     from ase.io import read
 
-    model = _load_model(args.model)
+    model = _load_model(str(args.model))
     cutoff = float(model.r_max)
     frames = read(args.batch, index=":")
     big = read(args.big, index=0)
@@ -244,25 +245,7 @@ def cmd_time(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train")
-    for name in ("--train", "--val", "--test", "--workdir"):
-        t.add_argument(name, required=True)
-    t.add_argument("--seed", type=int, required=True)
-    t.add_argument("--epochs", type=int, required=True)
-    t.add_argument("--cutoff", type=float, required=True)
-    t.add_argument("--channels", type=int, default=16)
-    t.add_argument("--layers", type=int, default=2)
-    t.add_argument("--lmax", type=int, default=2)
-    t.add_argument("--correlation", type=int, default=3)
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--lr", type=float, default=0.01)
-    m = sub.add_parser("time")
-    for name in ("--model", "--batch", "--big"):
-        m.add_argument(name, required=True)
-    m.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args(argv)
+    args = anchor_worker_cli.parse_args(__doc__.splitlines()[0], argv, correlation=True)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     return cmd_train(args) if args.command == "train" else cmd_time(args)
 

@@ -40,6 +40,7 @@ import sys
 import time
 from pathlib import Path
 
+import anchor_worker_cli
 import ase.data
 import ase.io
 import nequip
@@ -341,34 +342,9 @@ def cmd_time(args: argparse.Namespace) -> None:
     print(json.dumps(record))
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse the command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train with nequip-train and evaluate on the test file")
-    train.add_argument("--train", type=Path, required=True)
-    train.add_argument("--val", type=Path, required=True)
-    train.add_argument("--test", type=Path, required=True)
-    train.add_argument("--seed", type=int, required=True)
-    train.add_argument("--epochs", type=int, required=True)
-    train.add_argument("--cutoff", type=float, required=True)
-    train.add_argument("--workdir", type=Path, required=True)
-    train.add_argument("--channels", type=int, default=16)
-    train.add_argument("--layers", type=int, default=2)
-    train.add_argument("--lmax", type=int, default=2)
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--lr", type=float, default=0.01)
-    timing = sub.add_parser("time", help="time training and inference steps of a saved model")
-    timing.add_argument("--model", type=Path, required=True)
-    timing.add_argument("--batch", type=Path, required=True)
-    timing.add_argument("--big", type=Path, required=True)
-    timing.add_argument("--rounds", type=int, required=True)
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen subcommand; report failures as one line on stderr."""
-    args = parse_args(argv)
+    args = anchor_worker_cli.parse_args(__doc__.splitlines()[0], argv)
     try:
         {"train": cmd_train, "time": cmd_time}[args.command](args)
     except Exception as error:  # the interface asks for a one-line error

@@ -45,6 +45,7 @@ no cell) reported per atom. Medians; ratios to TDN dense 16x2. All processes: on
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -199,14 +200,14 @@ def export_split(data_name: str, s: dict, seed: int, folder: Path) -> dict[str, 
     }
 
 
-def big_cell(data_name: str, s: dict):
-    """The ~2,000-atom configuration of the per-atom inference timing (module docstring),
-    labelled with zero energy and forces (the timing needs labels, not their values)."""
+def big_cell(data_name: str, train: list):
+    """The ~2,000-atom configuration of the per-atom inference timing (module docstring), built
+    from the training configurations ``train`` of seed 0 and labelled with zero energy and forces
+    (the timing needs labels, not their values)."""
     from ase import Atoms
     from ase.build import bulk
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    train, _, _ = accuracy.load_split(data_name, s, 0)
     if data_name == "ethanol-gfn2":
         molecule = train[0]
         centred = molecule.positions - molecule.positions.mean(axis=0)
@@ -327,11 +328,11 @@ def run_anchor(unit: dict) -> dict:
 
 
 def worker_digest(name: str) -> str:
-    """sha256 of anchor ``name``'s worker script and pins: a record made by another recipe is rerun."""
+    """sha256 of anchor ``name``'s worker script, the workers' shared command line and the pins:
+    a record made by another recipe is rerun."""
     info = ANCHORS[name]
-    return hashlib.sha256(
-        info["worker"].read_bytes() + info["requirements"].read_bytes()
-    ).hexdigest()
+    files = (info["worker"], HERE / "anchor_worker_cli.py", info["requirements"])
+    return hashlib.sha256(b"".join(path.read_bytes() for path in files)).hexdigest()
 
 
 def _run_worker(command: list[str], what: str) -> str:
@@ -424,7 +425,7 @@ def speed(data_name: str, s: dict, anchors: dict[str, dict], folder: Path) -> di
 
     train, _, _ = accuracy.load_split(data_name, s, 0)
     batch_configs = train[: s["batch_size"]]
-    big = big_cell(data_name, s)
+    big = big_cell(data_name, train)
     folder.mkdir(parents=True, exist_ok=True)
     batch_file = data.write_extxyz(folder / f"{data_name}-batch.xyz", batch_configs)
     big_file = data.write_extxyz(folder / f"{data_name}-big.xyz", [big])
@@ -634,6 +635,16 @@ def _pairs(result: dict, data_name: str, a: str, b: str, key: str) -> list[tuple
     return [(r[key], theirs[r["seed"]]) for r in runs if r["model"] == a and r["seed"] in theirs]
 
 
+def _minus(rows: dict, model: str, anchor: str, key: str) -> dict | None:
+    """The paired difference ``model`` minus ``anchor`` of ``key`` (None when not both ran)."""
+    return rows[model].get("minus", {}).get(anchor, {}).get(key)
+
+
+def _ratio(slow: dict, fast: dict, key: str) -> str:
+    """How many times as fast ``fast`` is as ``slow`` at the timing ``key``."""
+    return f"{slow[key] / fast[key]:.2f}x"
+
+
 def findings(result: dict) -> list[str]:
     """Plain statements per data set and anchor, computed from the summary and the speed table.
 
@@ -652,42 +663,40 @@ def findings(result: dict) -> list[str]:
         for anchor in (a for a in ANCHORS if a in rows and a in speed_):
             a_row, a_t = rows[anchor], speed_[anchor]
 
-            def vs(m: str, key: str, rows: dict = rows, anchor: str = anchor) -> dict | None:
-                return rows[m].get("minus", {}).get(anchor, {}).get(key)
-
-            def faster(m: str, key: str, a_t: dict = a_t, speed_: dict = speed_) -> str:
-                return f"{a_t[key] / speed_[m][key]:.2f}x"
-
             text = (
                 f"{data_name}, {anchor} ({a_row['params']:,} parameters): force MAE "
                 f"{a_row[force]:.1f} meV/Å, energy MAE {a_row[energy]:.2f} meV/atom."
             )
-            reached = [m for m in tdn if (p := vs(m, force)) is not None and p["mean"] <= 0]
+            reached = [
+                m
+                for m in tdn
+                if (p := _minus(rows, m, anchor, force)) is not None and p["mean"] <= 0
+            ]
             if reached:
                 m = min(reached, key=lambda m: speed_[m]["train_step"])
                 fewer = 100 * (1 - rows[m]["params"] / a_row["params"])
                 text += (
                     f" At its force accuracy: {m} ({rows[m]['params']:,} parameters, {fewer:.0f} % "
-                    f"fewer; forces {_said(vs(m, force), '.1f', 'meV/Å')}; energies "
-                    f"{_said(vs(m, energy), '.2f', 'meV/atom')}) is {faster(m, 'train_step')} as "
-                    f"fast per training step, {faster(m, 'inference')} per inference, "
-                    f"{faster(m, 'big_inference')} on the big cell."
+                    f"fewer; forces {_said(_minus(rows, m, anchor, force), '.1f', 'meV/Å')}; energies "
+                    f"{_said(_minus(rows, m, anchor, energy), '.2f', 'meV/atom')}) is {_ratio(a_t, speed_[m], 'train_step')} as "
+                    f"fast per training step, {_ratio(a_t, speed_[m], 'inference')} per inference, "
+                    f"{_ratio(a_t, speed_[m], 'big_inference')} on the big cell."
                 )
             elif tdn:
                 m = min(tdn, key=lambda m: rows[m][force])
                 text += (
                     f" At its force accuracy: no TDN model tried gets there; the closest, {m}, "
-                    f"differs by {_said(vs(m, force), '.1f', 'meV/Å')} "
-                    f"({100 * vs(m, force)['mean'] / a_row[force]:+.0f} %)."
+                    f"differs by {_said(_minus(rows, m, anchor, force), '.1f', 'meV/Å')} "
+                    f"({100 * _minus(rows, m, anchor, force)['mean'] / a_row[force]:+.0f} %)."
                 )
             cheap = [m for m in tdn if speed_[m]["train_step"] <= a_t["train_step"]]
             if cheap:
                 m = min(cheap, key=lambda m: rows[m][force])
                 text += (
                     f" At no more cost per training step: the most accurate TDN model, {m} "
-                    f"({faster(m, 'train_step')} as fast), differs by "
-                    f"{_said(vs(m, force), '.1f', 'meV/Å')} on forces and "
-                    f"{_said(vs(m, energy), '.2f', 'meV/atom')} on energies."
+                    f"({_ratio(a_t, speed_[m], 'train_step')} as fast), differs by "
+                    f"{_said(_minus(rows, m, anchor, force), '.1f', 'meV/Å')} on forces and "
+                    f"{_said(_minus(rows, m, anchor, energy), '.2f', 'meV/atom')} on energies."
                 )
             out.append(text)
         for cp, dense in (("tdn_cp28", "tdn_dense"), ("tdn_cp28_32x3", "tdn_dense_32x3")):
@@ -759,28 +768,21 @@ def _context(s: dict) -> str:
     return json.dumps({"settings": s, "tdn": tdn_code_digest()}, sort_keys=True)
 
 
+@functools.cache
 def tdn_code_digest() -> str:
-    """sha256 of the package's Python sources: a TDN unit recorded with other code is rerun."""
+    """sha256 of the package's Python sources (once per process): a TDN unit recorded with other
+    code is rerun."""
     import tdn_theory
 
     root = Path(tdn_theory.__file__).parent
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(path.relative_to(root).as_posix().encode())
-        h.update(path.read_bytes())
+    _io.hash_files(h, sorted(root.rglob("*.py")), root)
     return h.hexdigest()[:16]
 
 
 def _read_records(path: Path | None, s: dict) -> dict:
-    if path is None or not path.exists():
-        return {}
-    context, done = _context(s), {}
-    for line in path.read_text().splitlines():
-        entry = json.loads(line) if line.strip() else {}
-        if entry.get("context") == context:
-            r = entry["record"]
-            done[(r["data"], r["model"], r["seed"])] = r
-    return done
+    records = _io.read_records(path, _context(s))
+    return {(r["data"], r["model"], r["seed"]): r for r in records}
 
 
 def _reusable(record: dict, anchor: str) -> bool:
@@ -791,8 +793,7 @@ def _reusable(record: dict, anchor: str) -> bool:
 
 
 def _append_record(path: Path, record: dict, s: dict) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps({"context": _context(s), "record": record}) + "\n")
+    _io.append_record(path, _context(s), record)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -208,9 +208,7 @@ def inputs_hash(
     """SHA-256 of the task's command line, the sources and its upstream tasks' outputs."""
     h = hashlib.sha256()
     h.update(json.dumps([task.module, task.argv(quick, Path("<out>"))]).encode())
-    for path in sources if sources is not None else source_files(root):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
+    _io.hash_files(h, sources if sources is not None else source_files(root), root)
     by_name = {t.name: t for t in tasks}
     for upstream in task.after:
         for name in by_name[upstream].outputs:

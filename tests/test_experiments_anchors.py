@@ -52,12 +52,12 @@ def test_exported_split_reads_back_with_mace_keys(tmp_path, monkeypatch):
 def test_big_cells_have_about_2000_atoms_and_no_overlaps(tmp_path, monkeypatch):
     monkeypatch.setenv("TDN_THEORY_CACHE", str(tmp_path / "cache"))
     s = anchors.settings(quick=True)
-    metal = anchors.big_cell("cuau-fcc", s)
+    train, _, _ = avr.load_split("cuau-fcc", s, 0)
+    metal = anchors.big_cell("cuau-fcc", train)
     assert len(metal) == 2048 and metal.pbc.all()
     assert list(metal.symbols).count("Au") == 512
     distances = metal.get_distances(0, range(1, len(metal)), mic=True)
     assert distances.min() > 2.0  # nearest fcc neighbours, no overlap
-    train, _, _ = avr.load_split("cuau-fcc", s, 0)
     volume = np.mean([a.get_volume() / len(a) for a in train])
     assert metal.get_volume() / len(metal) == pytest.approx(volume)
 
